@@ -1,0 +1,341 @@
+//! A whole farm on one machine: a fresh CA, a master and N builders as real processes on
+//! loopback. `quartersctl demo` runs one; the workspace tests start them the same way.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use quarters_common::NodeName;
+use quarters_common::api::v1::{HEALTH_PATH, MasterState, Role};
+use quarters_common::client::{ClientLimits, Fetched, PeerClient};
+use quarters_common::pki;
+use quarters_common::tls::FarmTrust;
+use tokio::process::{Child, Command};
+use url::Url;
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct FarmSpec {
+    /// Holds the CA, the node certificates, the configs and the logs.
+    pub dir: PathBuf,
+    pub builders: usize,
+    /// Where `quarters-master` and `quarters-builder` are.
+    pub bin_dir: PathBuf,
+}
+
+/// One node of a local farm.
+#[derive(Debug)]
+pub struct LocalNode {
+    pub name: NodeName,
+    pub role: Role,
+    pub url: Url,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A running local farm. Dropping it kills whatever is still running.
+#[derive(Debug)]
+pub struct LocalFarm {
+    pub dir: PathBuf,
+    pub ca_cert: PathBuf,
+    pub master: LocalNode,
+    pub builders: Vec<LocalNode>,
+    trust: FarmTrust,
+}
+
+impl LocalFarm {
+    /// Creates the CA, certificates and configs in `spec.dir`, and starts every node.
+    pub async fn start(spec: &FarmSpec) -> anyhow::Result<Self> {
+        for bin in ["quarters-master", "quarters-builder"] {
+            let path = spec.bin_dir.join(bin);
+            if !path.is_file() {
+                bail!(
+                    "{} is missing; build the workspace first (`cargo build --workspace --bins`)",
+                    path.display()
+                );
+            }
+        }
+        let ca_dir = spec.dir.join("ca");
+        let ca = pki::init_ca(&ca_dir, false).context("creating the farm CA")?;
+        let logs = spec.dir.join("logs");
+        fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+
+        let names: Vec<NodeName> = std::iter::once("master".to_owned())
+            .chain((1..=spec.builders).map(|i| format!("builder-{i}")))
+            .map(|n| NodeName::new(n).expect("fixed names are valid"))
+            .collect();
+        let ports = free_ports(names.len())?;
+        let mut nodes = Vec::new();
+        for (name, port) in names.iter().zip(&ports) {
+            let sans = ["127.0.0.1".to_owned(), "localhost".to_owned()];
+            pki::issue_cert(&ca_dir, &ca_dir, name, &sans, false)
+                .with_context(|| format!("issuing the certificate of {name}"))?;
+            let role = if nodes.is_empty() {
+                Role::Master
+            } else {
+                Role::Builder
+            };
+            nodes.push(LocalNode {
+                name: name.clone(),
+                role,
+                url: format!("https://127.0.0.1:{port}/").parse()?,
+                config: spec.dir.join(format!("{name}.toml")),
+                log: logs.join(format!("{name}.log")),
+                child: None,
+            });
+        }
+        let master = nodes.remove(0);
+        let builders = nodes;
+        fs::write(&master.config, master_config(&master, &builders))
+            .with_context(|| format!("writing {}", master.config.display()))?;
+        for b in &builders {
+            fs::write(&b.config, builder_config(b, &master))
+                .with_context(|| format!("writing {}", b.config.display()))?;
+        }
+
+        let mut farm = LocalFarm {
+            dir: spec.dir.clone(),
+            trust: FarmTrust::load(&ca.cert)?,
+            ca_cert: ca.cert,
+            master,
+            builders,
+        };
+        farm.master.spawn(&spec.bin_dir.join("quarters-master"))?;
+        for b in &mut farm.builders {
+            b.spawn(&spec.bin_dir.join("quarters-builder"))?;
+        }
+        farm.wait_healthy(Duration::from_secs(30)).await?;
+        Ok(farm)
+    }
+
+    /// A client that reads `node` with the farm's trust.
+    pub fn client(&self, node: &LocalNode) -> PeerClient {
+        PeerClient::new(
+            &self.trust,
+            node.name.clone(),
+            node.url.clone(),
+            ClientLimits::default(),
+        )
+    }
+
+    /// Waits until every node answers its health probe.
+    pub async fn wait_healthy(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut nodes: Vec<&mut LocalNode> = std::iter::once(&mut self.master)
+            .chain(self.builders.iter_mut())
+            .collect();
+        let clients: Vec<PeerClient> = nodes
+            .iter()
+            .map(|n| {
+                PeerClient::new(
+                    &self.trust,
+                    n.name.clone(),
+                    n.url.clone(),
+                    ClientLimits::default(),
+                )
+            })
+            .collect();
+        for (node, client) in nodes.iter_mut().zip(&clients) {
+            loop {
+                if client.get_bytes(HEALTH_PATH, 1 << 16).await.is_ok() {
+                    break;
+                }
+                if let Some(status) = node.exited()? {
+                    bail!(
+                        "{} exited ({status}) before serving; see {}",
+                        node.name,
+                        node.log.display()
+                    );
+                }
+                if tokio::time::Instant::now() > deadline {
+                    bail!(
+                        "{} did not answer within {timeout:?}; see {}",
+                        node.name,
+                        node.log.display()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the master's state shows every builder up, and returns that state.
+    pub async fn wait_builders_up(&self, timeout: Duration) -> anyhow::Result<MasterState> {
+        let client = self.client(&self.master);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut etag: Option<String> = None;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                bail!(
+                    "not every builder was up after {timeout:?}; see the logs in {}",
+                    self.dir.display()
+                );
+            }
+            let wait = left.min(Duration::from_secs(5));
+            match client
+                .state::<MasterState>(Role::Master, etag.as_deref(), wait)
+                .await?
+            {
+                Fetched::New { state, etag: e } => {
+                    if state.content.builders.iter().all(|b| b.status.is_up()) {
+                        return Ok(state.content);
+                    }
+                    etag = Some(e);
+                }
+                Fetched::Unchanged => {}
+            }
+        }
+    }
+
+    /// Asks every node to stop (SIGTERM) and waits for them; kills what is left after `grace`.
+    pub async fn stop(&mut self, grace: Duration) -> anyhow::Result<()> {
+        for node in self
+            .builders
+            .iter_mut()
+            .chain(std::iter::once(&mut self.master))
+        {
+            node.stop(grace).await?;
+        }
+        Ok(())
+    }
+
+    /// Fails if any node has exited.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        for node in std::iter::once(&mut self.master).chain(self.builders.iter_mut()) {
+            if let Some(status) = node.exited()? {
+                bail!(
+                    "{} exited ({status}); see {}",
+                    node.name,
+                    node.log.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Every node, master first.
+    pub fn nodes(&self) -> impl Iterator<Item = &LocalNode> {
+        std::iter::once(&self.master).chain(&self.builders)
+    }
+}
+
+impl LocalNode {
+    fn spawn(&mut self, bin: &Path) -> anyhow::Result<()> {
+        let log = fs::File::create(&self.log)
+            .with_context(|| format!("creating {}", self.log.display()))?;
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    fn exited(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        match &mut self.child {
+            Some(child) => Ok(child.try_wait()?),
+            None => Ok(None),
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `grace`; then SIGKILL. Returns the exit status.
+    pub async fn stop(
+        &mut self,
+        grace: Duration,
+    ) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(None);
+        };
+        if let Some(pid) = child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+        match tokio::time::timeout(grace, child.wait()).await {
+            Ok(status) => Ok(Some(status?)),
+            Err(_) => {
+                tracing::warn!(node = %self.name, "did not stop within {grace:?}; killing it");
+                child.kill().await?;
+                Ok(Some(child.wait().await?))
+            }
+        }
+    }
+
+    /// Kills the node at once with SIGKILL, as a crash would.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Ports free on 127.0.0.1 right now. They are released before the nodes bind them, so another
+/// process could take one in between; on a test machine that is rare, and the node then fails
+/// loudly at start-up.
+pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))))
+        .collect::<Result<Vec<_>, _>>()
+        .context("finding free ports on 127.0.0.1")?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+fn tls_table(name: &NodeName) -> String {
+    format!("[tls]\nca = \"ca/ca.pem\"\ncert = \"ca/{name}.pem\"\nkey = \"ca/{name}.key\"\n")
+}
+
+fn listen_of(node: &LocalNode) -> String {
+    format!(
+        "127.0.0.1:{}",
+        node.url.port().expect("local URLs carry a port")
+    )
+}
+
+fn master_config(master: &LocalNode, builders: &[LocalNode]) -> String {
+    let mut s = format!(
+        "# Written by quartersctl for a local farm.\nname = \"{}\"\nlisten = \"{}\"\n\n{}",
+        master.name,
+        listen_of(master),
+        tls_table(&master.name)
+    );
+    for b in builders {
+        let _ = write!(
+            s,
+            "\n[[builder]]\nname = \"{}\"\nurl = \"{}\"\n",
+            b.name, b.url
+        );
+    }
+    s
+}
+
+fn builder_config(builder: &LocalNode, master: &LocalNode) -> String {
+    format!(
+        "# Written by quartersctl for a local farm.\nname = \"{}\"\nlisten = \"{}\"\n\n[master]\nname = \"{}\"\nurl = \"{}\"\n\n{}",
+        builder.name,
+        listen_of(builder),
+        master.name,
+        master.url,
+        tls_table(&builder.name)
+    )
+}

@@ -1,0 +1,67 @@
+//! Helpers for the workspace tests: where the built binaries are, and farms started from them.
+//!
+//! The tests start the real `quarters-master`, `quarters-builder` and `quartersctl` binaries.
+//! They live in other packages of the workspace, so Cargo does not hand their paths to this
+//! crate; they are found in the target directory beside the test executable instead.
+//! `contrib/test.sh` builds them before the tests run.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use quarters_master::localfarm::{FarmSpec, LocalFarm};
+
+/// The directory holding the workspace's binaries for this test run's profile.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    // target/<profile>/deps/<test> -> target/<profile>
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executables live in target/<profile>/deps")
+        .to_owned();
+    for bin in ["quarters-master", "quarters-builder", "quartersctl"] {
+        assert!(
+            dir.join(bin).is_file(),
+            "{} is missing: build the binaries first (`cargo build --workspace --bins`, as contrib/test.sh does)",
+            dir.join(bin).display()
+        );
+    }
+    dir
+}
+
+/// The path of one of the workspace's binaries.
+pub fn bin(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
+/// A command for one of the workspace's binaries, logging at `info`.
+pub fn command(name: &str) -> Command {
+    let mut cmd = Command::new(bin(name));
+    cmd.env("RUST_LOG", "info");
+    cmd
+}
+
+/// Starts a local farm with `builders` builders in a fresh temporary directory.
+pub async fn start_farm(builders: usize) -> (tempfile::TempDir, LocalFarm) {
+    let dir = tempfile::tempdir().expect("creating a temporary directory");
+    let spec = FarmSpec {
+        dir: dir.path().to_owned(),
+        builders,
+        bin_dir: bin_dir(),
+    };
+    let farm = LocalFarm::start(&spec)
+        .await
+        .expect("starting a local farm");
+    (dir, farm)
+}
+
+/// Asserts that `haystack` contains every one of `needles`, showing all of it if not.
+#[track_caller]
+pub fn assert_contains(haystack: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(
+            haystack.contains(needle),
+            "expected {needle:?} in:\n{haystack}"
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! `quartersctl demo`: the README's first command starts a farm that curl can read, and stops
+//! it cleanly on Ctrl-C.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use quarters_tests::command;
+
+#[test]
+fn demo_serves_state_to_curl_and_stops_on_ctrl_c() {
+    let mut demo = command("quartersctl")
+        .args(["demo", "--builders", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut curl_line = None;
+    let mut lines = Vec::new();
+    for line in stdout.by_ref() {
+        let line = line.unwrap();
+        if line.trim_start().starts_with("curl --cacert") && curl_line.is_none() {
+            curl_line = Some(line.trim().to_owned());
+        }
+        let done = line.contains("Ctrl-C stops the farm");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let output = lines.join("\n");
+    assert!(
+        output.contains("The master sees all 2 builders up"),
+        "{output}"
+    );
+    let curl_line = curl_line.unwrap_or_else(|| panic!("no curl example in:\n{output}"));
+    let args: Vec<&str> = curl_line.split_whitespace().skip(1).collect();
+    let out = Command::new("curl")
+        .arg("-sS")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["content"]["builders"].as_array().unwrap().len(), 2);
+    let url = args.last().unwrap().to_string();
+
+    // Keep reading, so that what the demo prints while it stops has somewhere to go.
+    let rest = std::thread::spawn(move || stdout.map_while(Result::ok).collect::<Vec<_>>());
+    kill(Pid::from_raw(demo.id() as i32), Signal::SIGINT).unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = demo.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the demo did not stop on Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    let rest = rest.join().unwrap().join("\n");
+    assert!(rest.contains("Stopping the farm"), "{rest}");
+    let out = Command::new("curl")
+        .args(["-sS", "-k", &url])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the master still answers after the demo stopped"
+    );
+}

@@ -1,0 +1,8 @@
+//! Workspace integration tests: one binary, one module per capability.
+
+mod config_errors;
+mod demo;
+mod pki_cli;
+mod readme;
+mod state_protocol;
+mod tls_trust;
