@@ -26,9 +26,14 @@ fn readme_examples() -> String {
 #[tokio::test]
 async fn the_readme_curl_examples_work_against_a_live_farm() {
     let (_dir, mut farm) = start_farm(1).await;
-    farm.wait_builders_up(Duration::from_secs(30)).await.unwrap();
+    farm.wait_builders_up(Duration::from_secs(30))
+        .await
+        .unwrap();
     let script = readme_examples();
-    assert!(script.lines().filter(|l| l.starts_with("curl ")).count() >= 5, "{script}");
+    assert!(
+        script.lines().filter(|l| l.starts_with("curl ")).count() >= 5,
+        "{script}"
+    );
     let base = |url: &url::Url| url.as_str().trim_end_matches('/').to_owned();
     let out = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &script])
