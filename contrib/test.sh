@@ -9,6 +9,14 @@ cd "$(dirname "$0")/.."
 # command -> Debian package, Arch package
 tools=(
   "curl curl curl"
+  "tar tar tar"
+  "svn subversion subversion"
+  "svnadmin subversion subversion"
+  "cvs cvs cvs"
+  "makepkg makepkg pacman"
+  "unshare util-linux util-linux"
+  "setpriv util-linux util-linux"
+  "prlimit util-linux util-linux"
 )
 
 missing_debian=() missing_arch=() missing_cmds=()

@@ -2,10 +2,14 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use quarters_common::NodeName;
 use quarters_common::config::{self, ConfigError, PeerSection, TlsSection};
 use quarters_common::tls::Identity;
+use quarters_parsers::SourceSpec;
+use quarters_parsers::layout::Layout;
+use quarters_parsers::scan::Evaluation;
 use serde::Deserialize;
 use url::Url;
 
@@ -17,10 +21,66 @@ pub struct MasterFile {
     pub name: NodeName,
     /// Address to serve HTTPS on.
     pub listen: SocketAddr,
+    /// Where the master keeps its database, scan cache and repositories.
+    pub state_dir: PathBuf,
     pub tls: TlsSection,
+    #[serde(default)]
+    pub scan: ScanSection,
+    /// The package sources, one `[[source]]` table each.
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceSection>,
     /// The builders of the farm, one `[[builder]]` table each.
     #[serde(default, rename = "builder")]
     pub builders: Vec<PeerSection>,
+}
+
+/// `[scan]`: how sources are read.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ScanSection {
+    /// Evaluate a PKGBUILD that has no .SRCINFO with `makepkg --printsrcinfo`, in a sandbox.
+    #[serde(default = "yes")]
+    pub evaluate_pkgbuilds: bool,
+    /// Seconds a PKGBUILD gets to evaluate.
+    #[serde(default = "twenty")]
+    pub pkgbuild_timeout: u64,
+}
+
+impl Default for ScanSection {
+    fn default() -> Self {
+        ScanSection {
+            evaluate_pkgbuilds: true,
+            pkgbuild_timeout: twenty(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn twenty() -> u64 {
+    20
+}
+
+/// One `[[source]]` table: common keys, and the kind's own (checked by the kind).
+#[derive(Deserialize, Debug)]
+pub struct SourceSection {
+    /// Names the source in logs, URLs and its cache file.
+    pub name: NodeName,
+    /// `git`, `svn` or `cvs`.
+    pub kind: String,
+    #[serde(default = "one")]
+    pub depth: usize,
+    #[serde(default)]
+    pub subdir: Option<String>,
+    /// Everything else belongs to the kind.
+    #[serde(flatten)]
+    pub options: toml::Table,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// The validated config (stage two).
@@ -29,7 +89,10 @@ pub struct MasterConfig {
     pub path: PathBuf,
     pub name: NodeName,
     pub listen: SocketAddr,
+    pub state_dir: PathBuf,
     pub identity: Identity,
+    pub sources: Vec<SourceSpec>,
+    pub evaluation: Evaluation,
     pub builders: Vec<BuilderEntry>,
 }
 
@@ -70,12 +133,50 @@ impl MasterConfig {
                 url: config::https_base_url(path, &format!("{key}.url"), &b.url)?,
             });
         }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut sources: Vec<SourceSpec> = Vec::with_capacity(file.sources.len());
+        for (i, s) in file.sources.into_iter().enumerate() {
+            let key = format!("source[{i}]");
+            if sources.iter().any(|seen| seen.name == s.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    path,
+                    &format!("{key}.name"),
+                    format!("source {:?} is listed twice", s.name.as_str()),
+                ));
+            }
+            let spec = SourceSpec {
+                name: s.name.to_string(),
+                kind: s.kind,
+                layout: Layout {
+                    depth: s.depth,
+                    subdir: s.subdir,
+                },
+                options: s.options,
+            };
+            // Opening checks the kind's options now, so that a typo stops the master at start.
+            quarters_parsers::open(&spec, base)
+                .map_err(|e| ConfigError::invalid(path, &format!("{key}.{}", e.key), e.message))?;
+            sources.push(spec);
+        }
+        if file.scan.pkgbuild_timeout == 0 {
+            return Err(ConfigError::invalid(
+                path,
+                "scan.pkgbuild_timeout",
+                "must be at least 1 second",
+            ));
+        }
         let identity = file.tls.load_identity(path, &file.name)?;
         Ok(MasterConfig {
             path: path.to_owned(),
             name: file.name,
             listen: file.listen,
+            state_dir: config::resolve(path, &file.state_dir),
             identity,
+            sources,
+            evaluation: Evaluation {
+                enabled: file.scan.evaluate_pkgbuilds,
+                timeout: Duration::from_secs(file.scan.pkgbuild_timeout),
+            },
             builders,
         })
     }
@@ -91,5 +192,7 @@ mod tests {
         let file: MasterFile = config::load(&path).unwrap();
         assert_eq!(file.name.as_str(), "master");
         assert_eq!(file.builders.len(), 2);
+        assert_eq!(file.sources.len(), 1);
+        assert_eq!(file.sources[0].kind, "git");
     }
 }

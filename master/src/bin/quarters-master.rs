@@ -1,26 +1,49 @@
-//! `quarters-master --config FILE`: runs the master.
+//! `quarters-master --config FILE` runs the master; `quarters-master scan --config FILE` prints
+//! what its sources hold.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use quarters_master::config::MasterConfig;
 
 /// The Quarters master: watches package sources, publishes the ready list, keeps the repos.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Args {
     /// The master's config file.
     #[arg(long, short, env = "QUARTERS_MASTER_CONFIG")]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Scans every source once and prints each package with its metadata or its error, without
+    /// starting the server.
+    Scan {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
     quarters_common::telemetry::init();
     let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
+    let result = match args.command {
+        Some(Command::Scan { config, json }) => scan(&config, json),
+        None => match args.config {
+            Some(config) => serve(&config),
+            None => Err(anyhow::anyhow!("--config FILE is required")),
+        },
+    };
+    match result {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("quarters-master: {e:#}");
             ExitCode::FAILURE
@@ -28,11 +51,22 @@ fn main() -> ExitCode {
     }
 }
 
+fn scan(config: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    let config = MasterConfig::load(config)?;
+    let all_read = quarters_master::scan::print_scan(&config, json, &mut std::io::stdout().lock())?;
+    Ok(if all_read {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 #[tokio::main]
-async fn run(args: &Args) -> anyhow::Result<()> {
-    let config = MasterConfig::load(&args.config)?;
+async fn serve(config: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = MasterConfig::load(config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
-    quarters_master::run(config, listener, quarters_common::shutdown::signal()).await
+    quarters_master::run(config, listener, quarters_common::shutdown::signal()).await?;
+    Ok(ExitCode::SUCCESS)
 }

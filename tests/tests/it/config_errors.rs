@@ -20,6 +20,7 @@ fn pki_in(dir: &Path) {
 const MASTER_OK: &str = r#"
 name = "master"
 listen = "127.0.0.1:0"
+state_dir = "state"
 
 [tls]
 ca = "ca.pem"

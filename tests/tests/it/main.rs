@@ -4,5 +4,6 @@ mod config_errors;
 mod demo;
 mod pki_cli;
 mod readme;
+mod scan_cli;
 mod state_protocol;
 mod tls_trust;

@@ -1,0 +1,157 @@
+//! Running the version-control command-line clients (svn, cvs) and makepkg with a time limit,
+//! in their own process group, with errors that say which command failed and what it printed.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// Why a command failed; the text names the command.
+#[derive(Debug, thiserror::Error)]
+pub enum CmdError {
+    #[error("`{command}` could not be started: {reason}")]
+    NotStarted { command: String, reason: String },
+    #[error("`{command}` did not finish within {limit:?} and was killed")]
+    TimedOut { command: String, limit: Duration },
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Failed {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+}
+
+/// Runs `program args...` (in `dir`, if given) with `LC_ALL=C`, and returns its standard output.
+pub fn run(
+    program: &str,
+    args: &[&str],
+    dir: Option<&Path>,
+    limit: Duration,
+) -> Result<String, CmdError> {
+    let mut cmd = Command::new(program);
+    cmd.args(args).env("LC_ALL", "C");
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    let what = std::iter::once(program)
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    run_command(cmd, &what, limit)
+}
+
+/// Runs a prepared command in a new process group, killing the whole group if it runs longer
+/// than `limit`, and returns its standard output. `what` names it in errors.
+pub fn run_command(mut cmd: Command, what: &str, limit: Duration) -> Result<String, CmdError> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = cmd.spawn().map_err(|e| CmdError::NotStarted {
+        command: what.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let pid = child.id();
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    // Both pipes are drained at once, so that a chatty command never blocks on a full pipe.
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        buf
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = match rx.recv_timeout(limit) {
+        Ok(status) => status,
+        Err(_) => {
+            let group = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+            let _ = killpg(group, Signal::SIGKILL);
+            let _ = rx.recv();
+            return Err(CmdError::TimedOut {
+                command: what.to_owned(),
+                limit,
+            });
+        }
+    };
+    let stdout = out_reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    let status = status.map_err(|e| CmdError::NotStarted {
+        command: what.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if !status.success() {
+        return Err(CmdError::Failed {
+            command: what.to_owned(),
+            status: status.to_string(),
+            stderr: tail(&String::from_utf8_lossy(&stderr), 2000),
+        });
+    }
+    Ok(String::from_utf8_lossy(&stdout).into_owned())
+}
+
+/// The last `max` bytes of `text`, trimmed, on a character boundary.
+fn tail(text: &str, max: usize) -> String {
+    let text = text.trim();
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("...{}", &text[start..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn returns_stdout_and_names_failures() {
+        let out = run("sh", &["-c", "echo hello"], None, Duration::from_secs(5)).unwrap();
+        assert_eq!(out, "hello\n");
+        let err = run(
+            "sh",
+            &["-c", "echo oops >&2; exit 3"],
+            None,
+            Duration::from_secs(5),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`sh -c echo oops >&2; exit 3` failed"),
+            "{err}"
+        );
+        assert!(err.contains("oops"), "{err}");
+        let err = run("no-such-tool-here", &[], None, Duration::from_secs(5)).unwrap_err();
+        assert!(matches!(err, CmdError::NotStarted { .. }), "{err}");
+    }
+
+    #[test]
+    fn kills_the_whole_group_after_the_limit() {
+        let started = std::time::Instant::now();
+        let err = run(
+            "sh",
+            &["-c", "sleep 30 & sleep 30; wait"],
+            None,
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(matches!(err, CmdError::TimedOut { .. }), "{err}");
+        // The pipes close only once the background sleep is dead too.
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}

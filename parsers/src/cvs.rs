@@ -1,0 +1,293 @@
+//! CVS sources (pkgsrc, OpenBSD ports), read with the `cvs` client.
+//!
+//! CVS has no repository-wide revision, so a revision here is a date (`YYYY-MM-DD HH:MM:SS UTC`):
+//! the tree as it stood then, which `cvs -D` can always check out again. A package's content id
+//! is a digest of its files' revision numbers; "what changed since" is `cvs rdiff -s`, as in
+//! OpenBSD's bulk builds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use crate::bump;
+use crate::cmd;
+use crate::git::hex;
+use crate::layout::{Layout, is_ignored};
+use crate::source::{Entry, Files, Listing, Revision, Source, SourceError};
+use crate::svn::read_dir_files;
+
+/// Options of a `kind = "cvs"` source.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CvsOptions {
+    /// The CVSROOT: a local path, or `:pserver:user@host:/cvs`, `:ext:...`.
+    pub root: String,
+    /// The module holding the packages.
+    pub module: String,
+}
+
+const LIMIT: Duration = Duration::from_secs(600);
+/// Modules named in one `cvs export`, to stay clear of argument-length limits.
+const EXPORT_BATCH: usize = 200;
+/// A revision is this far in the past, so that a commit still being written in the current
+/// second is seen whole at the next poll rather than half now.
+const SETTLE: time::Duration = time::Duration::seconds(2);
+
+pub fn open(options: CvsOptions, layout: Layout) -> Result<Box<dyn Source>, String> {
+    if options.module.is_empty() || options.module.split('/').any(|c| c.is_empty() || c == "..") {
+        return Err(format!(
+            "module {:?} is not a plain module name",
+            options.module
+        ));
+    }
+    Ok(Box::new(Cvs {
+        root: options.root,
+        module: options.module,
+        layout,
+    }))
+}
+
+#[derive(Debug)]
+pub struct Cvs {
+    root: String,
+    module: String,
+    layout: Layout,
+}
+
+fn now_revision(offset: time::Duration) -> Revision {
+    let format = format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    let at = OffsetDateTime::now_utc() + offset;
+    Revision(at.format(format).expect("the date format is valid"))
+}
+
+impl Cvs {
+    fn cvs(&self, args: &[&str], dir: Option<&Path>) -> Result<String, SourceError> {
+        let mut all = vec!["-Q", "-d", &self.root];
+        all.extend_from_slice(args);
+        cmd::run("cvs", &all, dir, LIMIT).map_err(|e| {
+            SourceError::Unavailable(format!("cvs {} {}: {e}", self.root, self.module))
+        })
+    }
+
+    /// The module-relative path of a repository path printed by cvs, without `,v` and `Attic/`.
+    fn relative(&self, path: &str) -> Option<String> {
+        let marker = format!("{}/", self.module);
+        let start = path.find(&marker)? + marker.len();
+        let rel = path[start..].trim_end_matches(",v").replace("/Attic/", "/");
+        Some(rel)
+    }
+
+    /// Exports `build_dirs` at `revision` under `dir/<module>/`.
+    fn export_into(
+        &self,
+        revision: &Revision,
+        build_dirs: &[String],
+        dir: &Path,
+    ) -> Result<(), SourceError> {
+        for batch in build_dirs.chunks(EXPORT_BATCH) {
+            let modules: Vec<String> = batch
+                .iter()
+                .map(|d| format!("{}/{d}", self.module))
+                .collect();
+            let mut args = vec!["export", "-D", &revision.0];
+            args.extend(modules.iter().map(String::as_str));
+            self.cvs(&args, Some(dir))?;
+        }
+        Ok(())
+    }
+
+    /// The author of the newest revision, at or before `revision`, of any file in each package.
+    fn packagers(&self, revision: &Revision, paths: &[String]) -> HashMap<String, String> {
+        let mut newest: HashMap<String, (String, String)> = HashMap::new();
+        for batch in paths.chunks(EXPORT_BATCH) {
+            let modules: Vec<String> = batch
+                .iter()
+                .map(|d| format!("{}/{d}", self.module))
+                .collect();
+            let range = format!("<{}", revision.0);
+            let mut args = vec!["rlog", "-N", "-d", &range];
+            args.extend(modules.iter().map(String::as_str));
+            let Ok(log) = self.cvs(&args, None) else {
+                continue;
+            };
+            let mut package: Option<String> = None;
+            for line in log.lines() {
+                if let Some(file) = line.strip_prefix("RCS file: ") {
+                    package = self
+                        .relative(file)
+                        .and_then(|rel| self.layout.package_of(&rel));
+                } else if let (Some(pkg), Some(rest)) = (&package, line.strip_prefix("date: ")) {
+                    let date = rest.split(';').next().unwrap_or("").to_owned();
+                    let author = rest
+                        .split(';')
+                        .find_map(|f| f.trim().strip_prefix("author: "))
+                        .unwrap_or("")
+                        .to_owned();
+                    let slot = newest.entry(pkg.clone()).or_default();
+                    if date > slot.0 {
+                        *slot = (date, author);
+                    }
+                }
+            }
+        }
+        newest
+            .into_iter()
+            .map(|(pkg, (_, author))| (pkg, author))
+            .collect()
+    }
+}
+
+impl Source for Cvs {
+    fn kind(&self) -> &'static str {
+        "cvs"
+    }
+
+    fn list(&mut self, _known: Option<&Revision>) -> Result<Option<Listing>, SourceError> {
+        // Without a repository-wide revision there is no cheaper test than listing.
+        let revision = now_revision(-SETTLE);
+        let out = self.cvs(&["rls", "-e", "-R", "-D", &revision.0, &self.module], None)?;
+        let mut files: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut dir = String::new();
+        for line in out.lines() {
+            if let Some(section) = line.strip_suffix(':') {
+                dir = self.relative(&format!("{section}/")).unwrap_or_default();
+                continue;
+            }
+            // Entries: `/name/revision/date//` for files, `D/name////` for directories.
+            let Some(rest) = line.strip_prefix('/') else {
+                continue;
+            };
+            let mut fields = rest.split('/');
+            let (Some(name), Some(rev)) = (fields.next(), fields.next()) else {
+                continue;
+            };
+            let path = format!("{dir}{name}");
+            if let Some(pkg) = self.layout.package_of(&path)
+                && path != pkg
+            {
+                files.entry(pkg).or_default().push(format!("{path} {rev}"));
+            }
+        }
+        let entries = files
+            .into_iter()
+            .filter(|(pkg, _)| !pkg.split('/').any(is_ignored))
+            .map(|(path, mut revs)| {
+                revs.sort();
+                let digest = Sha256::digest(revs.join("\n").as_bytes());
+                Entry {
+                    path,
+                    content_id: hex(&digest[..16]),
+                }
+            })
+            .collect();
+        Ok(Some(Listing { revision, entries }))
+    }
+
+    fn read(&mut self, revision: &Revision, entries: &[Entry]) -> Vec<Result<Files, SourceError>> {
+        let tmp = match tempfile::tempdir() {
+            Ok(t) => t,
+            Err(e) => {
+                let e = format!("temporary directory: {e}");
+                return entries
+                    .iter()
+                    .map(|_| Err(SourceError::Unavailable(e.clone())))
+                    .collect();
+            }
+        };
+        let build_dirs: Vec<String> = entries
+            .iter()
+            .map(|e| self.layout.build_dir(&e.path))
+            .collect();
+        if let Err(e) = self.export_into(revision, &build_dirs, tmp.path()) {
+            return entries
+                .iter()
+                .map(|_| Err(SourceError::Package(e.to_string())))
+                .collect();
+        }
+        let paths: Vec<String> = entries.iter().map(|e| e.path.clone()).collect();
+        let packagers = self.packagers(revision, &paths);
+        entries
+            .iter()
+            .zip(&build_dirs)
+            .map(|(entry, build_dir)| {
+                let dir = tmp.path().join(&self.module).join(build_dir);
+                let mut files = read_dir_files(&dir, build_dir).map_err(|e| {
+                    SourceError::Package(format!("cvs {} {}: {e}", self.root, self.module))
+                })?;
+                files.packager = packagers.get(&entry.path).cloned();
+                Ok(files)
+            })
+            .collect()
+    }
+
+    fn changed_since(&mut self, since: &Revision) -> Result<(Revision, Vec<String>), SourceError> {
+        let now = now_revision(-SETTLE);
+        let out = self.cvs(
+            &["rdiff", "-s", "-D", &since.0, "-D", &now.0, &self.module],
+            None,
+        )?;
+        let mut changed: Vec<String> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("File "))
+            .filter_map(|l| l.split(' ').next())
+            .filter_map(|p| self.relative(&format!("/{p}")))
+            .filter_map(|p| self.layout.package_of(&p))
+            .collect();
+        changed.sort();
+        changed.dedup();
+        Ok((now, changed))
+    }
+
+    fn export(&mut self, revision: &Revision, path: &str, dest: &Path) -> Result<(), SourceError> {
+        let tmp = tempfile::tempdir()
+            .map_err(|e| SourceError::Unavailable(format!("temporary directory: {e}")))?;
+        let build_dir = self.layout.build_dir(path);
+        self.export_into(revision, std::slice::from_ref(&build_dir), tmp.path())?;
+        let exported = tmp.path().join(&self.module).join(&build_dir);
+        if !exported.is_dir() {
+            return Err(SourceError::Package(format!(
+                "cvs {} {}: no package {path} at {revision}",
+                self.root, self.module
+            )));
+        }
+        fs::rename(&exported, dest)
+            .map_err(|e| SourceError::Unavailable(format!("{}: {e}", dest.display())))
+    }
+
+    fn bump_pkgrel(&mut self, path: &str, message: &str) -> Result<Revision, SourceError> {
+        let tmp = tempfile::tempdir()
+            .map_err(|e| SourceError::Unavailable(format!("temporary directory: {e}")))?;
+        let module = format!("{}/{}", self.module, self.layout.build_dir(path));
+        self.cvs(&["checkout", "-d", "wc", &module], Some(tmp.path()))?;
+        let wc = tmp.path().join("wc");
+        let pkgbuild = fs::read_to_string(wc.join("PKGBUILD"))
+            .map_err(|e| SourceError::Package(format!("cvs {module}: PKGBUILD: {e}")))?;
+        let srcinfo = fs::read_to_string(wc.join(".SRCINFO")).ok();
+        let bumped = bump::bump(&pkgbuild, srcinfo.as_deref())
+            .map_err(|e| SourceError::Package(format!("cvs {module}: {e}")))?;
+        fs::write(wc.join("PKGBUILD"), &bumped.pkgbuild)
+            .map_err(|e| SourceError::Unavailable(format!("PKGBUILD: {e}")))?;
+        if let Some(s) = &bumped.srcinfo {
+            fs::write(wc.join(".SRCINFO"), s)
+                .map_err(|e| SourceError::Unavailable(format!(".SRCINFO: {e}")))?;
+        }
+        self.cvs(&["commit", "-m", message], Some(&wc))?;
+        // The commit is dated now; a revision a second later surely includes it.
+        Ok(now_revision(time::Duration::seconds(1)))
+    }
+
+    fn watch_paths(&self) -> Vec<PathBuf> {
+        let local = self.root.strip_prefix(":local:").unwrap_or(&self.root);
+        if local.starts_with('/') {
+            vec![Path::new(local).join(&self.module)]
+        } else {
+            Vec::new()
+        }
+    }
+}

@@ -1,0 +1,732 @@
+//! Git sources, read with git2 (libgit2): no `git` process is started.
+//!
+//! Two layouts: one repository whose directories are packages (Arch's packaging, pkgsrc-style
+//! `category/name` too), and a directory of repositories, one per package (the AUR).
+//! A remote repository is mirrored locally (`git clone --mirror`, then `git fetch` from a timer
+//! or hook); the source reads the mirror, and its watcher sees each fetch at once.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use git2::{ObjectType, Oid, Repository, Signature, Tree};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::bump;
+use crate::layout::{Layout, is_ignored};
+use crate::meta::MAX_SRCINFO_BYTES;
+use crate::source::{Entry, Files, Listing, Revision, Source, SourceError};
+
+/// Options of a `kind = "git"` source.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct GitOptions {
+    /// A local repository (bare or not), or with `repository_per_package`, a directory of them.
+    pub path: PathBuf,
+    /// The branch to build; by default whatever HEAD points at.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Each directory under `path` is the repository of one package, named after it
+    /// (`foo/` or `foo.git/`).
+    #[serde(default)]
+    pub repository_per_package: bool,
+}
+
+/// How far back the packager of a package is looked for.
+const MAX_HISTORY_WALK: usize = 20_000;
+
+/// Opens a git source.
+pub fn open(options: GitOptions, layout: Layout) -> Result<Box<dyn Source>, String> {
+    if options.repository_per_package {
+        if !options.path.is_dir() {
+            return Err(format!("{}: not a directory", options.path.display()));
+        }
+        return Ok(Box::new(GitRepos {
+            dir: options.path,
+            branch: options.branch,
+            layout,
+            history: VecDeque::new(),
+        }));
+    }
+    let repo = Repository::open(&options.path).map_err(|e| {
+        format!(
+            "{}: not a git repository: {}",
+            options.path.display(),
+            e.message()
+        )
+    })?;
+    Ok(Box::new(GitTree {
+        path: options.path,
+        repo,
+        branch: options.branch,
+        layout,
+    }))
+}
+
+/// One repository, one directory per package.
+pub struct GitTree {
+    path: PathBuf,
+    repo: Repository,
+    branch: Option<String>,
+    layout: Layout,
+}
+
+impl std::fmt::Debug for GitTree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitTree")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GitTree {
+    fn unavailable(&self, what: &str, e: &git2::Error) -> SourceError {
+        SourceError::Unavailable(format!(
+            "git {}: {what}: {}",
+            self.path.display(),
+            e.message()
+        ))
+    }
+
+    fn head(&self) -> Result<git2::Commit<'_>, SourceError> {
+        head_commit(&self.repo, self.branch.as_deref())
+            .map_err(|e| self.unavailable("reading the branch", &e))
+    }
+
+    fn commit(&self, revision: &Revision) -> Result<git2::Commit<'_>, SourceError> {
+        find_commit(&self.repo, revision).map_err(|e| {
+            SourceError::Refused(format!(
+                "git {}: revision {revision}: {}",
+                self.path.display(),
+                e.message()
+            ))
+        })
+    }
+
+    fn listing_of(&self, tree: &Tree<'_>) -> Vec<Entry> {
+        list_packages(&self.repo, tree, &self.layout)
+    }
+}
+
+impl Source for GitTree {
+    fn kind(&self) -> &'static str {
+        "git"
+    }
+
+    fn list(&mut self, known: Option<&Revision>) -> Result<Option<Listing>, SourceError> {
+        let head = self.head()?;
+        let revision = Revision(head.id().to_string());
+        if known == Some(&revision) {
+            return Ok(None);
+        }
+        let tree = head
+            .tree()
+            .map_err(|e| self.unavailable("reading the tree", &e))?;
+        let entries = self.listing_of(&tree);
+        Ok(Some(Listing { revision, entries }))
+    }
+
+    fn read(&mut self, revision: &Revision, entries: &[Entry]) -> Vec<Result<Files, SourceError>> {
+        let commit = match self.commit(revision) {
+            Ok(c) => c,
+            Err(e) => {
+                return entries
+                    .iter()
+                    .map(|_| Err(SourceError::Refused(e.to_string())))
+                    .collect();
+            }
+        };
+        let dirs: Vec<String> = entries
+            .iter()
+            .map(|e| self.layout.build_dir(&e.path))
+            .collect();
+        let packagers = last_changes(&commit, &dirs);
+        let tree = match commit.tree() {
+            Ok(t) => t,
+            Err(e) => {
+                return entries
+                    .iter()
+                    .map(|_| Err(self.unavailable("reading the tree", &e)))
+                    .collect();
+            }
+        };
+        dirs.iter()
+            .map(|dir| {
+                let mut files = read_files(&self.repo, &tree, dir).map_err(|e| {
+                    SourceError::Package(format!("git {}: {e}", self.path.display()))
+                })?;
+                files.packager = packagers.get(dir.as_str()).cloned();
+                Ok(files)
+            })
+            .collect()
+    }
+
+    fn changed_since(&mut self, since: &Revision) -> Result<(Revision, Vec<String>), SourceError> {
+        let old = self.commit(since)?;
+        let head = self.head()?;
+        let old_tree = old
+            .tree()
+            .map_err(|e| self.unavailable("reading the tree", &e))?;
+        let new_tree = head
+            .tree()
+            .map_err(|e| self.unavailable("reading the tree", &e))?;
+        let changed = diff_listings(&self.listing_of(&old_tree), &self.listing_of(&new_tree));
+        Ok((Revision(head.id().to_string()), changed))
+    }
+
+    fn export(&mut self, revision: &Revision, path: &str, dest: &Path) -> Result<(), SourceError> {
+        let commit = self.commit(revision)?;
+        let tree = commit
+            .tree()
+            .map_err(|e| self.unavailable("reading the tree", &e))?;
+        let dir = self.layout.build_dir(path);
+        let sub = subtree(&self.repo, &tree, &dir)
+            .map_err(|e| SourceError::Package(format!("git {}: {e}", self.path.display())))?;
+        write_tree(&self.repo, &sub, dest).map_err(|e| {
+            SourceError::Package(format!("git {}: exporting {dir}: {e}", self.path.display()))
+        })
+    }
+
+    fn bump_pkgrel(&mut self, path: &str, message: &str) -> Result<Revision, SourceError> {
+        let dir = self.layout.build_dir(path);
+        let refname = branch_ref(&self.repo, self.branch.as_deref())
+            .map_err(|e| self.unavailable("reading the branch", &e))?;
+        let oid = commit_bump(&self.repo, &refname, &dir, message).map_err(|e| {
+            SourceError::Package(format!("git {}: bumping {path}: {e}", self.path.display()))
+        })?;
+        Ok(Revision(oid.to_string()))
+    }
+
+    fn watch_paths(&self) -> Vec<PathBuf> {
+        vec![self.repo.path().to_owned()]
+    }
+}
+
+/// A directory of repositories, one per package.
+#[derive(Debug)]
+pub struct GitRepos {
+    dir: PathBuf,
+    branch: Option<String>,
+    layout: Layout,
+    /// The head of every repository at recent revisions. A revision of this source is a digest
+    /// of all heads, so "what changed since" needs the heads it stood for.
+    history: VecDeque<(Revision, BTreeMap<String, Oid>)>,
+}
+
+const REPOS_HISTORY: usize = 64;
+
+impl GitRepos {
+    fn repo_path(&self, name: &str) -> PathBuf {
+        let bare = self.dir.join(format!("{name}.git"));
+        if bare.is_dir() {
+            bare
+        } else {
+            self.dir.join(name)
+        }
+    }
+
+    fn heads(&self) -> Result<BTreeMap<String, Result<Oid, String>>, SourceError> {
+        let read = fs::read_dir(&self.dir).map_err(|e| {
+            SourceError::Unavailable(format!("git repositories in {}: {e}", self.dir.display()))
+        })?;
+        let mut heads = BTreeMap::new();
+        for entry in read.flatten() {
+            if !entry.path().is_dir() {
+                continue;
+            }
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            let name = file_name
+                .strip_suffix(".git")
+                .unwrap_or(&file_name)
+                .to_owned();
+            if is_ignored(&name) {
+                continue;
+            }
+            let head = Repository::open(entry.path())
+                .and_then(|repo| head_commit(&repo, self.branch.as_deref()).map(|c| c.id()))
+                .map_err(|e| e.message().to_owned());
+            heads.insert(name, head);
+        }
+        Ok(heads)
+    }
+
+    fn remember(&mut self, revision: &Revision, heads: BTreeMap<String, Oid>) {
+        if self.history.iter().any(|(r, _)| r == revision) {
+            return;
+        }
+        if self.history.len() == REPOS_HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back((revision.clone(), heads));
+    }
+
+    fn heads_at(&self, revision: &Revision) -> Result<&BTreeMap<String, Oid>, SourceError> {
+        self.history
+            .iter()
+            .find(|(r, _)| r == revision)
+            .map(|(_, h)| h)
+            .ok_or_else(|| {
+                SourceError::Refused(format!(
+                    "git repositories in {}: revision {revision} is not among the last {REPOS_HISTORY} this source listed",
+                    self.dir.display()
+                ))
+            })
+    }
+
+    fn entries_at(&self, heads: &BTreeMap<String, Oid>) -> Vec<Entry> {
+        let dir = self.layout.subdir.clone().unwrap_or_default();
+        heads
+            .iter()
+            .map(|(name, oid)| {
+                let content_id = Repository::open(self.repo_path(name))
+                    .and_then(|repo| {
+                        let tree = repo.find_commit(*oid)?.tree()?;
+                        Ok(subtree(&repo, &tree, &dir).map_or_else(|_| tree.id(), |t| t.id()))
+                    })
+                    .map_or_else(|_| format!("commit:{oid}"), |id| id.to_string());
+                Entry {
+                    path: name.clone(),
+                    content_id,
+                }
+            })
+            .collect()
+    }
+
+    fn with_repo<T>(
+        &self,
+        revision: &Revision,
+        name: &str,
+        f: impl FnOnce(&Repository, git2::Commit<'_>) -> Result<T, String>,
+    ) -> Result<T, SourceError> {
+        let oid = *self.heads_at(revision)?.get(name).ok_or_else(|| {
+            SourceError::Package(format!(
+                "git repositories in {}: no package {name}",
+                self.dir.display()
+            ))
+        })?;
+        let path = self.repo_path(name);
+        let fail = |e: String| SourceError::Package(format!("git {}: {e}", path.display()));
+        let repo = Repository::open(&path).map_err(|e| fail(e.message().to_owned()))?;
+        let commit = repo
+            .find_commit(oid)
+            .map_err(|e| fail(e.message().to_owned()))?;
+        f(&repo, commit).map_err(fail)
+    }
+}
+
+impl Source for GitRepos {
+    fn kind(&self) -> &'static str {
+        "git"
+    }
+
+    fn list(&mut self, known: Option<&Revision>) -> Result<Option<Listing>, SourceError> {
+        let heads = self.heads()?;
+        let mut digest = Sha256::new();
+        for (name, head) in &heads {
+            digest.update(format!("{name} {head:?}\n"));
+        }
+        let revision = Revision(hex(&digest.finalize()[..16]));
+        if known == Some(&revision) {
+            return Ok(None);
+        }
+        let mut good = BTreeMap::new();
+        let mut broken = Vec::new();
+        for (name, head) in heads {
+            match head {
+                Ok(oid) => {
+                    good.insert(name, oid);
+                }
+                Err(e) => broken.push(Entry {
+                    path: name,
+                    content_id: format!("broken:{e}"),
+                }),
+            }
+        }
+        let mut entries = self.entries_at(&good);
+        entries.extend(broken);
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        self.remember(&revision, good);
+        Ok(Some(Listing { revision, entries }))
+    }
+
+    fn read(&mut self, revision: &Revision, entries: &[Entry]) -> Vec<Result<Files, SourceError>> {
+        let dir = self.layout.subdir.clone().unwrap_or_default();
+        entries
+            .iter()
+            .map(|entry| {
+                if let Some(reason) = entry.content_id.strip_prefix("broken:") {
+                    return Err(SourceError::Package(format!(
+                        "git {}: {reason}",
+                        self.repo_path(&entry.path).display()
+                    )));
+                }
+                self.with_repo(revision, &entry.path, |repo, commit| {
+                    let tree = commit.tree().map_err(|e| e.message().to_owned())?;
+                    let mut files = read_files(repo, &tree, &dir)?;
+                    files.packager =
+                        last_changes(&commit, std::slice::from_ref(&dir)).remove(dir.as_str());
+                    Ok(files)
+                })
+            })
+            .collect()
+    }
+
+    fn changed_since(&mut self, since: &Revision) -> Result<(Revision, Vec<String>), SourceError> {
+        let old = self.entries_at(&self.heads_at(since)?.clone());
+        let listing = match self.list(None)? {
+            Some(listing) => listing,
+            None => unreachable!("list(None) always lists"),
+        };
+        Ok((listing.revision, diff_listings(&old, &listing.entries)))
+    }
+
+    fn export(&mut self, revision: &Revision, path: &str, dest: &Path) -> Result<(), SourceError> {
+        let dir = self.layout.subdir.clone().unwrap_or_default();
+        self.with_repo(revision, path, |repo, commit| {
+            let tree = commit.tree().map_err(|e| e.message().to_owned())?;
+            let sub = subtree(repo, &tree, &dir)?;
+            write_tree(repo, &sub, dest)
+        })
+    }
+
+    fn bump_pkgrel(&mut self, path: &str, message: &str) -> Result<Revision, SourceError> {
+        let repo_path = self.repo_path(path);
+        let fail =
+            |e: String| SourceError::Package(format!("git {}: bumping: {e}", repo_path.display()));
+        let repo = Repository::open(&repo_path).map_err(|e| fail(e.message().to_owned()))?;
+        let refname =
+            branch_ref(&repo, self.branch.as_deref()).map_err(|e| fail(e.message().to_owned()))?;
+        let dir = self.layout.subdir.clone().unwrap_or_default();
+        commit_bump(&repo, &refname, &dir, message).map_err(fail)?;
+        // The source's revision is a digest over every repository: list again to learn it.
+        let listing = self.list(None)?.expect("list(None) always lists");
+        Ok(listing.revision)
+    }
+
+    fn watch_paths(&self) -> Vec<PathBuf> {
+        vec![self.dir.clone()]
+    }
+}
+
+fn branch_ref(repo: &Repository, branch: Option<&str>) -> Result<String, git2::Error> {
+    match branch {
+        Some(b) => Ok(format!("refs/heads/{b}")),
+        None => {
+            let head = repo.find_reference("HEAD")?;
+            Ok(head.symbolic_target()?.unwrap_or("HEAD").to_owned())
+        }
+    }
+}
+
+fn head_commit<'r>(
+    repo: &'r Repository,
+    branch: Option<&str>,
+) -> Result<git2::Commit<'r>, git2::Error> {
+    let refname = branch_ref(repo, branch)?;
+    repo.find_reference(&refname)?.peel_to_commit()
+}
+
+fn find_commit<'r>(
+    repo: &'r Repository,
+    revision: &Revision,
+) -> Result<git2::Commit<'r>, git2::Error> {
+    repo.find_commit(Oid::from_str(&revision.0)?)
+}
+
+/// The package directories of `tree` under `layout`, with their tree ids as content ids.
+fn list_packages(repo: &Repository, tree: &Tree<'_>, layout: &Layout) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let dirs = |tree: &Tree<'_>| -> Vec<(String, Oid)> {
+        tree.iter()
+            .filter(|e| e.kind() == Some(ObjectType::Tree))
+            .map(|e| (String::from_utf8_lossy(e.name_bytes()).into_owned(), e.id()))
+            .filter(|(name, _)| !is_ignored(name))
+            .collect()
+    };
+    let mut push = |path: String, oid: Oid| {
+        let content = match &layout.subdir {
+            None => oid,
+            Some(sub) => repo
+                .find_tree(oid)
+                .ok()
+                .and_then(|t| t.get_path(Path::new(sub)).ok())
+                .map_or(oid, |e| e.id()),
+        };
+        out.push(Entry {
+            path,
+            content_id: content.to_string(),
+        });
+    };
+    for (name, oid) in dirs(tree) {
+        if layout.depth == 1 {
+            push(name, oid);
+        } else if let Ok(category) = repo.find_tree(oid) {
+            for (pkg, pkg_oid) in dirs(&category) {
+                push(format!("{name}/{pkg}"), pkg_oid);
+            }
+        }
+    }
+    out
+}
+
+/// The tree at `dir` inside `tree`; `""` is `tree` itself.
+fn subtree<'r>(repo: &'r Repository, tree: &Tree<'r>, dir: &str) -> Result<Tree<'r>, String> {
+    if dir.is_empty() {
+        return Ok(tree.clone());
+    }
+    let entry = tree
+        .get_path(Path::new(dir))
+        .map_err(|_| format!("no directory {dir}"))?;
+    repo.find_tree(entry.id())
+        .map_err(|_| format!("{dir} is not a directory"))
+}
+
+fn read_files(repo: &Repository, tree: &Tree<'_>, dir: &str) -> Result<Files, String> {
+    let sub = subtree(repo, tree, dir)?;
+    let srcinfo = match sub.get_name(".SRCINFO") {
+        None => None,
+        Some(entry) => {
+            let blob = repo
+                .find_blob(entry.id())
+                .map_err(|_| format!("{dir}/.SRCINFO is not a file"))?;
+            if blob.size() > MAX_SRCINFO_BYTES {
+                return Err(format!(
+                    "{dir}/.SRCINFO is {} bytes, larger than the limit of {MAX_SRCINFO_BYTES}",
+                    blob.size()
+                ));
+            }
+            Some(
+                String::from_utf8(blob.content().to_vec())
+                    .map_err(|_| format!("{dir}/.SRCINFO is not UTF-8"))?,
+            )
+        }
+    };
+    Ok(Files {
+        srcinfo,
+        has_pkgbuild: sub.get_name("PKGBUILD").is_some(),
+        packager: None,
+    })
+}
+
+/// For each directory, the author of the newest commit (following first parents from `start`)
+/// that changed it: `Name <email>`.
+fn last_changes(start: &git2::Commit<'_>, dirs: &[String]) -> HashMap<String, String> {
+    let mut found = HashMap::new();
+    let mut pending: Vec<&str> = dirs.iter().map(String::as_str).collect();
+    let id_at = |tree: &Tree<'_>, dir: &str| -> Option<Oid> {
+        if dir.is_empty() {
+            Some(tree.id())
+        } else {
+            tree.get_path(Path::new(dir)).ok().map(|e| e.id())
+        }
+    };
+    let mut commit = start.clone();
+    for _ in 0..MAX_HISTORY_WALK {
+        if pending.is_empty() {
+            break;
+        }
+        let Ok(tree) = commit.tree() else { break };
+        let parent = commit.parent(0).ok();
+        let parent_tree = parent.as_ref().and_then(|p| p.tree().ok());
+        let who = author_of(&commit);
+        pending.retain(|dir| {
+            let here = id_at(&tree, dir);
+            let before = parent_tree.as_ref().and_then(|t| id_at(t, dir));
+            if here != before {
+                found.insert((*dir).to_owned(), who.clone());
+                false
+            } else {
+                true
+            }
+        });
+        match parent {
+            Some(p) => commit = p,
+            None => break,
+        }
+    }
+    found
+}
+
+fn author_of(commit: &git2::Commit<'_>) -> String {
+    let author = commit.author();
+    let name = author.name().unwrap_or("");
+    match author.email() {
+        Ok(email) if !email.is_empty() => format!("{name} <{email}>"),
+        _ => name.to_owned(),
+    }
+}
+
+/// The package paths whose content differs between two listings, including added and removed.
+pub(crate) fn diff_listings(old: &[Entry], new: &[Entry]) -> Vec<String> {
+    let old: HashMap<&str, &str> = old
+        .iter()
+        .map(|e| (e.path.as_str(), e.content_id.as_str()))
+        .collect();
+    let new_map: HashMap<&str, &str> = new
+        .iter()
+        .map(|e| (e.path.as_str(), e.content_id.as_str()))
+        .collect();
+    let mut changed: Vec<String> = new
+        .iter()
+        .filter(|e| old.get(e.path.as_str()) != Some(&e.content_id.as_str()))
+        .map(|e| e.path.clone())
+        .chain(
+            old.keys()
+                .filter(|p| !new_map.contains_key(*p))
+                .map(|p| (*p).to_owned()),
+        )
+        .collect();
+    changed.sort();
+    changed.dedup();
+    changed
+}
+
+/// Writes `tree` into the new directory `dest`: files with their executable bit, symlinks as
+/// symlinks (never followed). Submodules and names that could escape `dest` are refused.
+fn write_tree(repo: &Repository, tree: &Tree<'_>, dest: &Path) -> Result<(), String> {
+    fs::create_dir(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    for entry in tree.iter() {
+        let name = entry
+            .name()
+            .ok()
+            .filter(|n| !n.is_empty() && *n != "." && *n != ".." && !n.contains('/'))
+            .ok_or_else(|| {
+                format!(
+                    "refusing the file name {:?}",
+                    String::from_utf8_lossy(entry.name_bytes())
+                )
+            })?;
+        let target = dest.join(name);
+        match entry.kind() {
+            Some(ObjectType::Tree) => {
+                let sub = repo
+                    .find_tree(entry.id())
+                    .map_err(|e| e.message().to_owned())?;
+                write_tree(repo, &sub, &target)?;
+            }
+            Some(ObjectType::Blob) => {
+                let blob = repo
+                    .find_blob(entry.id())
+                    .map_err(|e| e.message().to_owned())?;
+                if entry.filemode() == 0o120_000 {
+                    let link = std::str::from_utf8(blob.content())
+                        .map_err(|_| format!("{name}: symlink target is not UTF-8"))?;
+                    std::os::unix::fs::symlink(link, &target)
+                        .map_err(|e| format!("{name}: {e}"))?;
+                } else {
+                    fs::write(&target, blob.content()).map_err(|e| format!("{name}: {e}"))?;
+                    let mode = if entry.filemode() == 0o100_755 {
+                        0o755
+                    } else {
+                        0o644
+                    };
+                    fs::set_permissions(&target, fs::Permissions::from_mode(mode))
+                        .map_err(|e| format!("{name}: {e}"))?;
+                }
+            }
+            _ => return Err(format!("{name}: submodules are not supported")),
+        }
+    }
+    Ok(())
+}
+
+/// Commits a pkgrel bump of the package in `dir` on `refname`; in a repository with a working
+/// tree on that branch, the two files are checked out too.
+fn commit_bump(repo: &Repository, refname: &str, dir: &str, message: &str) -> Result<Oid, String> {
+    let head = repo
+        .find_reference(refname)
+        .and_then(|r| r.peel_to_commit())
+        .map_err(|e| e.message().to_owned())?;
+    let tree = head.tree().map_err(|e| e.message().to_owned())?;
+    let sub = subtree(repo, &tree, dir)?;
+    let text = |name: &str| -> Result<Option<String>, String> {
+        match sub.get_name(name) {
+            None => Ok(None),
+            Some(e) => {
+                let blob = repo.find_blob(e.id()).map_err(|e| e.message().to_owned())?;
+                String::from_utf8(blob.content().to_vec())
+                    .map(Some)
+                    .map_err(|_| format!("{name} is not UTF-8"))
+            }
+        }
+    };
+    let pkgbuild = text("PKGBUILD")?.ok_or_else(|| format!("no PKGBUILD in {dir}"))?;
+    let srcinfo = text(".SRCINFO")?;
+    let bumped = bump::bump(&pkgbuild, srcinfo.as_deref())?;
+    let mut files = vec![("PKGBUILD", bumped.pkgbuild)];
+    if let Some(s) = bumped.srcinfo {
+        files.push((".SRCINFO", s));
+    }
+    let mut builder = repo
+        .treebuilder(Some(&sub))
+        .map_err(|e| e.message().to_owned())?;
+    for (name, content) in &files {
+        let blob = repo
+            .blob(content.as_bytes())
+            .map_err(|e| e.message().to_owned())?;
+        let mode = sub.get_name(name).map_or(0o100_644, |e| e.filemode());
+        builder
+            .insert(name, blob, mode)
+            .map_err(|e| e.message().to_owned())?;
+    }
+    let mut new_id = builder.write().map_err(|e| e.message().to_owned())?;
+    // Rebuild every tree from the package directory up to the root.
+    let components: Vec<&str> = dir.split('/').filter(|c| !c.is_empty()).collect();
+    for depth in (0..components.len()).rev() {
+        let parent_dir = components[..depth].join("/");
+        let parent = subtree(repo, &tree, &parent_dir)?;
+        let mut builder = repo
+            .treebuilder(Some(&parent))
+            .map_err(|e| e.message().to_owned())?;
+        builder
+            .insert(components[depth], new_id, 0o040_000)
+            .map_err(|e| e.message().to_owned())?;
+        new_id = builder.write().map_err(|e| e.message().to_owned())?;
+    }
+    let new_tree = repo.find_tree(new_id).map_err(|e| e.message().to_owned())?;
+    let signature = repo
+        .signature()
+        .or_else(|_| Signature::now("Quarters", "quarters@localhost"))
+        .map_err(|e| e.message().to_owned())?;
+    let oid = repo
+        .commit(
+            Some(refname),
+            &signature,
+            &signature,
+            message,
+            &new_tree,
+            &[&head],
+        )
+        .map_err(|e| e.message().to_owned())?;
+    let on_branch = repo
+        .find_reference("HEAD")
+        .ok()
+        .and_then(|h| h.symbolic_target().ok().flatten().map(|t| t == refname))
+        .unwrap_or(false);
+    if !repo.is_bare() && on_branch {
+        let mut checkout = git2::build::CheckoutBuilder::new();
+        checkout.force();
+        for (name, _) in &files {
+            checkout.path(if dir.is_empty() {
+                (*name).to_owned()
+            } else {
+                format!("{dir}/{name}")
+            });
+        }
+        repo.checkout_head(Some(&mut checkout))
+            .map_err(|e| e.message().to_owned())?;
+    }
+    Ok(oid)
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}

@@ -1,0 +1,343 @@
+//! Scanning a source: listings become package metadata, and only packages whose content id
+//! changed are read and parsed again.
+//!
+//! The cache is keyed by content id (a git tree id, an SVN revision, a digest of CVS file
+//! revisions), never by modification time, so it can neither miss a change nor go stale the
+//! way pbulk's `reuse_scan_results` can. It persists across restarts as one JSON file.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::meta::PkgBase;
+use crate::printsrcinfo::{self, EvalError};
+use crate::source::{Entry, Files, Revision, Source, SourceError};
+use crate::tarball;
+
+/// Why a package has no metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum PackageError {
+    /// The package's own files are wrong (malformed .SRCINFO, a PKGBUILD that does not
+    /// evaluate, a pkgbase that does not match its directory). Kept until its content changes.
+    #[error("{0}")]
+    Metadata(String),
+    /// Reading the package failed for a reason outside it (the repository vanished, a client
+    /// failed, no sandbox). Tried again at the next poll.
+    #[error("{0}")]
+    Source(String),
+}
+
+/// A package as the last poll left it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Scanned {
+    pub content_id: String,
+    pub result: Result<PkgBase, PackageError>,
+}
+
+/// What one poll did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PollReport {
+    /// The revision the packages now reflect.
+    pub revision: Option<Revision>,
+    /// Package paths read and parsed by this poll.
+    pub parsed: Vec<String>,
+    /// Package paths gone since the previous poll.
+    pub removed: Vec<String>,
+}
+
+impl PollReport {
+    pub fn changed(&self) -> bool {
+        !self.parsed.is_empty() || !self.removed.is_empty()
+    }
+}
+
+/// How PKGBUILDs without .SRCINFO are treated.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    /// Evaluate them with `makepkg --printsrcinfo` in a sandbox; if not, they are errors.
+    pub enabled: bool,
+    pub timeout: Duration,
+}
+
+impl Default for Evaluation {
+    fn default() -> Self {
+        Evaluation {
+            enabled: true,
+            timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+const CACHE_FORMAT: u32 = 1;
+
+#[derive(Serialize, Deserialize, Default)]
+struct CacheFile {
+    format: u32,
+    revision: Option<Revision>,
+    packages: BTreeMap<String, Scanned>,
+}
+
+/// A source with its scan cache.
+#[derive(Debug)]
+pub struct Scanner {
+    name: String,
+    source: Box<dyn Source>,
+    revision: Option<Revision>,
+    packages: BTreeMap<String, Scanned>,
+    cache_path: Option<PathBuf>,
+    evaluation: Evaluation,
+}
+
+impl Scanner {
+    /// A scanner for `source`, called `name` in messages. With `cache_path`, the cache is loaded
+    /// from it now and written back after every poll that changed something; a missing or
+    /// unreadable cache only means a cold scan.
+    pub fn new(
+        name: &str,
+        source: Box<dyn Source>,
+        cache_path: Option<PathBuf>,
+        evaluation: Evaluation,
+    ) -> Self {
+        let cache = cache_path.as_deref().map(load_cache).unwrap_or_default();
+        Scanner {
+            name: name.to_owned(),
+            source,
+            revision: cache.revision,
+            packages: cache.packages,
+            cache_path,
+            evaluation,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn source(&self) -> &dyn Source {
+        &*self.source
+    }
+
+    /// The revision the packages reflect, once a poll succeeded.
+    pub fn revision(&self) -> Option<&Revision> {
+        self.revision.as_ref()
+    }
+
+    /// Every package directory with its metadata or its error, by path.
+    pub fn packages(&self) -> &BTreeMap<String, Scanned> {
+        &self.packages
+    }
+
+    /// Brings the packages up to the source's newest revision. An error means the source as a
+    /// whole could not be listed; the packages then stay as they were.
+    pub fn poll(&mut self) -> Result<PollReport, SourceError> {
+        let retry = self
+            .packages
+            .values()
+            .any(|p| matches!(p.result, Err(PackageError::Source(_))));
+        let known = if retry { None } else { self.revision.clone() };
+        let Some(listing) = self.source.list(known.as_ref())? else {
+            return Ok(PollReport {
+                revision: self.revision.clone(),
+                ..PollReport::default()
+            });
+        };
+        let stale: Vec<Entry> = listing
+            .entries
+            .iter()
+            .filter(|e| {
+                self.packages.get(&e.path).is_none_or(|p| {
+                    p.content_id != e.content_id || matches!(p.result, Err(PackageError::Source(_)))
+                })
+            })
+            .cloned()
+            .collect();
+        let removed: Vec<String> = {
+            let live: std::collections::HashSet<&str> =
+                listing.entries.iter().map(|e| e.path.as_str()).collect();
+            self.packages
+                .keys()
+                .filter(|p| !live.contains(p.as_str()))
+                .cloned()
+                .collect()
+        };
+        for path in &removed {
+            self.packages.remove(path);
+        }
+        let files = self.source.read(&listing.revision, &stale);
+        let mut parsed = Vec::with_capacity(stale.len());
+        for (entry, files) in stale.into_iter().zip(files) {
+            let result = self.parse(&listing.revision, &entry, files);
+            if let Err(e) = &result {
+                tracing::debug!(source = %self.name, package = %entry.path, "{e}");
+            }
+            parsed.push(entry.path.clone());
+            self.packages.insert(
+                entry.path,
+                Scanned {
+                    content_id: entry.content_id,
+                    result,
+                },
+            );
+        }
+        self.revision = Some(listing.revision);
+        let report = PollReport {
+            revision: self.revision.clone(),
+            parsed,
+            removed,
+        };
+        if report.changed() || retry || known.is_none() {
+            self.save();
+        }
+        Ok(report)
+    }
+
+    fn parse(
+        &mut self,
+        revision: &Revision,
+        entry: &Entry,
+        files: Result<Files, SourceError>,
+    ) -> Result<PkgBase, PackageError> {
+        let files = files.map_err(|e| match e {
+            SourceError::Package(m) | SourceError::Refused(m) | SourceError::Unavailable(m) => {
+                PackageError::Source(m)
+            }
+        })?;
+        let srcinfo = match files.srcinfo {
+            Some(text) => text,
+            None if !files.has_pkgbuild => {
+                return Err(PackageError::Metadata(
+                    "neither .SRCINFO nor PKGBUILD in the package directory".to_owned(),
+                ));
+            }
+            None if !self.evaluation.enabled => {
+                return Err(PackageError::Metadata(
+                    "no .SRCINFO, and evaluating PKGBUILDs is turned off".to_owned(),
+                ));
+            }
+            None => self.evaluate(revision, &entry.path)?,
+        };
+        let mut meta =
+            PkgBase::from_srcinfo(&srcinfo).map_err(|e| PackageError::Metadata(e.to_string()))?;
+        if meta.pkgbase != entry.dir_name() {
+            return Err(PackageError::Metadata(format!(
+                "directory {:?} holds pkgbase {:?}; they must be the same",
+                entry.dir_name(),
+                meta.pkgbase
+            )));
+        }
+        meta.packager = files.packager;
+        Ok(meta)
+    }
+
+    fn evaluate(&mut self, revision: &Revision, path: &str) -> Result<String, PackageError> {
+        let tmp = tempfile::tempdir()
+            .map_err(|e| PackageError::Source(format!("creating a temporary directory: {e}")))?;
+        make_world_readable(tmp.path());
+        let dir = tmp.path().join("pkg");
+        self.source
+            .export(revision, path, &dir)
+            .map_err(|e| PackageError::Source(e.to_string()))?;
+        printsrcinfo::evaluate(&dir, self.evaluation.timeout).map_err(|e| match e {
+            EvalError::Sandbox(_) => PackageError::Source(format!("no .SRCINFO, and {e}")),
+            EvalError::TimedOut(_) | EvalError::Failed(_) => {
+                PackageError::Metadata(format!("no .SRCINFO, and {e}"))
+            }
+        })
+    }
+
+    /// Writes the package at `path` as of `revision` into the new directory `dest`.
+    pub fn export(
+        &mut self,
+        revision: &Revision,
+        path: &str,
+        dest: &Path,
+    ) -> Result<(), SourceError> {
+        self.source.export(revision, path, dest)
+    }
+
+    /// Writes the package at `path` as of `revision` as a reproducible tarball `out`, with its
+    /// files under `prefix/`, and returns its sha256.
+    pub fn tarball(
+        &mut self,
+        revision: &Revision,
+        path: &str,
+        prefix: &str,
+        out: &Path,
+    ) -> Result<String, SourceError> {
+        let tmp = tempfile::tempdir().map_err(|e| {
+            SourceError::Unavailable(format!("creating a temporary directory: {e}"))
+        })?;
+        let dir = tmp.path().join("export");
+        self.source.export(revision, path, &dir)?;
+        tarball::write_tarball(&dir, prefix, out)
+            .map_err(|e| SourceError::Unavailable(format!("writing {}: {e}", out.display())))
+    }
+
+    /// Which packages changed between `since` and the newest revision.
+    pub fn changed_since(
+        &mut self,
+        since: &Revision,
+    ) -> Result<(Revision, Vec<String>), SourceError> {
+        self.source.changed_since(since)
+    }
+
+    /// Bumps the pkgrel of the package at `path` and commits it with `message`.
+    pub fn bump_pkgrel(&mut self, path: &str, message: &str) -> Result<Revision, SourceError> {
+        self.source.bump_pkgrel(path, message)
+    }
+
+    fn save(&self) {
+        let Some(path) = &self.cache_path else { return };
+        let file = CacheFile {
+            format: CACHE_FORMAT,
+            revision: self.revision.clone(),
+            packages: self.packages.clone(),
+        };
+        let result = serde_json::to_vec(&file)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| {
+                let dir = path.parent().unwrap_or(Path::new("."));
+                fs::create_dir_all(dir)?;
+                let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+                std::io::Write::write_all(&mut tmp, &bytes)?;
+                tmp.persist(path).map_err(|e| e.error)?;
+                Ok(())
+            });
+        if let Err(e) = result {
+            tracing::warn!(source = %self.name, "cannot write the scan cache {}: {e}", path.display());
+        }
+    }
+}
+
+fn load_cache(path: &Path) -> CacheFile {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return CacheFile::default(),
+        Err(e) => {
+            tracing::warn!(
+                "cannot read the scan cache {}: {e}; scanning cold",
+                path.display()
+            );
+            return CacheFile::default();
+        }
+    };
+    match serde_json::from_slice::<CacheFile>(&bytes) {
+        Ok(cache) if cache.format == CACHE_FORMAT => cache,
+        Ok(_) => CacheFile::default(),
+        Err(e) => {
+            tracing::warn!(
+                "the scan cache {} is unreadable ({e}); scanning cold",
+                path.display()
+            );
+            CacheFile::default()
+        }
+    }
+}
+
+fn make_world_readable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o755));
+}
