@@ -50,6 +50,7 @@ pub fn open(options: CvsOptions, layout: Layout) -> Result<Box<dyn Source>, Stri
         root: options.root,
         module: options.module,
         layout,
+        listed: None,
     }))
 }
 
@@ -58,7 +59,14 @@ pub struct Cvs {
     root: String,
     module: String,
     layout: Layout,
+    /// The files of every package at the latest listed revision, paths relative to the package.
+    listed: Option<(Revision, HashMap<String, Vec<String>>)>,
 }
+
+/// Above this many packages to read, one export of the whole module is cheaper than reading
+/// files one by one: `cvs export` pauses about a second per module it is given, while
+/// `cvs checkout -p` of one file takes milliseconds.
+const EXPORT_ALL_ABOVE: usize = 32;
 
 fn now_revision(offset: time::Duration) -> Revision {
     let format = format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
@@ -143,6 +151,74 @@ impl Cvs {
     }
 }
 
+impl Cvs {
+    /// Reads one package file by file, knowing its files from the listing.
+    fn read_listed(
+        &self,
+        revision: &Revision,
+        entry: &Entry,
+        names: &HashMap<String, Vec<String>>,
+    ) -> Result<Files, SourceError> {
+        let files = names.get(&entry.path).map(Vec::as_slice).unwrap_or_default();
+        let prefix = match &self.layout.subdir {
+            Some(sub) => format!("{sub}/"),
+            None => String::new(),
+        };
+        let has = |name: &str| files.iter().any(|f| *f == format!("{prefix}{name}"));
+        let build_dir = self.layout.build_dir(&entry.path);
+        if !files.iter().any(|f| f.starts_with(&prefix)) {
+            return Err(SourceError::Package(format!(
+                "cvs {} {}: no directory {build_dir}",
+                self.root, self.module
+            )));
+        }
+        let srcinfo = if has(".SRCINFO") {
+            let file = format!("{}/{build_dir}/.SRCINFO", self.module);
+            let text = self
+                .cvs(&["checkout", "-p", "-D", &revision.0, &file], None)
+                .map_err(|e| SourceError::Package(e.to_string()))?;
+            if text.len() > crate::meta::MAX_SRCINFO_BYTES {
+                return Err(SourceError::Package(format!(
+                    "{build_dir}/.SRCINFO is {} bytes, larger than the limit of {}",
+                    text.len(),
+                    crate::meta::MAX_SRCINFO_BYTES
+                )));
+            }
+            Some(text)
+        } else {
+            None
+        };
+        Ok(Files {
+            srcinfo,
+            has_pkgbuild: has("PKGBUILD"),
+            packager: None,
+        })
+    }
+
+    /// Reads packages from one export of the whole module.
+    fn read_exported(&self, revision: &Revision, entries: &[Entry]) -> Vec<Result<Files, SourceError>> {
+        let tmp = match tempfile::tempdir() {
+            Ok(t) => t,
+            Err(e) => {
+                let e = format!("temporary directory: {e}");
+                return entries.iter().map(|_| Err(SourceError::Unavailable(e.clone()))).collect();
+            }
+        };
+        if let Err(e) = self.cvs(&["export", "-D", &revision.0, &self.module], Some(tmp.path())) {
+            return entries.iter().map(|_| Err(SourceError::Package(e.to_string()))).collect();
+        }
+        entries
+            .iter()
+            .map(|entry| {
+                let build_dir = self.layout.build_dir(&entry.path);
+                let dir = tmp.path().join(&self.module).join(&build_dir);
+                read_dir_files(&dir, &build_dir)
+                    .map_err(|e| SourceError::Package(format!("cvs {} {}: {e}", self.root, self.module)))
+            })
+            .collect()
+    }
+}
+
 impl Source for Cvs {
     fn kind(&self) -> &'static str {
         "cvs"
@@ -153,6 +229,7 @@ impl Source for Cvs {
         let revision = now_revision(-SETTLE);
         let out = self.cvs(&["rls", "-e", "-R", "-D", &revision.0, &self.module], None)?;
         let mut files: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut names: HashMap<String, Vec<String>> = HashMap::new();
         let mut dir = String::new();
         for line in out.lines() {
             if let Some(section) = line.strip_suffix(':') {
@@ -171,7 +248,8 @@ impl Source for Cvs {
             if let Some(pkg) = self.layout.package_of(&path)
                 && path != pkg
             {
-                files.entry(pkg).or_default().push(format!("{path} {rev}"));
+                files.entry(pkg.clone()).or_default().push(format!("{path} {rev}"));
+                names.entry(pkg.clone()).or_default().push(path[pkg.len() + 1..].to_owned());
             }
         }
         let entries = files
@@ -186,42 +264,33 @@ impl Source for Cvs {
                 }
             })
             .collect();
+        self.listed = Some((revision.clone(), names));
         Ok(Some(Listing { revision, entries }))
     }
 
     fn read(&mut self, revision: &Revision, entries: &[Entry]) -> Vec<Result<Files, SourceError>> {
-        let tmp = match tempfile::tempdir() {
-            Ok(t) => t,
-            Err(e) => {
-                let e = format!("temporary directory: {e}");
-                return entries
-                    .iter()
-                    .map(|_| Err(SourceError::Unavailable(e.clone())))
-                    .collect();
-            }
-        };
-        let build_dirs: Vec<String> = entries
-            .iter()
-            .map(|e| self.layout.build_dir(&e.path))
-            .collect();
-        if let Err(e) = self.export_into(revision, &build_dirs, tmp.path()) {
-            return entries
-                .iter()
-                .map(|_| Err(SourceError::Package(e.to_string())))
-                .collect();
-        }
         let paths: Vec<String> = entries.iter().map(|e| e.path.clone()).collect();
         let packagers = self.packagers(revision, &paths);
-        entries
-            .iter()
-            .zip(&build_dirs)
-            .map(|(entry, build_dir)| {
-                let dir = tmp.path().join(&self.module).join(build_dir);
-                let mut files = read_dir_files(&dir, build_dir).map_err(|e| {
-                    SourceError::Package(format!("cvs {} {}: {e}", self.root, self.module))
-                })?;
-                files.packager = packagers.get(&entry.path).cloned();
-                Ok(files)
+        let listed = self
+            .listed
+            .as_ref()
+            .filter(|(r, _)| r == revision && entries.len() <= EXPORT_ALL_ABOVE)
+            .map(|(_, names)| names);
+        let results: Vec<Result<Files, SourceError>> = match listed {
+            Some(names) => entries
+                .iter()
+                .map(|entry| self.read_listed(revision, entry, names))
+                .collect(),
+            None => self.read_exported(revision, entries),
+        };
+        results
+            .into_iter()
+            .zip(entries)
+            .map(|(files, entry)| {
+                files.map(|mut f| {
+                    f.packager = packagers.get(&entry.path).cloned();
+                    f
+                })
             })
             .collect()
     }
