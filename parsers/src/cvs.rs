@@ -159,7 +159,10 @@ impl Cvs {
         entry: &Entry,
         names: &HashMap<String, Vec<String>>,
     ) -> Result<Files, SourceError> {
-        let files = names.get(&entry.path).map(Vec::as_slice).unwrap_or_default();
+        let files = names
+            .get(&entry.path)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let prefix = match &self.layout.subdir {
             Some(sub) => format!("{sub}/"),
             None => String::new(),
@@ -196,24 +199,38 @@ impl Cvs {
     }
 
     /// Reads packages from one export of the whole module.
-    fn read_exported(&self, revision: &Revision, entries: &[Entry]) -> Vec<Result<Files, SourceError>> {
+    fn read_exported(
+        &self,
+        revision: &Revision,
+        entries: &[Entry],
+    ) -> Vec<Result<Files, SourceError>> {
         let tmp = match tempfile::tempdir() {
             Ok(t) => t,
             Err(e) => {
                 let e = format!("temporary directory: {e}");
-                return entries.iter().map(|_| Err(SourceError::Unavailable(e.clone()))).collect();
+                return entries
+                    .iter()
+                    .map(|_| Err(SourceError::Unavailable(e.clone())))
+                    .collect();
             }
         };
-        if let Err(e) = self.cvs(&["export", "-D", &revision.0, &self.module], Some(tmp.path())) {
-            return entries.iter().map(|_| Err(SourceError::Package(e.to_string()))).collect();
+        if let Err(e) = self.cvs(
+            &["export", "-D", &revision.0, &self.module],
+            Some(tmp.path()),
+        ) {
+            return entries
+                .iter()
+                .map(|_| Err(SourceError::Package(e.to_string())))
+                .collect();
         }
         entries
             .iter()
             .map(|entry| {
                 let build_dir = self.layout.build_dir(&entry.path);
                 let dir = tmp.path().join(&self.module).join(&build_dir);
-                read_dir_files(&dir, &build_dir)
-                    .map_err(|e| SourceError::Package(format!("cvs {} {}: {e}", self.root, self.module)))
+                read_dir_files(&dir, &build_dir).map_err(|e| {
+                    SourceError::Package(format!("cvs {} {}: {e}", self.root, self.module))
+                })
             })
             .collect()
     }
@@ -248,8 +265,14 @@ impl Source for Cvs {
             if let Some(pkg) = self.layout.package_of(&path)
                 && path != pkg
             {
-                files.entry(pkg.clone()).or_default().push(format!("{path} {rev}"));
-                names.entry(pkg.clone()).or_default().push(path[pkg.len() + 1..].to_owned());
+                files
+                    .entry(pkg.clone())
+                    .or_default()
+                    .push(format!("{path} {rev}"));
+                names
+                    .entry(pkg.clone())
+                    .or_default()
+                    .push(path[pkg.len() + 1..].to_owned());
             }
         }
         let entries = files
