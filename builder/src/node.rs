@@ -35,6 +35,8 @@ impl Model {
                 url: self.master_url.clone(),
                 status: self.master.to_wire(),
             },
+            claims: Vec::new(),
+            builds: Vec::new(),
         }
     }
 }

@@ -42,6 +42,7 @@ impl Model {
                     status: b.liveness.to_wire(),
                 })
                 .collect(),
+            ..MasterState::default()
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod farm;
 pub mod localfarm;
+pub mod plan;
 pub mod scan;
 pub mod server;
 

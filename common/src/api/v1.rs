@@ -115,6 +115,100 @@ pub struct PeerView {
 pub struct MasterState {
     /// Every builder of the master's config, in config order, with its liveness.
     pub builders: Vec<PeerView>,
+    /// Every package source, with the revision the master has scanned.
+    #[serde(default)]
+    pub sources: Vec<SourceView>,
+    /// Packages whose dependencies are all in a binary repository, highest priority first.
+    #[serde(default)]
+    pub ready: Vec<ReadyPackage>,
+    /// Claims the master has seen on builders, committed ones first.
+    #[serde(default)]
+    pub claims: Vec<ClaimView>,
+    /// The master's verdict on every finished build a builder still shows; a builder may
+    /// delete a build once it is listed here.
+    #[serde(default)]
+    pub results: Vec<BuildVerdict>,
+    /// How many packages are in each state (`waiting`, `ready`, `claimed`, `built`, `live`,
+    /// `failed`, `indirect-failed`, `blocked`).
+    #[serde(default)]
+    pub counts: std::collections::BTreeMap<String, u64>,
+}
+
+/// A package source as the master last scanned it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SourceView {
+    pub name: String,
+    pub kind: String,
+    pub revision: Option<String>,
+    /// Why the last poll failed, if it did.
+    pub error: Option<String>,
+}
+
+/// A package a builder may build now.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ReadyPackage {
+    pub pkgbase: String,
+    /// `[epoch:]pkgver-pkgrel`.
+    pub version: String,
+    /// The build's architecture: a machine architecture, or `any`.
+    pub arch: String,
+    /// Every package the build must produce.
+    pub pkgnames: Vec<String>,
+    /// Critical-path priority in milliseconds: the build's expected duration plus the longest
+    /// chain of expected durations of what waits on it. Higher first.
+    pub priority: u64,
+    /// Expected duration of the build in milliseconds (from history, or an estimate).
+    pub expected_ms: u64,
+    /// The package's build files: a tarball the master serves, and its sha256.
+    pub source: Download,
+    /// Base URL of the master's build repository for this architecture, to install
+    /// dependencies from (pacman `Server =`).
+    pub repo: Url,
+    /// Who answers for the build: the author of the last change to the package.
+    pub packager: Option<String>,
+}
+
+/// Something to download and check.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Download {
+    pub url: Url,
+    pub sha256: String,
+}
+
+/// A claim, as the master shows it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ClaimView {
+    pub builder: String,
+    pub pkgbase: String,
+    pub version: String,
+    pub arch: String,
+    pub phase: ClaimPhase,
+}
+
+/// The master's verdict on one finished build.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct BuildVerdict {
+    pub builder: String,
+    /// The builder's build id.
+    pub build: String,
+    pub pkgbase: String,
+    pub version: String,
+    pub arch: String,
+    pub verdict: Verdict,
+    /// Why, for a rejection or a failure.
+    pub reason: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// The artifacts are in the build repository.
+    Accepted,
+    /// The artifacts were refused (checksum, metadata, missing package) or not needed (another
+    /// build of the same version was accepted first).
+    Rejected,
+    /// The build failed; the master keeps its logs.
+    Failed,
 }
 
 /// A builder's content.
@@ -126,6 +220,93 @@ pub struct BuilderState {
     pub slots: u32,
     /// The master this builder follows, with its liveness.
     pub master: PeerView,
+    /// Its claims on packages.
+    #[serde(default)]
+    pub claims: Vec<Claim>,
+    /// Its builds, running or finished, until the master's verdict lets it drop them.
+    #[serde(default)]
+    pub builds: Vec<Build>,
+}
+
+/// Where a claim stands. See DESIGN.md: `claimed` → `committed` → `done` | `failed`.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClaimPhase {
+    Claimed,
+    Committed,
+    Done,
+    Failed,
+}
+
+/// A builder's claim on one package version.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub pkgbase: String,
+    pub version: String,
+    pub arch: String,
+    pub phase: ClaimPhase,
+    /// Tie-break between two builders claiming at once: the lower ticket wins.
+    pub ticket: u64,
+    /// The claim lapses after this moment unless the builder renews it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub lease_until: OffsetDateTime,
+    /// The build working on it, once started.
+    pub build: Option<String>,
+}
+
+/// One build on a builder.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Build {
+    /// Unique on the builder; names the build in its URLs.
+    pub id: String,
+    pub pkgbase: String,
+    pub version: String,
+    pub arch: String,
+    pub outcome: BuildOutcome,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    /// Stages that have a log, at `/v1/builds/ID/logs/STAGE`.
+    pub logs: Vec<String>,
+    /// Packages produced, at `/v1/builds/ID/artifacts/FILE`.
+    pub artifacts: Vec<Artifact>,
+    pub wall_ms: Option<u64>,
+    pub cpu_ms: Option<u64>,
+    pub peak_memory_kb: Option<u64>,
+}
+
+/// How a build ended, or that it has not.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum BuildOutcome {
+    Running {
+        stage: String,
+    },
+    Succeeded,
+    /// `stage` failed; `reason` says how (exit status, `hung`, `wall-time limit`, ...).
+    Failed {
+        stage: String,
+        reason: String,
+    },
+}
+
+/// A file a build produced.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Artifact {
+    pub file: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// Path of a build's log for one stage.
+pub fn log_path(build: &str, stage: &str) -> String {
+    format!("/v1/builds/{build}/logs/{stage}")
+}
+
+/// Path of a build's artifact.
+pub fn artifact_path(build: &str, file: &str) -> String {
+    format!("/v1/builds/{build}/artifacts/{file}")
 }
 
 #[cfg(test)]
@@ -150,6 +331,7 @@ mod tests {
                         error: "connection refused".to_owned(),
                     },
                 }],
+                ..MasterState::default()
             },
         };
         let json = serde_json::to_value(&state).unwrap();

@@ -1,0 +1,608 @@
+//! Planning: from what the sources hold and what the repositories have, every build's state
+//! (DESIGN.md's package states), what it waits on, and the ready list by critical path.
+//!
+//! This is a pure function of its inputs, recomputed whenever one of them changes; on the
+//! 1,815-package pkgsrc graph it takes a few milliseconds (BENCHMARKS.md).
+
+pub mod binaries;
+pub mod relation;
+
+use std::collections::{HashMap, HashSet};
+
+use quarters_parsers::PkgBase;
+
+use self::binaries::{Binaries, RepoKind};
+use self::relation::{Requirement, provision, vercmp};
+
+/// One build the farm may have to do: a pkgbase, for one architecture (or `any`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnitSpec {
+    pub source: String,
+    pub path: String,
+    pub pkgbase: String,
+    /// A machine architecture, or `any`.
+    pub arch: String,
+    pub version: String,
+    pub pkgnames: Vec<String>,
+    /// What the build's packages provide.
+    pub provides: Vec<String>,
+    /// Run-time dependencies of the build's packages.
+    pub depends: Vec<String>,
+    /// makedepends and checkdepends.
+    pub build_depends: Vec<String>,
+    pub packager: Option<String>,
+}
+
+impl UnitSpec {
+    /// The builds of a pkgbase for the farm's architectures: one per architecture it supports,
+    /// or a single `any` build.
+    pub fn from_meta(source: &str, path: &str, meta: &PkgBase, arches: &[String]) -> Vec<Self> {
+        let wanted: Vec<&str> = if meta.arch.iter().any(|a| a == "any") {
+            vec!["any"]
+        } else {
+            arches
+                .iter()
+                .map(String::as_str)
+                .filter(|a| meta.arch.iter().any(|m| m == a))
+                .collect()
+        };
+        wanted
+            .into_iter()
+            .filter_map(|arch| {
+                let target = meta.targets.get(arch)?;
+                let mut build_depends = target.makedepends.clone();
+                build_depends.extend(target.checkdepends.iter().cloned());
+                Some(UnitSpec {
+                    source: source.to_owned(),
+                    path: path.to_owned(),
+                    pkgbase: meta.pkgbase.clone(),
+                    arch: arch.to_owned(),
+                    version: meta.version.clone(),
+                    pkgnames: target.packages.iter().map(|p| p.pkgname.clone()).collect(),
+                    provides: target
+                        .packages
+                        .iter()
+                        .flat_map(|p| p.provides.clone())
+                        .collect(),
+                    depends: target
+                        .packages
+                        .iter()
+                        .flat_map(|p| p.depends.clone())
+                        .collect(),
+                    build_depends,
+                    packager: meta.packager.clone(),
+                })
+            })
+            .collect()
+    }
+
+    fn provides_itself(&self, req: &Requirement) -> bool {
+        self.pkgnames
+            .iter()
+            .any(|n| req.satisfied_by(n, Some(&self.version)))
+            || self.provides.iter().any(|p| {
+                let (name, version) = provision(p);
+                req.satisfied_by(name, version)
+            })
+    }
+}
+
+/// `(pkgbase, version, arch)`: what a claim, a build or a failure is about.
+pub type UnitKey = (String, String, String);
+
+/// A build's state, with the reason for every state but the happy ones.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Some dependency is not in a binary repository yet: `dependency (pkgbase)` each.
+    Waiting {
+        on: Vec<String>,
+    },
+    Ready,
+    /// A builder has committed to it.
+    Claimed {
+        builder: String,
+    },
+    /// This version is in the build repository.
+    Built,
+    /// This version (or a newer one) is in the live repository.
+    Live,
+    Failed {
+        reason: String,
+    },
+    /// A dependency failed: the chain from this build to the failure.
+    IndirectFailed {
+        chain: Vec<String>,
+    },
+    /// It can never build as things are: the chain to the cause (an unresolvable dependency,
+    /// a dependency cycle, a duplicate pkgbase).
+    Blocked {
+        chain: Vec<String>,
+    },
+}
+
+impl State {
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Waiting { .. } => "waiting",
+            State::Ready => "ready",
+            State::Claimed { .. } => "claimed",
+            State::Built => "built",
+            State::Live => "live",
+            State::Failed { .. } => "failed",
+            State::IndirectFailed { .. } => "indirect-failed",
+            State::Blocked { .. } => "blocked",
+        }
+    }
+
+    /// Still to be built: counts toward critical paths.
+    pub fn is_pending(&self) -> bool {
+        matches!(
+            self,
+            State::Waiting { .. } | State::Ready | State::Claimed { .. }
+        )
+    }
+
+    fn is_done(&self) -> bool {
+        matches!(self, State::Built | State::Live)
+    }
+}
+
+/// Everything a plan depends on.
+#[derive(Debug)]
+pub struct Inputs<'a> {
+    /// The farm's architectures; the first also resolves the dependencies of `any` builds.
+    pub arches: &'a [String],
+    pub units: Vec<UnitSpec>,
+    pub binaries: &'a Binaries,
+    /// Names the build root already provides.
+    pub template: &'a HashSet<String>,
+    /// Failed builds not retried since, with the reason.
+    pub failed: &'a HashMap<UnitKey, String>,
+    /// Committed claims, with the builder.
+    pub claimed: &'a HashMap<UnitKey, String>,
+    /// Expected duration of each pkgbase's build, from history.
+    pub durations: &'a HashMap<String, u64>,
+    /// Expected duration of a build without history.
+    pub default_ms: u64,
+}
+
+/// A build with its state.
+#[derive(Clone, Debug)]
+pub struct Planned {
+    pub spec: UnitSpec,
+    pub state: State,
+    /// The builds it waits on (indices into [`Plan::units`]).
+    pub waits_on: Vec<usize>,
+    pub expected_ms: u64,
+    /// Critical-path priority: `expected_ms` plus the longest chain of pending dependents.
+    pub priority: u64,
+}
+
+/// Every build's state, and the ready list.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub units: Vec<Planned>,
+    /// Ready builds, highest priority first.
+    pub ready: Vec<usize>,
+    by_name: HashMap<(String, String), usize>,
+}
+
+impl Plan {
+    /// The build of `pkgbase` for `arch`.
+    pub fn unit(&self, pkgbase: &str, arch: &str) -> Option<&Planned> {
+        self.by_name
+            .get(&(pkgbase.to_owned(), arch.to_owned()))
+            .map(|&i| &self.units[i])
+    }
+
+    /// Every build of `pkgbase`, or of the pkgbase that makes the package `name`.
+    pub fn find(&self, name: &str) -> Vec<&Planned> {
+        let direct: Vec<&Planned> = self
+            .units
+            .iter()
+            .filter(|u| u.spec.pkgbase == name)
+            .collect();
+        if !direct.is_empty() {
+            return direct;
+        }
+        self.units
+            .iter()
+            .filter(|u| u.spec.pkgnames.iter().any(|n| n == name))
+            .collect()
+    }
+
+    /// How many builds are in each state.
+    pub fn counts(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut counts = std::collections::BTreeMap::new();
+        for u in &self.units {
+            *counts.entry(u.state.name().to_owned()).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+/// Computes the plan.
+pub fn plan(inputs: Inputs<'_>) -> Plan {
+    let Inputs {
+        arches,
+        units: specs,
+        binaries,
+        template,
+        failed,
+        claimed,
+        durations,
+        default_ms,
+    } = inputs;
+    let primary = arches.first().map_or("x86_64", String::as_str);
+    let n = specs.len();
+    let mut by_name: HashMap<(String, String), usize> = HashMap::with_capacity(n);
+    let mut duplicates: HashMap<usize, String> = HashMap::new();
+    for (i, s) in specs.iter().enumerate() {
+        let key = (s.pkgbase.clone(), s.arch.clone());
+        match by_name.get(&key) {
+            Some(&first) => {
+                duplicates.insert(
+                    i,
+                    format!(
+                        "{} is also in source {} at {}; only the first is built",
+                        s.pkgbase, specs[first].source, specs[first].path
+                    ),
+                );
+            }
+            None => {
+                by_name.insert(key, i);
+            }
+        }
+    }
+
+    // Every name a build answers to, for the builds that may provide a dependency.
+    let mut providers: HashMap<&str, Vec<(usize, Option<&str>)>> = HashMap::new();
+    for (i, s) in specs.iter().enumerate() {
+        if duplicates.contains_key(&i) {
+            continue;
+        }
+        for name in &s.pkgnames {
+            providers
+                .entry(name)
+                .or_default()
+                .push((i, Some(&s.version)));
+        }
+        for p in &s.provides {
+            let (name, version) = provision(p);
+            providers.entry(name).or_default().push((i, version));
+        }
+    }
+
+    let mut states: Vec<Option<State>> = vec![None; n];
+    let mut edges: Vec<Vec<(usize, String)>> = vec![Vec::new(); n];
+    let mut own_block: Vec<Option<String>> = vec![None; n];
+    for (i, s) in specs.iter().enumerate() {
+        if let Some(why) = duplicates.get(&i) {
+            states[i] = Some(State::Blocked {
+                chain: vec![format!("{}: {why}", s.pkgbase)],
+            });
+            continue;
+        }
+        let resolve_arch = if s.arch == "any" {
+            primary
+        } else {
+            s.arch.as_str()
+        };
+        let at_least = |repo| {
+            binaries
+                .version_of(repo, &s.pkgbase, &s.arch)
+                .is_some_and(|v| vercmp(v, &s.version).is_ge())
+        };
+        if at_least(RepoKind::Live) {
+            states[i] = Some(State::Live);
+            continue;
+        }
+        if at_least(RepoKind::Build) {
+            states[i] = Some(State::Built);
+            continue;
+        }
+        let key = (s.pkgbase.clone(), s.version.clone(), s.arch.clone());
+        if let Some(reason) = failed.get(&key) {
+            states[i] = Some(State::Failed {
+                reason: reason.clone(),
+            });
+            continue;
+        }
+        let mut seen = HashSet::new();
+        for dep in s.depends.iter().chain(&s.build_depends) {
+            if !seen.insert(dep.as_str()) {
+                continue;
+            }
+            let req = Requirement::parse(dep);
+            if s.provides_itself(&req)
+                || template.contains(&req.name)
+                || binaries.satisfies(&req, resolve_arch)
+            {
+                continue;
+            }
+            let named = providers
+                .get(req.name.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let fitting: Vec<usize> = named
+                .iter()
+                .filter(|(p, version)| {
+                    *p != i
+                        && (specs[*p].arch == resolve_arch || specs[*p].arch == "any")
+                        && req.satisfied_by(&req.name, *version)
+                })
+                .map(|(p, _)| *p)
+                .collect();
+            let chosen = fitting
+                .iter()
+                .copied()
+                .find(|&p| specs[p].pkgnames.contains(&req.name))
+                .or_else(|| fitting.first().copied());
+            match chosen {
+                Some(p) => edges[i].push((p, dep.clone())),
+                None if named.is_empty() => {
+                    own_block[i].get_or_insert_with(|| {
+                        format!("{}: needs {dep}, which nothing provides (not in the sources, the repositories or the build root)", s.pkgbase)
+                    });
+                }
+                None => {
+                    let offers: Vec<String> = named
+                        .iter()
+                        .map(|(p, v)| {
+                            format!("{} {}", specs[*p].pkgbase, v.unwrap_or("(unversioned)"))
+                        })
+                        .collect();
+                    own_block[i].get_or_insert_with(|| {
+                        format!(
+                            "{}: needs {dep}, but the sources offer only {}",
+                            s.pkgbase,
+                            offers.join(", ")
+                        )
+                    });
+                }
+            }
+        }
+    }
+
+    // Strongly connected components over the waiting edges, providers before dependents.
+    let order = tarjan(n, &edges, &states);
+    for component in &order {
+        let cyclic =
+            component.len() > 1 || edges[component[0]].iter().any(|(p, _)| *p == component[0]);
+        if cyclic {
+            let chain = cycle_chain(component, &edges, &specs);
+            for &i in component {
+                states[i] = Some(State::Blocked {
+                    chain: chain.clone(),
+                });
+            }
+        }
+    }
+    for component in &order {
+        for &i in component {
+            if states[i].is_some() {
+                continue;
+            }
+            let s = &specs[i];
+            let state = if let Some(why) = &own_block[i] {
+                State::Blocked {
+                    chain: vec![why.clone()],
+                }
+            } else {
+                propagate(i, &edges[i], &states, &specs).unwrap_or_else(|| {
+                    let waiting: Vec<String> = edges[i]
+                        .iter()
+                        .filter(|(p, _)| !states[*p].as_ref().is_some_and(State::is_done))
+                        .map(|(p, dep)| format!("{dep} ({})", specs[*p].pkgbase))
+                        .collect();
+                    if !waiting.is_empty() {
+                        State::Waiting { on: waiting }
+                    } else {
+                        let key = (s.pkgbase.clone(), s.version.clone(), s.arch.clone());
+                        match claimed.get(&key) {
+                            Some(builder) => State::Claimed {
+                                builder: builder.clone(),
+                            },
+                            None => State::Ready,
+                        }
+                    }
+                })
+            };
+            states[i] = Some(state);
+        }
+    }
+
+    let states: Vec<State> = states
+        .into_iter()
+        .map(|s| s.expect("every build has a state"))
+        .collect();
+    let expected: Vec<u64> = specs
+        .iter()
+        .map(|s| durations.get(&s.pkgbase).copied().unwrap_or(default_ms))
+        .collect();
+    // Critical path: dependents before providers, so walk the order backwards.
+    let mut priority = vec![0u64; n];
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, e) in edges.iter().enumerate() {
+        for (p, _) in e {
+            dependents[*p].push(i);
+        }
+    }
+    for component in order.iter().rev() {
+        for &i in component {
+            if !states[i].is_pending() {
+                continue;
+            }
+            let longest = dependents[i]
+                .iter()
+                .filter(|&&d| states[d].is_pending())
+                .map(|&d| priority[d])
+                .max()
+                .unwrap_or(0);
+            priority[i] = expected[i] + longest;
+        }
+    }
+
+    let units: Vec<Planned> = specs
+        .into_iter()
+        .zip(states)
+        .enumerate()
+        .map(|(i, (spec, state))| Planned {
+            spec,
+            state,
+            waits_on: edges[i].iter().map(|(p, _)| *p).collect(),
+            expected_ms: expected[i],
+            priority: priority[i],
+        })
+        .collect();
+    let mut ready: Vec<usize> = (0..n).filter(|&i| units[i].state == State::Ready).collect();
+    ready.sort_by(|&a, &b| {
+        units[b]
+            .priority
+            .cmp(&units[a].priority)
+            .then_with(|| units[a].spec.pkgbase.cmp(&units[b].spec.pkgbase))
+    });
+    Plan {
+        units,
+        ready,
+        by_name,
+    }
+}
+
+/// The state a build inherits from a failed or blocked dependency, if any.
+fn propagate(
+    i: usize,
+    edges: &[(usize, String)],
+    states: &[Option<State>],
+    specs: &[UnitSpec],
+) -> Option<State> {
+    let me = &specs[i].pkgbase;
+    let mut blocked = None;
+    for (p, dep) in edges {
+        let via = format!("{me} needs {dep} ({})", specs[*p].pkgbase);
+        match &states[*p] {
+            Some(State::Failed { reason }) => {
+                return Some(State::IndirectFailed {
+                    chain: vec![via, format!("{} failed: {reason}", specs[*p].pkgbase)],
+                });
+            }
+            Some(State::IndirectFailed { chain }) => {
+                let mut c = vec![via];
+                c.extend(chain.iter().cloned());
+                return Some(State::IndirectFailed { chain: c });
+            }
+            Some(State::Blocked { chain }) if blocked.is_none() => {
+                let mut c = vec![via];
+                c.extend(chain.iter().cloned());
+                blocked = Some(State::Blocked { chain: c });
+            }
+            _ => {}
+        }
+    }
+    blocked
+}
+
+/// Tarjan's algorithm, iterative, over the builds that still need resolving. Components come
+/// out with every component they depend on before them.
+fn tarjan(n: usize, edges: &[Vec<(usize, String)>], states: &[Option<State>]) -> Vec<Vec<usize>> {
+    const UNSEEN: usize = usize::MAX;
+    let mut index = vec![UNSEEN; n];
+    let mut low = vec![0; n];
+    let mut on_stack = vec![false; n];
+    let mut stack = Vec::new();
+    let mut out = Vec::new();
+    let mut next = 0;
+    let follow = |v: usize| -> Vec<usize> {
+        edges[v]
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| states[*p].is_none())
+            .collect()
+    };
+    for root in 0..n {
+        if index[root] != UNSEEN {
+            continue;
+        }
+        let mut work: Vec<(usize, Vec<usize>, usize)> = vec![(root, follow(root), 0)];
+        index[root] = next;
+        low[root] = next;
+        next += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some((v, succ, pos)) = work.last_mut() {
+            let v = *v;
+            if let Some(&w) = succ.get(*pos) {
+                *pos += 1;
+                if index[w] == UNSEEN {
+                    index[w] = next;
+                    low[w] = next;
+                    next += 1;
+                    stack.push(w);
+                    on_stack[w] = true;
+                    work.push((w, follow(w), 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+            } else {
+                work.pop();
+                if let Some((parent, _, _)) = work.last() {
+                    low[*parent] = low[*parent].min(low[v]);
+                }
+                if low[v] == index[v] {
+                    let mut component = Vec::new();
+                    loop {
+                        let w = stack.pop().expect("v is on the stack");
+                        on_stack[w] = false;
+                        component.push(w);
+                        if w == v {
+                            break;
+                        }
+                    }
+                    out.push(component);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A readable cycle through a component: `a needs x (b)`, `b needs y (a)`.
+fn cycle_chain(
+    component: &[usize],
+    edges: &[Vec<(usize, String)>],
+    specs: &[UnitSpec],
+) -> Vec<String> {
+    let members: HashSet<usize> = component.iter().copied().collect();
+    let start = *component
+        .iter()
+        .min_by_key(|&&i| &specs[i].pkgbase)
+        .expect("components are not empty");
+    let mut chain = Vec::new();
+    let mut seen = HashSet::new();
+    let mut at = start;
+    while seen.insert(at) {
+        let Some((next, dep)) = edges[at].iter().find(|(p, _)| members.contains(p)) else {
+            break;
+        };
+        chain.push(format!(
+            "{} needs {dep} ({})",
+            specs[at].pkgbase, specs[*next].pkgbase
+        ));
+        at = *next;
+    }
+    chain.insert(
+        0,
+        format!("dependency cycle: {}", {
+            let mut names: Vec<&str> = component
+                .iter()
+                .map(|&i| specs[i].pkgbase.as_str())
+                .collect();
+            names.sort_unstable();
+            names.join(", ")
+        }),
+    );
+    chain
+}
+
+#[cfg(test)]
+mod tests;

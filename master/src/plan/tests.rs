@@ -1,0 +1,262 @@
+use std::collections::{HashMap, HashSet};
+
+use super::binaries::{Binaries, BinaryPackage, RepoKind};
+use super::*;
+
+fn unit(pkgbase: &str, version: &str, depends: &[&str], makedepends: &[&str]) -> UnitSpec {
+    UnitSpec {
+        source: "main".into(),
+        path: pkgbase.into(),
+        pkgbase: pkgbase.into(),
+        arch: "x86_64".into(),
+        version: version.into(),
+        pkgnames: vec![pkgbase.into()],
+        provides: Vec::new(),
+        depends: depends.iter().map(|s| (*s).to_owned()).collect(),
+        build_depends: makedepends.iter().map(|s| (*s).to_owned()).collect(),
+        packager: None,
+    }
+}
+
+fn bin(repo: RepoKind, pkgname: &str, version: &str) -> BinaryPackage {
+    BinaryPackage {
+        repo,
+        arch: "x86_64".into(),
+        pkgname: pkgname.into(),
+        pkgbase: pkgname.into(),
+        version: version.into(),
+        provides: Vec::new(),
+    }
+}
+
+struct World {
+    arches: Vec<String>,
+    binaries: Binaries,
+    template: HashSet<String>,
+    failed: HashMap<UnitKey, String>,
+    claimed: HashMap<UnitKey, String>,
+    durations: HashMap<String, u64>,
+}
+
+impl World {
+    fn new() -> Self {
+        World {
+            arches: vec!["x86_64".into()],
+            binaries: Binaries::default(),
+            template: HashSet::new(),
+            failed: HashMap::new(),
+            claimed: HashMap::new(),
+            durations: HashMap::new(),
+        }
+    }
+
+    fn plan(&self, units: Vec<UnitSpec>) -> Plan {
+        plan(Inputs {
+            arches: &self.arches,
+            units,
+            binaries: &self.binaries,
+            template: &self.template,
+            failed: &self.failed,
+            claimed: &self.claimed,
+            durations: &self.durations,
+            default_ms: 1000,
+        })
+    }
+}
+
+fn state<'a>(plan: &'a Plan, pkgbase: &str) -> &'a State {
+    &plan.find(pkgbase)[0].state
+}
+
+fn key(pkgbase: &str, version: &str) -> UnitKey {
+    (pkgbase.into(), version.into(), "x86_64".into())
+}
+
+#[test]
+fn a_chain_waits_in_order_and_priorities_follow_the_critical_path() {
+    let mut w = World::new();
+    w.durations = [("a", 10), ("b", 20), ("c", 30), ("d", 5)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let p = w.plan(vec![
+        unit("a", "1-1", &[], &[]),
+        unit("b", "1-1", &["a"], &[]),
+        unit("c", "1-1", &[], &["b"]),
+        unit("d", "1-1", &[], &[]),
+    ]);
+    assert_eq!(state(&p, "a"), &State::Ready);
+    assert_eq!(
+        state(&p, "b"),
+        &State::Waiting {
+            on: vec!["a (a)".into()]
+        }
+    );
+    assert!(matches!(state(&p, "c"), State::Waiting { .. }));
+    let prio = |n| p.find(n)[0].priority;
+    assert_eq!(
+        (prio("a"), prio("b"), prio("c"), prio("d")),
+        (60, 50, 30, 5)
+    );
+    let ready: Vec<&str> = p
+        .ready
+        .iter()
+        .map(|&i| p.units[i].spec.pkgbase.as_str())
+        .collect();
+    assert_eq!(ready, ["a", "d"], "highest priority first");
+}
+
+#[test]
+fn binaries_template_and_provides_satisfy_dependencies() {
+    let mut w = World::new();
+    w.binaries = Binaries::new(vec![bin(RepoKind::Build, "a", "1-1")]);
+    w.template.insert("glibc".into());
+    let mut lib = unit("lib", "1-1", &[], &[]);
+    lib.pkgnames = vec!["lib-core".into(), "lib-extra".into()];
+    lib.provides = vec!["libthing.so=1-64".into()];
+    let p = w.plan(vec![
+        unit("a", "1-1", &[], &[]),
+        unit("b", "1-1", &["a", "glibc"], &[]),
+        lib,
+        unit("c", "1-1", &["libthing.so"], &[]),
+        unit("e", "1-1", &["lib-extra"], &[]),
+    ]);
+    assert_eq!(state(&p, "a"), &State::Built);
+    assert_eq!(state(&p, "b"), &State::Ready);
+    assert_eq!(
+        state(&p, "c"),
+        &State::Waiting {
+            on: vec!["libthing.so (lib)".into()]
+        }
+    );
+    assert_eq!(
+        state(&p, "e"),
+        &State::Waiting {
+            on: vec!["lib-extra (lib)".into()]
+        }
+    );
+    assert_eq!(p.find("lib-core")[0].spec.pkgbase, "lib");
+}
+
+#[test]
+fn versions_decide_built_live_and_unsatisfiable() {
+    let mut w = World::new();
+    w.binaries = Binaries::new(vec![
+        bin(RepoKind::Live, "new", "2-1"),
+        bin(RepoKind::Build, "old", "1-1"),
+    ]);
+    let p = w.plan(vec![
+        unit("new", "1:0.5-1", &[], &[]),
+        unit("old", "1-2", &[], &[]),
+        unit("needs-new-old", "1-1", &["old>=3"], &[]),
+    ]);
+    assert_eq!(
+        state(&p, "new"),
+        &State::Ready,
+        "an epoch makes 1:0.5 newer than 2"
+    );
+    assert_eq!(state(&p, "old"), &State::Ready, "1-2 is not built yet");
+    match state(&p, "needs-new-old") {
+        State::Blocked { chain } => assert!(
+            chain[0].contains("the sources offer only old 1-2"),
+            "{chain:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_unresolvable_dependency_and_a_cycle_block_only_those_involved() {
+    let w = World::new();
+    let p = w.plan(vec![
+        unit("ghostly", "1-1", &["ghost"], &[]),
+        unit("haunted", "1-1", &["ghostly"], &[]),
+        unit("x", "1-1", &["y"], &[]),
+        unit("y", "1-1", &[], &["x"]),
+        unit("z", "1-1", &["x"], &[]),
+        unit("fine", "1-1", &[], &[]),
+    ]);
+    match state(&p, "ghostly") {
+        State::Blocked { chain } => {
+            assert!(chain[0].contains("needs ghost, which nothing provides"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match state(&p, "haunted") {
+        State::Blocked { chain } => {
+            assert_eq!(chain[0], "haunted needs ghostly (ghostly)");
+            assert!(chain[1].contains("ghost"));
+        }
+        other => panic!("{other:?}"),
+    }
+    for member in ["x", "y"] {
+        match state(&p, member) {
+            State::Blocked { chain } => {
+                assert_eq!(chain[0], "dependency cycle: x, y");
+                assert_eq!(chain[1], "x needs y (y)");
+                assert_eq!(chain[2], "y needs x (x)");
+            }
+            other => panic!("{member}: {other:?}"),
+        }
+    }
+    assert!(matches!(state(&p, "z"), State::Blocked { chain } if chain[0] == "z needs x (x)"));
+    assert_eq!(state(&p, "fine"), &State::Ready);
+    assert_eq!(p.counts()["blocked"], 5);
+}
+
+#[test]
+fn a_failure_makes_its_dependents_indirect_failed() {
+    let mut w = World::new();
+    w.failed
+        .insert(key("a", "1-1"), "build: exit status 2".into());
+    let p = w.plan(vec![
+        unit("a", "1-1", &[], &[]),
+        unit("b", "1-1", &["a"], &[]),
+        unit("c", "1-1", &["b"], &[]),
+    ]);
+    assert!(matches!(state(&p, "a"), State::Failed { reason } if reason.contains("exit status 2")));
+    match state(&p, "c") {
+        State::IndirectFailed { chain } => assert_eq!(
+            chain,
+            &[
+                "c needs b (b)",
+                "b needs a (a)",
+                "a failed: build: exit status 2"
+            ]
+        ),
+        other => panic!("{other:?}"),
+    }
+    // A new version of a is not the failed one.
+    let p = w.plan(vec![
+        unit("a", "1-2", &[], &[]),
+        unit("b", "1-1", &["a"], &[]),
+    ]);
+    assert_eq!(state(&p, "a"), &State::Ready);
+}
+
+#[test]
+fn claims_any_builds_and_duplicates() {
+    let mut w = World::new();
+    w.claimed.insert(key("a", "1-1"), "builder-1".into());
+    let mut docs = unit("docs", "1-1", &["a"], &[]);
+    docs.arch = "any".into();
+    let mut dup = unit("a", "9-9", &[], &[]);
+    dup.source = "other".into();
+    let p = w.plan(vec![unit("a", "1-1", &[], &[]), docs, dup]);
+    assert_eq!(
+        state(&p, "a"),
+        &State::Claimed {
+            builder: "builder-1".into()
+        }
+    );
+    assert_eq!(
+        p.unit("docs", "any").unwrap().state,
+        State::Waiting {
+            on: vec!["a (a)".into()]
+        }
+    );
+    let blocked = p.units.iter().find(|u| u.spec.source == "other").unwrap();
+    assert!(
+        matches!(&blocked.state, State::Blocked { chain } if chain[0].contains("also in source main"))
+    );
+}
