@@ -4,6 +4,7 @@
 //! The binaries `quarters-master` and `quartersctl` are thin; everything they do is here.
 
 pub mod config;
+pub mod db;
 pub mod demo;
 pub mod farm;
 pub mod localfarm;

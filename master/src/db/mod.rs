@@ -1,0 +1,434 @@
+//! The master's durable state in SQLite (WAL): every build and its verdict, what each repository
+//! holds, promotions, and an event log.
+//!
+//! Exactly-once acceptance is a unique index, not a convention: a second accepted build of the
+//! same `(pkgbase, version, arch)` cannot be recorded. The repositories' database files are
+//! written from these tables, so after a crash they are rewritten from what was committed here.
+
+mod schema;
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use time::OffsetDateTime;
+
+use crate::plan::UnitKey;
+use crate::plan::binaries::{BinaryPackage, RepoKind};
+
+/// The database, with one connection; the master serialises access to it.
+#[derive(Debug)]
+pub struct Db {
+    conn: Connection,
+}
+
+/// What a finished build came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerdictKind {
+    Accepted,
+    Rejected,
+    Failed,
+}
+
+impl VerdictKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            VerdictKind::Accepted => "accepted",
+            VerdictKind::Rejected => "rejected",
+            VerdictKind::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "accepted" => VerdictKind::Accepted,
+            "failed" => VerdictKind::Failed,
+            _ => VerdictKind::Rejected,
+        }
+    }
+}
+
+/// One build as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildRow {
+    pub builder: String,
+    pub build_id: String,
+    pub pkgbase: String,
+    pub version: String,
+    pub arch: String,
+    pub verdict: VerdictKind,
+    pub reason: Option<String>,
+    pub wall_ms: Option<u64>,
+    pub cpu_ms: Option<u64>,
+    pub peak_memory_kb: Option<u64>,
+    /// Where the master keeps the build's logs.
+    pub log_dir: Option<String>,
+}
+
+/// A package file in a repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepoEntry {
+    pub repo: RepoKind,
+    /// The repository's architecture directory.
+    pub arch: String,
+    pub filename: String,
+    pub pkgname: String,
+    pub pkgbase: String,
+    pub version: String,
+    /// The package's own architecture (`any` in every architecture's repository).
+    pub pkg_arch: String,
+    pub sha256: String,
+    pub size: u64,
+    pub provides: Vec<String>,
+    /// The repository's `desc` entry for the package.
+    pub desc: String,
+    /// The repository's `files` entry for the package.
+    pub files: String,
+}
+
+/// Why a build could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("{pkgbase} {version} ({arch}) is already accepted from another build")]
+    AlreadyAccepted {
+        pkgbase: String,
+        version: String,
+        arch: String,
+    },
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+fn repo_str(r: RepoKind) -> &'static str {
+    match r {
+        RepoKind::Build => "build",
+        RepoKind::Live => "live",
+    }
+}
+
+fn now() -> String {
+    OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339 always formats")
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    /// A database in memory, for tests of one module.
+    pub fn in_memory() -> Result<Self, DbError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, DbError> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        schema::migrate(&conn)?;
+        Ok(Db { conn })
+    }
+
+    /// Records a failed or rejected build. Recording the same builder's build twice is a no-op.
+    pub fn record_build(&mut self, row: &BuildRow) -> Result<(), DbError> {
+        debug_assert_ne!(row.verdict, VerdictKind::Accepted, "use accept()");
+        insert_build(&self.conn, row)?;
+        Ok(())
+    }
+
+    /// Records an accepted build and its packages in the build repository, in one transaction.
+    /// Refused if this `(pkgbase, version, arch)` was accepted before.
+    pub fn accept(&mut self, row: &BuildRow, packages: &[RepoEntry]) -> Result<(), DbError> {
+        let tx = self.conn.transaction()?;
+        insert_build(&tx, row).map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                DbError::AlreadyAccepted {
+                    pkgbase: row.pkgbase.clone(),
+                    version: row.version.clone(),
+                    arch: row.arch.clone(),
+                }
+            }
+            other => DbError::Sqlite(other),
+        })?;
+        for p in packages {
+            put_repo_entry(&tx, p)?;
+        }
+        tx.execute(
+            "INSERT INTO events (at, kind, subject, message) VALUES (?1, 'accepted', ?2, ?3)",
+            params![
+                now(),
+                row.pkgbase,
+                format!(
+                    "{} {} ({}) from {} build {}",
+                    row.pkgbase, row.version, row.arch, row.builder, row.build_id
+                )
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Whether this builder's build has a verdict already, and which.
+    pub fn verdict_of(
+        &self,
+        builder: &str,
+        build_id: &str,
+    ) -> Result<Option<(VerdictKind, Option<String>)>, DbError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT verdict, reason FROM builds WHERE builder = ?1 AND build_id = ?2",
+                params![builder, build_id],
+                |r| Ok((VerdictKind::parse(&r.get::<_, String>(0)?), r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Whether some build of this version was accepted.
+    pub fn is_accepted(&self, key: &UnitKey) -> Result<bool, DbError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM builds WHERE pkgbase = ?1 AND version = ?2 AND arch = ?3 AND verdict = 'accepted'",
+                params![key.0, key.1, key.2],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Failed builds not retried since, by what they built, with the newest reason.
+    pub fn failures(&self) -> Result<std::collections::HashMap<UnitKey, String>, DbError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT pkgbase, version, arch, builder, reason FROM builds
+             WHERE verdict = 'failed' AND retried = 0 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                (
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ),
+                format!(
+                    "{} (on {})",
+                    r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                    r.get::<_, String>(3)?
+                ),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Puts the failed builds of `pkgbase` back in the running; returns how many there were.
+    pub fn retry(&mut self, pkgbase: &str) -> Result<usize, DbError> {
+        let n = self.conn.execute(
+            "UPDATE builds SET retried = 1 WHERE pkgbase = ?1 AND verdict = 'failed' AND retried = 0",
+            params![pkgbase],
+        )?;
+        if n > 0 {
+            self.event(
+                "retry",
+                pkgbase,
+                &format!("{n} failed build(s) of {pkgbase} may be built again"),
+            )?;
+        }
+        Ok(n)
+    }
+
+    /// The builds recorded for `pkgbase`, newest first.
+    pub fn builds_of(&self, pkgbase: &str, limit: usize) -> Result<Vec<BuildRow>, DbError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT builder, build_id, pkgbase, version, arch, verdict, reason, wall_ms, cpu_ms, peak_memory_kb, log_dir
+             FROM builds WHERE pkgbase = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![pkgbase, limit as i64], |r| {
+            Ok(BuildRow {
+                builder: r.get(0)?,
+                build_id: r.get(1)?,
+                pkgbase: r.get(2)?,
+                version: r.get(3)?,
+                arch: r.get(4)?,
+                verdict: VerdictKind::parse(&r.get::<_, String>(5)?),
+                reason: r.get(6)?,
+                wall_ms: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+                cpu_ms: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+                peak_memory_kb: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
+                log_dir: r.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Expected build duration per pkgbase: the mean wall time of its last five accepted builds.
+    pub fn durations(&self) -> Result<std::collections::HashMap<String, u64>, DbError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT pkgbase, AVG(wall_ms) FROM (
+                SELECT pkgbase, wall_ms, ROW_NUMBER() OVER (PARTITION BY pkgbase ORDER BY id DESC) AS n
+                FROM builds WHERE verdict = 'accepted' AND wall_ms IS NOT NULL
+             ) WHERE n <= 5 GROUP BY pkgbase",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)? as u64))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every package in the repositories.
+    pub fn repo_entries(&self) -> Result<Vec<RepoEntry>, DbError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT repo, arch, filename, pkgname, pkgbase, version, pkg_arch, sha256, size, provides, desc, files
+             FROM repo_packages ORDER BY repo, arch, pkgname",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(RepoEntry {
+                repo: if r.get::<_, String>(0)? == "live" {
+                    RepoKind::Live
+                } else {
+                    RepoKind::Build
+                },
+                arch: r.get(1)?,
+                filename: r.get(2)?,
+                pkgname: r.get(3)?,
+                pkgbase: r.get(4)?,
+                version: r.get(5)?,
+                pkg_arch: r.get(6)?,
+                sha256: r.get(7)?,
+                size: r.get::<_, i64>(8)? as u64,
+                provides: serde_json::from_str(&r.get::<_, String>(9)?).unwrap_or_default(),
+                desc: r.get(10)?,
+                files: r.get(11)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The repositories' contents as the planner sees them.
+    pub fn binaries(&self) -> Result<Vec<BinaryPackage>, DbError> {
+        Ok(self
+            .repo_entries()?
+            .into_iter()
+            .map(|e| BinaryPackage {
+                repo: e.repo,
+                arch: e.pkg_arch,
+                pkgname: e.pkgname,
+                pkgbase: e.pkgbase,
+                version: e.version,
+                provides: e.provides,
+            })
+            .collect())
+    }
+
+    /// Copies `entries` into the live repository (replacing older versions of the same
+    /// packages) and records the promotion, in one transaction.
+    pub fn promote(&mut self, entries: &[RepoEntry]) -> Result<(), DbError> {
+        let tx = self.conn.transaction()?;
+        for e in entries {
+            let live = RepoEntry {
+                repo: RepoKind::Live,
+                ..e.clone()
+            };
+            put_repo_entry(&tx, &live)?;
+        }
+        let names: Vec<String> = entries
+            .iter()
+            .map(|e| format!("{} {} ({})", e.pkgname, e.version, e.arch))
+            .collect();
+        tx.execute(
+            "INSERT INTO promotions (at, packages) VALUES (?1, ?2)",
+            params![
+                now(),
+                serde_json::to_string(&names).expect("strings serialize")
+            ],
+        )?;
+        tx.execute(
+            "INSERT INTO events (at, kind, subject, message) VALUES (?1, 'promoted', NULL, ?2)",
+            params![now(), names.join(", ")],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Appends to the event log.
+    pub fn event(&mut self, kind: &str, subject: &str, message: &str) -> Result<(), DbError> {
+        self.conn.execute(
+            "INSERT INTO events (at, kind, subject, message) VALUES (?1, ?2, ?3, ?4)",
+            params![now(), kind, subject, message],
+        )?;
+        Ok(())
+    }
+
+    /// The newest events about `subject`, newest first.
+    pub fn events_of(
+        &self,
+        subject: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String)>, DbError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT at, kind, message FROM events WHERE subject = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![subject, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+fn insert_build(conn: &Connection, row: &BuildRow) -> Result<(), rusqlite::Error> {
+    conn.execute(
+        "INSERT INTO builds (builder, build_id, pkgbase, version, arch, verdict, reason, recorded_at, wall_ms, cpu_ms, peak_memory_kb, log_dir)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (builder, build_id) DO NOTHING",
+        params![
+            row.builder,
+            row.build_id,
+            row.pkgbase,
+            row.version,
+            row.arch,
+            row.verdict.as_str(),
+            row.reason,
+            now(),
+            row.wall_ms.map(|v| v as i64),
+            row.cpu_ms.map(|v| v as i64),
+            row.peak_memory_kb.map(|v| v as i64),
+            row.log_dir,
+        ],
+    )?;
+    Ok(())
+}
+
+fn put_repo_entry(conn: &Connection, e: &RepoEntry) -> Result<(), rusqlite::Error> {
+    conn.execute(
+        "INSERT INTO repo_packages (repo, arch, filename, pkgname, pkgbase, version, pkg_arch, sha256, size, provides, desc, files, added_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+         ON CONFLICT (repo, arch, pkgname) DO UPDATE SET
+           filename = excluded.filename, pkgbase = excluded.pkgbase, version = excluded.version,
+           pkg_arch = excluded.pkg_arch, sha256 = excluded.sha256, size = excluded.size,
+           provides = excluded.provides, desc = excluded.desc, files = excluded.files,
+           added_at = excluded.added_at",
+        params![
+            repo_str(e.repo),
+            e.arch,
+            e.filename,
+            e.pkgname,
+            e.pkgbase,
+            e.version,
+            e.pkg_arch,
+            e.sha256,
+            e.size as i64,
+            serde_json::to_string(&e.provides).expect("strings serialize"),
+            e.desc,
+            e.files,
+            now(),
+        ],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

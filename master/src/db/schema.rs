@@ -1,0 +1,64 @@
+//! The schema, and its migrations: each a step applied once, in order, inside a transaction.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: builds, repositories, promotions, events.
+    "CREATE TABLE builds (
+        id INTEGER PRIMARY KEY,
+        builder TEXT NOT NULL,
+        build_id TEXT NOT NULL,
+        pkgbase TEXT NOT NULL,
+        version TEXT NOT NULL,
+        arch TEXT NOT NULL,
+        verdict TEXT NOT NULL CHECK (verdict IN ('accepted', 'rejected', 'failed')),
+        reason TEXT,
+        recorded_at TEXT NOT NULL,
+        wall_ms INTEGER,
+        cpu_ms INTEGER,
+        peak_memory_kb INTEGER,
+        log_dir TEXT,
+        retried INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (builder, build_id)
+    );
+    CREATE UNIQUE INDEX builds_accepted_once ON builds (pkgbase, version, arch) WHERE verdict = 'accepted';
+    CREATE INDEX builds_by_pkgbase ON builds (pkgbase);
+    CREATE TABLE repo_packages (
+        repo TEXT NOT NULL CHECK (repo IN ('build', 'live')),
+        arch TEXT NOT NULL,
+        filename TEXT NOT NULL,
+        pkgname TEXT NOT NULL,
+        pkgbase TEXT NOT NULL,
+        version TEXT NOT NULL,
+        pkg_arch TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        provides TEXT NOT NULL,
+        desc TEXT NOT NULL,
+        files TEXT NOT NULL,
+        added_at TEXT NOT NULL,
+        PRIMARY KEY (repo, arch, pkgname)
+    );
+    CREATE TABLE promotions (id INTEGER PRIMARY KEY, at TEXT NOT NULL, packages TEXT NOT NULL);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX events_by_subject ON events (subject);",
+];
+
+/// Brings the database up to the newest schema.
+pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: usize =
+        conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,121 @@
+use super::*;
+
+fn row(builder: &str, id: &str, verdict: VerdictKind) -> BuildRow {
+    BuildRow {
+        builder: builder.into(),
+        build_id: id.into(),
+        pkgbase: "foo".into(),
+        version: "1-1".into(),
+        arch: "x86_64".into(),
+        verdict,
+        reason: (verdict == VerdictKind::Failed).then(|| "build: exit status 1".into()),
+        wall_ms: Some(1000),
+        cpu_ms: Some(900),
+        peak_memory_kb: Some(2048),
+        log_dir: None,
+    }
+}
+
+fn entry(pkgname: &str) -> RepoEntry {
+    RepoEntry {
+        repo: RepoKind::Build,
+        arch: "x86_64".into(),
+        filename: format!("{pkgname}-1-1-x86_64.pkg.tar.zst"),
+        pkgname: pkgname.into(),
+        pkgbase: "foo".into(),
+        version: "1-1".into(),
+        pkg_arch: "x86_64".into(),
+        sha256: "00".repeat(32),
+        size: 10,
+        provides: vec!["libfoo.so".into()],
+        desc: "%NAME%\nfoo\n".into(),
+        files: "%FILES%\n".into(),
+    }
+}
+
+#[test]
+fn a_version_is_accepted_at_most_once() {
+    let mut db = Db::in_memory().unwrap();
+    db.accept(&row("b1", "7", VerdictKind::Accepted), &[entry("foo")])
+        .unwrap();
+    let err = db
+        .accept(&row("b2", "3", VerdictKind::Accepted), &[entry("foo")])
+        .unwrap_err();
+    assert!(matches!(err, DbError::AlreadyAccepted { .. }), "{err}");
+    assert!(
+        db.is_accepted(&("foo".into(), "1-1".into(), "x86_64".into()))
+            .unwrap()
+    );
+    assert_eq!(
+        db.verdict_of("b1", "7").unwrap().unwrap().0,
+        VerdictKind::Accepted
+    );
+    assert_eq!(
+        db.verdict_of("b2", "3").unwrap(),
+        None,
+        "the refused acceptance left nothing"
+    );
+    assert_eq!(db.binaries().unwrap().len(), 1);
+    assert_eq!(db.durations().unwrap()["foo"], 1000);
+}
+
+#[test]
+fn failures_hold_until_retried() {
+    let mut db = Db::in_memory().unwrap();
+    db.record_build(&row("b1", "1", VerdictKind::Failed))
+        .unwrap();
+    db.record_build(&row("b1", "1", VerdictKind::Failed))
+        .unwrap();
+    let failures = db.failures().unwrap();
+    assert_eq!(failures.len(), 1);
+    assert!(
+        failures
+            .values()
+            .next()
+            .unwrap()
+            .contains("exit status 1 (on b1)")
+    );
+    assert_eq!(db.retry("foo").unwrap(), 1);
+    assert!(db.failures().unwrap().is_empty());
+    assert_eq!(db.retry("foo").unwrap(), 0);
+    assert_eq!(db.builds_of("foo", 10).unwrap().len(), 1);
+    assert_eq!(db.events_of("foo", 10).unwrap()[0].1, "retry");
+}
+
+#[test]
+fn promotion_copies_into_live_and_replaces_older_versions() {
+    let mut db = Db::in_memory().unwrap();
+    db.accept(&row("b1", "7", VerdictKind::Accepted), &[entry("foo")])
+        .unwrap();
+    let build = db.repo_entries().unwrap();
+    db.promote(&build).unwrap();
+    let mut newer = entry("foo");
+    newer.version = "2-1".into();
+    newer.repo = RepoKind::Live;
+    db.promote(&[newer]).unwrap();
+    let live: Vec<RepoEntry> = db
+        .repo_entries()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.repo == RepoKind::Live)
+        .collect();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].version, "2-1");
+}
+
+#[test]
+fn reopening_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("master.sqlite");
+    {
+        let mut db = Db::open(&path).unwrap();
+        db.accept(&row("b1", "7", VerdictKind::Accepted), &[entry("foo")])
+            .unwrap();
+    }
+    let db = Db::open(&path).unwrap();
+    assert_eq!(db.repo_entries().unwrap().len(), 1);
+    assert!(
+        db.is_accepted(&("foo".into(), "1-1".into(), "x86_64".into()))
+            .unwrap()
+    );
+}
