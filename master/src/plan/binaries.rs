@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::relation::{Requirement, provision, vercmp};
 
 /// Which repository a binary package is in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RepoKind {
     Build,
     Live,
