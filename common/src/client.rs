@@ -167,6 +167,84 @@ impl PeerClient {
         self.read_body(response, &url, limit).await
     }
 
+    /// Streams `path` into the new file `dest`, refusing more than `limit` bytes, and returns
+    /// the sha256 (hex) and size of what was written. On any error `dest` is removed.
+    pub async fn download(
+        &self,
+        path: &str,
+        dest: &std::path::Path,
+        limit: u64,
+    ) -> Result<(String, u64), PeerError> {
+        use sha2::Digest;
+        use tokio::io::AsyncWriteExt;
+
+        let url = self.url(path);
+        let mut response = self
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&url, &e))?;
+        if !response.status().is_success() {
+            return Err(PeerError::Status {
+                peer: self.name.clone(),
+                url,
+                status: response.status(),
+            });
+        }
+        let too_large = || PeerError::TooLarge {
+            peer: self.name.clone(),
+            url: url.clone(),
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+        };
+        if response.content_length().is_some_and(|len| len > limit) {
+            return Err(too_large());
+        }
+        let local = |e: std::io::Error| PeerError::Unreachable {
+            peer: self.name.clone(),
+            url: url.clone(),
+            reason: format!("writing {}: {e}", dest.display()),
+        };
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)
+            .await
+            .map_err(local)?;
+        let mut hash = sha2::Sha256::new();
+        let mut size: u64 = 0;
+        let result = async {
+            loop {
+                let chunk = tokio::time::timeout(self.limits.answer_timeout, response.chunk())
+                    .await
+                    .map_err(|_| PeerError::Unreachable {
+                        peer: self.name.clone(),
+                        url: url.clone(),
+                        reason: format!("no data for {:?}", self.limits.answer_timeout),
+                    })?
+                    .map_err(|e| self.unreachable(&url, &e))?;
+                let Some(chunk) = chunk else { break };
+                size += chunk.len() as u64;
+                if size > limit {
+                    return Err(too_large());
+                }
+                hash.update(&chunk);
+                file.write_all(&chunk).await.map_err(local)?;
+            }
+            file.sync_all().await.map_err(local)?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            drop(file);
+            let _ = tokio::fs::remove_file(dest).await;
+            return Err(e);
+        }
+        let digest = hash.finalize();
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        Ok((hex, size))
+    }
+
     fn url(&self, path: &str) -> Url {
         self.base
             .join(path)

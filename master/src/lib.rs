@@ -9,6 +9,7 @@ pub mod demo;
 pub mod farm;
 pub mod localfarm;
 pub mod plan;
+pub mod pull;
 pub mod repo;
 pub mod scan;
 pub mod server;
