@@ -21,9 +21,23 @@ pub struct MasterFile {
     pub name: NodeName,
     /// Address to serve HTTPS on.
     pub listen: SocketAddr,
+    /// The URL builders and pacman clients reach the master at; its certificate must carry the
+    /// host. Download URLs in the ready list start with it.
+    pub url: Url,
     /// Where the master keeps its database, scan cache and repositories.
     pub state_dir: PathBuf,
+    /// Architectures the farm builds for; the first also resolves `any` builds' dependencies.
+    #[serde(default = "default_arch")]
+    pub arch: Vec<String>,
+    /// Name of the live repository (pacman.conf's `[NAME]`); the build repository is
+    /// `NAME-build`.
+    #[serde(default = "default_repo_name")]
+    pub repo_name: String,
     pub tls: TlsSection,
+    #[serde(default)]
+    pub build_root: BuildRootSection,
+    #[serde(default)]
+    pub builds: BuildsSection,
     #[serde(default)]
     pub scan: ScanSection,
     /// The package sources, one `[[source]]` table each.
@@ -53,6 +67,72 @@ impl Default for ScanSection {
             pkgbuild_timeout: twenty(),
         }
     }
+}
+
+/// `[build_root]`: what every build root already has, so that dependencies on it are met.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BuildRootSection {
+    /// Package names (and provisions) the build root provides.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// A template root whose pacman database (`var/lib/pacman/local`) lists what it has.
+    #[serde(default)]
+    pub template: Option<PathBuf>,
+}
+
+/// `[builds]`: limits on what the master accepts from builders.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct BuildsSection {
+    /// Largest package file accepted, in bytes.
+    #[serde(default = "default_max_artifact")]
+    pub max_artifact_size: u64,
+    /// Largest log file kept per stage, in bytes.
+    #[serde(default = "default_max_log")]
+    pub max_log_size: u64,
+    /// Expected duration of a build without history, in seconds.
+    #[serde(default = "default_estimate")]
+    pub default_estimate: u64,
+    /// Seconds between polls of each source (a watched local source is also polled at once on
+    /// every change).
+    #[serde(default = "default_poll")]
+    pub poll_interval: u64,
+}
+
+impl Default for BuildsSection {
+    fn default() -> Self {
+        BuildsSection {
+            max_artifact_size: default_max_artifact(),
+            max_log_size: default_max_log(),
+            default_estimate: default_estimate(),
+            poll_interval: default_poll(),
+        }
+    }
+}
+
+fn default_arch() -> Vec<String> {
+    vec![std::env::consts::ARCH.to_owned()]
+}
+
+fn default_repo_name() -> String {
+    "quarters".to_owned()
+}
+
+fn default_max_artifact() -> u64 {
+    4 << 30
+}
+
+fn default_max_log() -> u64 {
+    64 << 20
+}
+
+fn default_estimate() -> u64 {
+    300
+}
+
+fn default_poll() -> u64 {
+    60
 }
 
 fn yes() -> bool {
@@ -89,7 +169,17 @@ pub struct MasterConfig {
     pub path: PathBuf,
     pub name: NodeName,
     pub listen: SocketAddr,
+    /// Base URL of the master, with a trailing slash.
+    pub url: Url,
     pub state_dir: PathBuf,
+    pub arch: Vec<String>,
+    pub repo_name: String,
+    /// Names the build root provides.
+    pub build_root: std::collections::HashSet<String>,
+    pub max_artifact_size: u64,
+    pub max_log_size: u64,
+    pub default_estimate: Duration,
+    pub poll_interval: Duration,
     pub identity: Identity,
     pub sources: Vec<SourceSpec>,
     pub evaluation: Evaluation,
@@ -165,11 +255,42 @@ impl MasterConfig {
                 "must be at least 1 second",
             ));
         }
+        if file.arch.is_empty() || file.arch.iter().any(|a| a == "any" || a.is_empty()) {
+            return Err(ConfigError::invalid(
+                path,
+                "arch",
+                "must list machine architectures (`any` builds go to all of them)",
+            ));
+        }
+        if NodeName::new(file.repo_name.as_str()).is_err() {
+            return Err(ConfigError::invalid(
+                path,
+                "repo_name",
+                format!("{:?} is not a plain lower-case name", file.repo_name),
+            ));
+        }
+        let mut build_root: std::collections::HashSet<String> =
+            file.build_root.packages.iter().cloned().collect();
+        if let Some(template) = &file.build_root.template {
+            let template = config::resolve(path, template);
+            let names = crate::buildroot::installed_names(&template)
+                .map_err(|e| ConfigError::invalid(path, "build_root.template", e))?;
+            build_root.extend(names);
+        }
+        let url = config::https_base_url(path, "url", &file.url)?;
         let identity = file.tls.load_identity(path, &file.name)?;
         Ok(MasterConfig {
             path: path.to_owned(),
             name: file.name,
             listen: file.listen,
+            url,
+            arch: file.arch,
+            repo_name: file.repo_name,
+            build_root,
+            max_artifact_size: file.builds.max_artifact_size,
+            max_log_size: file.builds.max_log_size,
+            default_estimate: Duration::from_secs(file.builds.default_estimate),
+            poll_interval: Duration::from_secs(file.builds.poll_interval.max(1)),
             state_dir: config::resolve(path, &file.state_dir),
             identity,
             sources,

@@ -3,6 +3,7 @@
 //!
 //! The binaries `quarters-master` and `quartersctl` are thin; everything they do is here.
 
+pub mod buildroot;
 pub mod config;
 pub mod db;
 pub mod demo;

@@ -314,9 +314,10 @@ fn listen_of(node: &LocalNode) -> String {
 
 fn master_config(master: &LocalNode, builders: &[LocalNode]) -> String {
     let mut s = format!(
-        "# Written by quartersctl for a local farm.\nname = \"{}\"\nlisten = \"{}\"\nstate_dir = \"{}-state\"\n\n{}",
+        "# Written by quartersctl for a local farm.\nname = \"{}\"\nlisten = \"{}\"\nurl = \"{}\"\nstate_dir = \"{}-state\"\n\n{}",
         master.name,
         listen_of(master),
+        master.url,
         master.name,
         tls_table(&master.name)
     );

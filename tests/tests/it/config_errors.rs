@@ -20,6 +20,7 @@ fn pki_in(dir: &Path) {
 const MASTER_OK: &str = r#"
 name = "master"
 listen = "127.0.0.1:0"
+url = "https://127.0.0.1:1/"
 state_dir = "state"
 
 [tls]

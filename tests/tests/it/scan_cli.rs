@@ -37,7 +37,7 @@ fn config(dir: &Path, source: &str) -> std::path::PathBuf {
     fs::write(
         &path,
         format!(
-            "name = \"master\"\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\n\n[tls]\nca = \"ca/ca.pem\"\ncert = \"ca/master.pem\"\nkey = \"ca/master.key\"\n\n{source}"
+            "name = \"master\"\nlisten = \"127.0.0.1:0\"\nurl = \"https://127.0.0.1:1/\"\nstate_dir = \"state\"\n\n[tls]\nca = \"ca/ca.pem\"\ncert = \"ca/master.pem\"\nkey = \"ca/master.key\"\n\n{source}"
         ),
     )
     .unwrap();
