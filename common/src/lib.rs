@@ -19,3 +19,4 @@ pub mod telemetry;
 pub mod tls;
 
 pub use name::NodeName;
+pub mod files;

@@ -1,5 +1,6 @@
-//! The Quarters master: follows the builders, publishes the farm's state, and (as later parts
-//! land) scans sources, keeps the ready list and writes the repositories.
+//! The Quarters master: scans package sources, plans what to build, publishes the ready list,
+//! follows the builders, pulls and verifies their builds into the build repository, and
+//! promotes packages into the live repository.
 //!
 //! The binaries `quarters-master` and `quartersctl` are thin; everything they do is here.
 
@@ -7,8 +8,8 @@ pub mod buildroot;
 pub mod config;
 pub mod db;
 pub mod demo;
-pub mod farm;
 pub mod localfarm;
+pub mod node;
 pub mod plan;
 pub mod pull;
 pub mod repo;
@@ -17,17 +18,23 @@ pub mod server;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use quarters_common::api::v1::{BuilderState, Role};
 use quarters_common::client::{ClientLimits, PeerClient};
-use quarters_common::follow::{FollowOptions, follow};
 use quarters_common::serve::serve_node;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::MasterConfig;
-use crate::farm::Farm;
+use crate::db::Db;
+use crate::node::Master;
+use crate::repo::Repos;
+
+/// How long the planner lets a burst of changes gather before recomputing.
+const REPLAN_SETTLE: Duration = Duration::from_millis(20);
+/// How often builds whose pull failed are tried again.
+const RETRY_PULLS: Duration = Duration::from_secs(5);
 
 /// Runs the master on `listener` until `shutdown` completes.
 pub async fn run(
@@ -35,42 +42,100 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let farm = Farm::new(config.name.clone(), &config.builders);
-    let cancel = CancellationToken::new();
-    let mut followers = tokio::task::JoinSet::new();
-    for builder in &config.builders {
-        let client = PeerClient::new(
-            &config.identity.trust,
-            builder.name.clone(),
-            builder.url.clone(),
-            ClientLimits::default(),
-        );
-        followers.spawn(follow_builder(farm.clone(), client, cancel.clone()));
+    let state_dir = config.state_dir.clone();
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
+    let db_path = state_dir.join("master.sqlite");
+    let db = Db::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
+    let repos = Repos::new(&state_dir, &config.repo_name).context("creating the package pool")?;
+    // Whatever a crash interrupted, the repository files now match what SQLite committed.
+    repos
+        .rewrite_all(
+            &config.arch,
+            &db.repo_entries().context("reading the repositories")?,
+        )
+        .context("writing the repository databases")?;
+    let scanners = scan::scanners(&config)?;
+    let builders: Vec<PeerClient> = config
+        .builders
+        .iter()
+        .map(|b| {
+            PeerClient::new(
+                &config.identity.trust,
+                b.name.clone(),
+                b.url.clone(),
+                ClientLimits::default(),
+            )
+        })
+        .collect();
+    let mut tarball_txs = Vec::new();
+    let mut tarball_rxs = Vec::new();
+    for _ in &scanners {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        tarball_txs.push(tx);
+        tarball_rxs.push(rx);
     }
+    let sources = scanners
+        .iter()
+        .map(|s| (s.name().to_owned(), s.source().kind().to_owned()))
+        .collect();
+    let config = Arc::new(config);
+    let master = Master::new(
+        config.clone(),
+        db,
+        repos,
+        builders.clone(),
+        sources,
+        tarball_txs,
+    );
 
-    let app = server::app(farm.publisher());
+    let cancel = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, (scanner, rx)) in scanners.into_iter().zip(tarball_rxs).enumerate() {
+        tasks.spawn(node::run_source(
+            master.clone(),
+            index,
+            scanner,
+            rx,
+            cancel.clone(),
+        ));
+    }
+    for (index, client) in builders.into_iter().enumerate() {
+        tasks.spawn(node::run_follower(
+            master.clone(),
+            index,
+            client,
+            cancel.clone(),
+        ));
+    }
+    tasks.spawn(plan_loop(master.clone(), cancel.clone()));
+
+    let app = server::app(&master);
     serve_node(
         listener,
         &config.identity,
         app,
-        farm.publisher(),
+        master.publisher(),
         &cancel,
         shutdown,
     )
     .await
     .context("serving HTTPS")?;
-    followers.join_all().await;
+    tasks.join_all().await;
     Ok(())
 }
 
-async fn follow_builder(farm: Arc<Farm>, client: PeerClient, cancel: CancellationToken) {
-    let name = client.name().clone();
-    follow::<BuilderState, _>(
-        &client,
-        Role::Builder,
-        &FollowOptions::default(),
-        &cancel,
-        |event| farm.builder_event(&name, &event),
-    )
-    .await;
+/// Recomputes the plan whenever asked, and retries postponed pulls now and then.
+async fn plan_loop(master: Arc<Master>, cancel: CancellationToken) {
+    let mut retry = tokio::time::interval(RETRY_PULLS);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = master.replan_requested() => {
+                tokio::time::sleep(REPLAN_SETTLE).await;
+                master.replan_now();
+            }
+            _ = retry.tick() => master.judge_finished_builds(),
+        }
+    }
 }

@@ -1,0 +1,219 @@
+//! The running master: its model of the farm, and the tasks that keep it current.
+//!
+//! * one task per source polls its scanner (and its file watcher) and makes source tarballs;
+//! * one follower per builder long-polls its state; finished builds are pulled and judged;
+//! * the planner recomputes every package's state whenever an input changed, and publishes.
+//!
+//! Every change ends in `replan`, which computes the plan from the model and the database and
+//! publishes the master's state; the state is therefore always a function of committed data.
+
+mod builders;
+mod sources;
+mod wire;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use quarters_common::NodeName;
+use quarters_common::api::v1::{BuilderState, MasterState, Role};
+use quarters_common::client::PeerClient;
+use quarters_common::liveness::Liveness;
+use quarters_common::state::StatePublisher;
+use quarters_parsers::scan::Scanned;
+use tokio::sync::{Notify, mpsc};
+
+use crate::config::MasterConfig;
+use crate::db::Db;
+use crate::plan::binaries::Binaries;
+use crate::plan::{self, Inputs, Plan, UnitKey, UnitSpec};
+use crate::repo::Repos;
+
+pub use builders::run_follower;
+pub use sources::{TarballRequest, run_source};
+
+/// The master while it runs.
+#[derive(Debug)]
+pub struct Master {
+    pub config: Arc<MasterConfig>,
+    model: Mutex<Model>,
+    db: Mutex<Db>,
+    pub repos: Repos,
+    publisher: StatePublisher,
+    replan: Notify,
+    tarballs: Vec<mpsc::Sender<TarballRequest>>,
+}
+
+#[derive(Debug, Default)]
+struct Model {
+    builders: Vec<BuilderSlot>,
+    sources: Vec<SourceSlot>,
+    plan: Plan,
+    tarballs: HashMap<TarballKey, Tarball>,
+    requested: HashSet<TarballKey>,
+    /// Builds being pulled or judged now: `(builder, build id)`.
+    in_flight: HashSet<(String, String)>,
+}
+
+#[derive(Debug)]
+struct BuilderSlot {
+    name: NodeName,
+    client: PeerClient,
+    liveness: Liveness,
+    state: Option<BuilderState>,
+}
+
+#[derive(Debug, Default)]
+struct SourceSlot {
+    name: String,
+    kind: String,
+    revision: Option<String>,
+    error: Option<String>,
+    packages: BTreeMap<String, Scanned>,
+}
+
+/// A source tarball: `(source index, package path, content id)`.
+type TarballKey = (usize, String, String);
+
+#[derive(Clone, Debug)]
+struct Tarball {
+    filename: String,
+    sha256: String,
+}
+
+impl Master {
+    pub(crate) fn new(
+        config: Arc<MasterConfig>,
+        db: Db,
+        repos: Repos,
+        builders: Vec<PeerClient>,
+        sources: Vec<(String, String)>,
+        tarballs: Vec<mpsc::Sender<TarballRequest>>,
+    ) -> Arc<Self> {
+        let model = Model {
+            builders: builders
+                .into_iter()
+                .map(|client| BuilderSlot {
+                    name: client.name().clone(),
+                    client,
+                    liveness: Liveness::Unknown,
+                    state: None,
+                })
+                .collect(),
+            sources: sources
+                .into_iter()
+                .map(|(name, kind)| SourceSlot {
+                    name,
+                    kind,
+                    ..SourceSlot::default()
+                })
+                .collect(),
+            ..Model::default()
+        };
+        let publisher = StatePublisher::new(
+            config.name.clone(),
+            Role::Master,
+            &MasterState::default(),
+            0,
+        );
+        let master = Arc::new(Master {
+            config,
+            model: Mutex::new(model),
+            db: Mutex::new(db),
+            repos,
+            publisher,
+            replan: Notify::new(),
+            tarballs,
+        });
+        master.replan_now();
+        master
+    }
+
+    pub fn publisher(&self) -> &StatePublisher {
+        &self.publisher
+    }
+
+    fn model(&self) -> MutexGuard<'_, Model> {
+        self.model
+            .lock()
+            .expect("no code panics while holding the model")
+    }
+
+    pub(crate) fn db(&self) -> MutexGuard<'_, Db> {
+        self.db
+            .lock()
+            .expect("no code panics while holding the database")
+    }
+
+    /// Asks the planner to recompute soon; many requests in a burst make one recomputation.
+    pub fn request_replan(&self) {
+        self.replan.notify_one();
+    }
+
+    /// Waits for the next replan request.
+    pub async fn replan_requested(&self) {
+        self.replan.notified().await;
+    }
+
+    /// Recomputes the plan and publishes the master's state.
+    pub fn replan_now(&self) {
+        let (failures, durations, binaries) = {
+            let db = self.db();
+            let read = (|| {
+                Ok::<_, crate::db::DbError>((db.failures()?, db.durations()?, db.binaries()?))
+            })();
+            match read {
+                Ok(read) => read,
+                Err(e) => {
+                    tracing::error!("reading the database: {e}");
+                    return;
+                }
+            }
+        };
+        let binaries = Binaries::new(binaries);
+        let mut model = self.model();
+        let units: Vec<UnitSpec> = model
+            .sources
+            .iter()
+            .flat_map(|s| {
+                s.packages.iter().filter_map(move |(path, scanned)| {
+                    scanned.result.as_ref().ok().map(|meta| (s, path, meta))
+                })
+            })
+            .flat_map(|(s, path, meta)| UnitSpec::from_meta(&s.name, path, meta, &self.config.arch))
+            .collect();
+        let claimed = committed_claims(&model.builders);
+        let plan = plan::plan(Inputs {
+            arches: &self.config.arch,
+            units,
+            binaries: &binaries,
+            template: &self.config.build_root,
+            failed: &failures,
+            claimed: &claimed,
+            durations: &durations,
+            default_ms: u64::try_from(self.config.default_estimate.as_millis()).unwrap_or(u64::MAX),
+        });
+        model.plan = plan;
+        self.request_tarballs(&mut model);
+        let wire = self.to_wire(&model);
+        drop(model);
+        self.publisher.publish(&wire);
+    }
+}
+
+/// Claims a builder has committed to (or finished), by what they build.
+fn committed_claims(builders: &[BuilderSlot]) -> HashMap<UnitKey, String> {
+    use quarters_common::api::v1::ClaimPhase;
+    let mut claimed = HashMap::new();
+    for b in builders {
+        let Some(state) = &b.state else { continue };
+        for c in &state.claims {
+            if c.phase >= ClaimPhase::Committed {
+                claimed.insert(
+                    (c.pkgbase.clone(), c.version.clone(), c.arch.clone()),
+                    b.name.to_string(),
+                );
+            }
+        }
+    }
+    claimed
+}

@@ -1,0 +1,192 @@
+//! Source tasks: polling each scanner (at an interval, and at once when its watcher fires), and
+//! making the source tarballs that the ready list points builders to.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quarters_parsers::Scanner;
+use quarters_parsers::source::SourceError;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Master, Model, Tarball, TarballKey};
+
+/// A request for the tarball of one package at one content id.
+#[derive(Debug)]
+pub struct TarballRequest {
+    pub path: String,
+    pub content_id: String,
+    /// The file to write, under the master's `sources/NAME/` directory.
+    pub filename: String,
+}
+
+/// How long a burst of file events is left to settle before the source is polled.
+const SETTLE: Duration = Duration::from_millis(200);
+
+impl Master {
+    /// The directory of a source's tarballs.
+    pub fn tarball_dir(&self, source: &str) -> PathBuf {
+        self.config.state_dir.join("sources").join(source)
+    }
+
+    /// Asks the source tasks for the tarballs of ready packages that lack one.
+    pub(super) fn request_tarballs(&self, model: &mut Model) {
+        let wanted: Vec<(TarballKey, String)> = model
+            .plan
+            .ready
+            .iter()
+            .map(|&i| &model.plan.units[i].spec)
+            .filter_map(|spec| {
+                let source = model.sources.iter().position(|s| s.name == spec.source)?;
+                let content_id = model.sources[source]
+                    .packages
+                    .get(&spec.path)?
+                    .content_id
+                    .clone();
+                let short: String = content_id.chars().take(16).collect();
+                let filename = format!(
+                    "{}-{}-{short}.tar.gz",
+                    spec.pkgbase,
+                    spec.version.replace(':', "_")
+                );
+                Some(((source, spec.path.clone(), content_id), filename))
+            })
+            .filter(|(key, _)| !model.tarballs.contains_key(key) && !model.requested.contains(key))
+            .collect();
+        for ((source, path, content_id), filename) in wanted {
+            let request = TarballRequest {
+                path: path.clone(),
+                content_id: content_id.clone(),
+                filename,
+            };
+            if self.tarballs[source].try_send(request).is_ok() {
+                model.requested.insert((source, path, content_id));
+            }
+        }
+    }
+
+    fn tarball_made(&self, key: TarballKey, made: Option<Tarball>) {
+        let mut model = self.model();
+        model.requested.remove(&key);
+        if let Some(tarball) = made {
+            model.tarballs.insert(key, tarball);
+        }
+        drop(model);
+        self.request_replan();
+    }
+
+    fn source_polled(&self, index: usize, scanner: &Scanner, result: Result<bool, SourceError>) {
+        let mut model = self.model();
+        let slot = &mut model.sources[index];
+        slot.revision = scanner.revision().map(ToString::to_string);
+        match result {
+            Ok(changed) => {
+                slot.error = None;
+                if changed || slot.packages.is_empty() {
+                    slot.packages = scanner.packages().clone();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(source = %slot.name, "poll failed: {e}");
+                slot.error = Some(e.to_string());
+            }
+        }
+        drop(model);
+        self.request_replan();
+    }
+}
+
+/// Runs one source until `cancel` fires.
+pub async fn run_source(
+    master: Arc<Master>,
+    index: usize,
+    mut scanner: Scanner,
+    mut requests: mpsc::Receiver<TarballRequest>,
+    cancel: CancellationToken,
+) {
+    let (changed_tx, mut changed) = mpsc::channel(1);
+    let _watcher = match scanner.source().watch_paths() {
+        paths if paths.is_empty() => None,
+        paths => match quarters_parsers::watch::watch(&paths, changed_tx) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(
+                    source = scanner.name(),
+                    "cannot watch {paths:?}: {e}; polling only"
+                );
+                None
+            }
+        },
+    };
+    let interval = master.config.poll_interval;
+    let mut poll_now = true;
+    loop {
+        if poll_now {
+            let (back, result) = tokio::task::spawn_blocking(move || {
+                let result = scanner.poll().map(|r| r.changed());
+                (scanner, result)
+            })
+            .await
+            .expect("scanning does not panic");
+            scanner = back;
+            master.source_polled(index, &scanner, result);
+        }
+        poll_now = tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(interval) => true,
+            Some(()) = changed.recv() => {
+                tokio::time::sleep(SETTLE).await;
+                while changed.try_recv().is_ok() {}
+                true
+            }
+            Some(request) = requests.recv() => {
+                let dir = master.tarball_dir(scanner.name());
+                let key = (index, request.path.clone(), request.content_id.clone());
+                let (back, made) = tokio::task::spawn_blocking(move || {
+                    let made = make_tarball(&mut scanner, &dir, &request);
+                    (scanner, made)
+                })
+                .await
+                .expect("making a tarball does not panic");
+                scanner = back;
+                master.tarball_made(key, made);
+                false
+            }
+        };
+    }
+}
+
+fn make_tarball(
+    scanner: &mut Scanner,
+    dir: &std::path::Path,
+    request: &TarballRequest,
+) -> Option<Tarball> {
+    // The package may have changed since it was asked for; the next plan asks again.
+    let current = scanner.packages().get(&request.path)?;
+    if current.content_id != request.content_id {
+        return None;
+    }
+    let revision = scanner.revision()?.clone();
+    let prefix = request
+        .path
+        .rsplit('/')
+        .next()
+        .unwrap_or(&request.path)
+        .to_owned();
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        tracing::error!("creating {}: {e}", dir.display());
+        return None;
+    }
+    let out = dir.join(&request.filename);
+    match scanner.tarball(&revision, &request.path, &prefix, &out) {
+        Ok(sha256) => Some(Tarball {
+            filename: request.filename.clone(),
+            sha256,
+        }),
+        Err(e) => {
+            tracing::warn!(source = scanner.name(), package = %request.path, "source tarball: {e}");
+            None
+        }
+    }
+}

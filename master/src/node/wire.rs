@@ -1,0 +1,120 @@
+//! The master's state as published: `api::v1::MasterState` from the model.
+
+use quarters_common::api::v1::{
+    BuildOutcome, BuildVerdict, ClaimView, Download, MasterState, PeerView, ReadyPackage,
+    SourceView, Verdict,
+};
+
+use super::{Master, Model};
+use crate::db::VerdictKind;
+
+impl Master {
+    pub(super) fn to_wire(&self, model: &Model) -> MasterState {
+        let base = &self.config.url;
+        let primary = self.config.arch.first().map_or("x86_64", String::as_str);
+        let ready = model
+            .plan
+            .ready
+            .iter()
+            .map(|&i| &model.plan.units[i])
+            .filter_map(|u| {
+                let source = model.sources.iter().position(|s| s.name == u.spec.source)?;
+                let content_id = &model.sources[source].packages.get(&u.spec.path)?.content_id;
+                let tarball =
+                    model
+                        .tarballs
+                        .get(&(source, u.spec.path.clone(), content_id.clone()))?;
+                let repo_arch = if u.spec.arch == "any" {
+                    primary
+                } else {
+                    u.spec.arch.as_str()
+                };
+                Some(ReadyPackage {
+                    pkgbase: u.spec.pkgbase.clone(),
+                    version: u.spec.version.clone(),
+                    arch: u.spec.arch.clone(),
+                    pkgnames: u.spec.pkgnames.clone(),
+                    priority: u.priority,
+                    expected_ms: u.expected_ms,
+                    source: Download {
+                        url: base
+                            .join(&format!(
+                                "v1/sources/{}/{}",
+                                u.spec.source, tarball.filename
+                            ))
+                            .expect("plain names join onto a base URL"),
+                        sha256: tarball.sha256.clone(),
+                    },
+                    repo: base
+                        .join(&format!("repo/build/{repo_arch}/"))
+                        .expect("plain names join onto a base URL"),
+                    packager: u.spec.packager.clone(),
+                })
+            })
+            .collect();
+        let mut claims = Vec::new();
+        let mut results = Vec::new();
+        let db = self.db();
+        for b in &model.builders {
+            let Some(state) = &b.state else { continue };
+            claims.extend(state.claims.iter().map(|c| ClaimView {
+                builder: b.name.to_string(),
+                pkgbase: c.pkgbase.clone(),
+                version: c.version.clone(),
+                arch: c.arch.clone(),
+                phase: c.phase,
+            }));
+            for build in &state.builds {
+                if matches!(build.outcome, BuildOutcome::Running { .. }) {
+                    continue;
+                }
+                if let Ok(Some((verdict, reason))) = db.verdict_of(b.name.as_str(), &build.id) {
+                    results.push(BuildVerdict {
+                        builder: b.name.to_string(),
+                        build: build.id.clone(),
+                        pkgbase: build.pkgbase.clone(),
+                        version: build.version.clone(),
+                        arch: build.arch.clone(),
+                        verdict: match verdict {
+                            VerdictKind::Accepted => Verdict::Accepted,
+                            VerdictKind::Rejected => Verdict::Rejected,
+                            VerdictKind::Failed => Verdict::Failed,
+                        },
+                        reason,
+                    });
+                }
+            }
+        }
+        drop(db);
+        claims.sort_by(|a, b| {
+            b.phase
+                .cmp(&a.phase)
+                .then_with(|| a.pkgbase.cmp(&b.pkgbase))
+        });
+        MasterState {
+            builders: model
+                .builders
+                .iter()
+                .map(|b| PeerView {
+                    name: b.name.to_string(),
+                    url: b.client.base_url().clone(),
+                    status: b.liveness.to_wire(),
+                })
+                .collect(),
+            sources: model
+                .sources
+                .iter()
+                .map(|s| SourceView {
+                    name: s.name.clone(),
+                    kind: s.kind.clone(),
+                    revision: s.revision.clone(),
+                    error: s.error.clone(),
+                })
+                .collect(),
+            ready,
+            claims,
+            results,
+            counts: model.plan.counts(),
+        }
+    }
+}
