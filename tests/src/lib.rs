@@ -5,6 +5,11 @@
 //! crate; they are found in the target directory beside the test executable instead.
 //! `contrib/test.sh` builds them before the tests run.
 
+pub mod makepkg;
+pub mod master;
+pub mod pacman;
+pub mod testbuilder;
+
 use std::path::PathBuf;
 use std::process::Command;
 

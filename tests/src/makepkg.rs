@@ -1,0 +1,116 @@
+//! Real packages for the tests: PKGBUILDs with their .SRCINFO, git repositories of them, and
+//! builds with makepkg as an unprivileged user (makepkg refuses to run as root).
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use git2::{Repository, Signature};
+
+/// A package to write: its PKGBUILD, and the .SRCINFO that `makepkg --printsrcinfo` would give.
+#[derive(Clone, Debug)]
+pub struct Recipe {
+    pub pkgbase: String,
+    pub pkgbuild: String,
+    pub srcinfo: String,
+}
+
+/// A one-package recipe: `pkgname=NAME`, `arch=(ARCH)`, run-time `depends`, and a `package()`
+/// body in shell.
+pub fn recipe(name: &str, version: &str, arch: &str, depends: &[&str], package: &str) -> Recipe {
+    let (pkgver, pkgrel) = version.rsplit_once('-').expect("version is pkgver-pkgrel");
+    let deps = depends.join(" ");
+    let pkgbuild = format!(
+        "pkgname={name}\npkgver={pkgver}\npkgrel={pkgrel}\npkgdesc='test package {name}'\narch=({arch})\nurl='https://example.org/{name}'\nlicense=('MIT')\ndepends=({deps})\npackage() {{\n{package}\n}}\n"
+    );
+    let mut srcinfo = format!(
+        "pkgbase = {name}\n\tpkgdesc = test package {name}\n\tpkgver = {pkgver}\n\tpkgrel = {pkgrel}\n\turl = https://example.org/{name}\n\tarch = {arch}\n\tlicense = MIT\n"
+    );
+    for d in depends {
+        srcinfo.push_str(&format!("\tdepends = {d}\n"));
+    }
+    srcinfo.push_str(&format!("\npkgname = {name}\n"));
+    Recipe {
+        pkgbase: name.to_owned(),
+        pkgbuild,
+        srcinfo,
+    }
+}
+
+/// Writes recipes as `DIR/PKGBASE/{PKGBUILD,.SRCINFO}`.
+pub fn write_tree(dir: &Path, recipes: &[Recipe]) {
+    for r in recipes {
+        let pkg = dir.join(&r.pkgbase);
+        fs::create_dir_all(&pkg).unwrap();
+        fs::write(pkg.join("PKGBUILD"), &r.pkgbuild).unwrap();
+        fs::write(pkg.join(".SRCINFO"), &r.srcinfo).unwrap();
+    }
+}
+
+/// Makes `dir` a git repository with everything in it committed; returns the commit id.
+pub fn git_commit_all(dir: &Path, message: &str) -> String {
+    let repo = Repository::open(dir)
+        .or_else(|_| Repository::init(dir))
+        .unwrap();
+    let mut index = repo.index().unwrap();
+    index
+        .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)
+        .unwrap();
+    index.update_all(["*"].iter(), None).unwrap();
+    index.write().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = Signature::now("Pat Packager", "pat@example.org").unwrap();
+    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+    let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+    repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+        .unwrap()
+        .to_string()
+}
+
+/// Builds `recipe` with makepkg as user 65534 (no dependency checks: the test provides what
+/// the package needs) and returns the package file, moved into `out`.
+pub fn build(recipe: &Recipe, out: &Path) -> PathBuf {
+    let work = tempfile::Builder::new()
+        .prefix("quarters-makepkg")
+        .tempdir()
+        .unwrap();
+    fs::set_permissions(work.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    fs::write(work.path().join("PKGBUILD"), &recipe.pkgbuild).unwrap();
+    let status = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+        ])
+        .args([
+            "env",
+            "-i",
+            "PATH=/usr/bin:/bin",
+            "HOME=/tmp",
+            "PACKAGER=Pat Packager <pat@example.org>",
+        ])
+        .args(["makepkg", "--nodeps", "--noconfirm", "--force"])
+        .current_dir(work.path())
+        .output()
+        .expect("makepkg and setpriv are installed (contrib/test.sh installs them)");
+    assert!(
+        status.status.success(),
+        "makepkg failed for {}:\n{}\n{}",
+        recipe.pkgbase,
+        String::from_utf8_lossy(&status.stdout),
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let built = fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains(".pkg.tar"))
+        .expect("makepkg wrote a package");
+    fs::create_dir_all(out).unwrap();
+    let dest = out.join(built.file_name().unwrap());
+    fs::copy(&built, &dest).unwrap();
+    dest
+}

@@ -1,0 +1,136 @@
+//! A real `quarters-master` process with a config the test writes.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use quarters_common::api::v1::{MasterState, Role};
+use quarters_common::client::{ClientLimits, Fetched, PeerClient};
+use quarters_common::tls::FarmTrust;
+use quarters_common::{NodeName, pki};
+use tokio::process::{Child, Command};
+use url::Url;
+
+/// A master process; killed when dropped.
+pub struct MasterProcess {
+    pub url: Url,
+    pub config: PathBuf,
+    pub state_dir: PathBuf,
+    pub log: PathBuf,
+    pub client: PeerClient,
+    child: Option<Child>,
+}
+
+/// Creates the farm CA in `dir/ca` and the master's certificate; returns the CA directory.
+pub fn farm_pki(dir: &Path) -> PathBuf {
+    let ca = dir.join("ca");
+    pki::init_ca(&ca, false).unwrap();
+    let master = NodeName::new("master").unwrap();
+    pki::issue_cert(&ca, &ca, &master, &["127.0.0.1".into()], false).unwrap();
+    ca
+}
+
+impl MasterProcess {
+    /// Writes `dir/master.toml` (the given tables appended to the basics) and starts the
+    /// master on a free port.
+    pub async fn start(dir: &Path, port: u16, tables: &str) -> Self {
+        let url: Url = format!("https://127.0.0.1:{port}/").parse().unwrap();
+        let config = dir.join("master.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "name = \"master\"\nlisten = \"127.0.0.1:{port}\"\nurl = \"{url}\"\nstate_dir = \"state\"\narch = [\"{}\"]\n\n[tls]\nca = \"ca/ca.pem\"\ncert = \"ca/master.pem\"\nkey = \"ca/master.key\"\n\n{tables}",
+                std::env::consts::ARCH
+            ),
+        )
+        .unwrap();
+        let trust = FarmTrust::load(&dir.join("ca/ca.pem")).unwrap();
+        let client = PeerClient::new(
+            &trust,
+            NodeName::new("master").unwrap(),
+            url.clone(),
+            ClientLimits::default(),
+        );
+        let mut master = MasterProcess {
+            url,
+            config,
+            state_dir: dir.join("state"),
+            log: dir.join("master.log"),
+            client,
+            child: None,
+        };
+        master.spawn().await;
+        master
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(crate::bin("quarters-master"))
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        for _ in 0..200 {
+            if self.client.get_bytes("/v1/health", 1 << 16).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the master did not come up:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the master with SIGKILL, as a crash would.
+    pub async fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+
+    /// Starts the master again with the same config.
+    pub async fn restart(&mut self) {
+        self.kill9().await;
+        self.spawn().await;
+    }
+
+    /// Waits until the master's state satisfies `done`, and returns that state.
+    pub async fn wait_for(&self, what: &str, done: impl Fn(&MasterState) -> bool) -> MasterState {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut etag: Option<String> = None;
+        let mut last = None;
+        while tokio::time::Instant::now() < deadline {
+            match self
+                .client
+                .state::<MasterState>(Role::Master, etag.as_deref(), Duration::from_secs(2))
+                .await
+            {
+                Ok(Fetched::New { state, etag: e }) => {
+                    if done(&state.content) {
+                        return state.content;
+                    }
+                    etag = Some(e);
+                    last = Some(state.content);
+                }
+                Ok(Fetched::Unchanged) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        panic!(
+            "timed out waiting for {what}; last state: {last:#?}\nlog:\n{}",
+            self.log_text()
+        );
+    }
+}

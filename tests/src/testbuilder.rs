@@ -1,0 +1,150 @@
+//! A builder stand-in for testing the master alone: a real HTTPS server with a farm
+//! certificate that publishes a builder state the test writes, and serves the artifacts and
+//! logs the test puts there.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::response::Response;
+use axum::routing::get;
+use quarters_common::api::v1::{Artifact, Build, BuilderState, PeerStatus, PeerView, Role};
+use quarters_common::files::{is_plain_name, serve_file};
+use quarters_common::state::StatePublisher;
+use quarters_common::tls::{Identity, TlsFiles};
+use quarters_common::{NodeName, pki};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+pub struct TestBuilder {
+    pub name: NodeName,
+    pub url: Url,
+    files: PathBuf,
+    publisher: StatePublisher,
+    state: Mutex<BuilderState>,
+    stop: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+async fn file(
+    State(files): State<Arc<PathBuf>>,
+    UrlPath((id, kind, name)): UrlPath<(String, String, String)>,
+) -> Response {
+    use axum::response::IntoResponse;
+    if !is_plain_name(&id) || !is_plain_name(&name) || !(kind == "artifacts" || kind == "logs") {
+        return axum::http::StatusCode::NOT_FOUND.into_response();
+    }
+    serve_file(
+        &files.join(id).join(kind).join(name),
+        "application/octet-stream",
+    )
+    .await
+}
+
+impl TestBuilder {
+    /// Starts a builder called `name`, with a certificate from the CA in `ca_dir`.
+    pub async fn start(ca_dir: &Path, name: &str, master: &Url) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let node = NodeName::new(name).unwrap();
+        let certs =
+            pki::issue_cert(ca_dir, dir.path(), &node, &["127.0.0.1".into()], false).unwrap();
+        let identity = Identity::load(
+            &node,
+            &TlsFiles {
+                ca: ca_dir.join(pki::CA_CERT_FILE),
+                cert: certs.cert,
+                key: certs.key,
+            },
+        )
+        .unwrap();
+        let files = dir.path().join("files");
+        std::fs::create_dir_all(&files).unwrap();
+        let state = BuilderState {
+            arch: vec![std::env::consts::ARCH.to_owned()],
+            slots: 1,
+            master: PeerView {
+                name: "master".into(),
+                url: master.clone(),
+                status: PeerStatus::Unknown,
+            },
+            claims: Vec::new(),
+            builds: Vec::new(),
+        };
+        let publisher = StatePublisher::new(node.clone(), Role::Builder, &state, 0);
+        let app = publisher.routes().merge(
+            Router::new()
+                .route("/v1/builds/{id}/{kind}/{name}", get(file))
+                .with_state(Arc::new(files.clone())),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url: Url = format!(
+            "https://127.0.0.1:{}/",
+            listener.local_addr().unwrap().port()
+        )
+        .parse()
+        .unwrap();
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        tokio::spawn(quarters_common::serve::serve(
+            listener,
+            identity.server_config(),
+            app,
+            quarters_common::serve::Limits::default(),
+            async move { token.cancelled().await },
+        ));
+        TestBuilder {
+            name: node,
+            url,
+            files,
+            publisher,
+            state: Mutex::new(state),
+            stop,
+            _dir: dir,
+        }
+    }
+
+    /// Puts `package` among the artifacts of build `id` and describes it; the sha256 and size
+    /// are those of the file.
+    pub fn artifact(&self, id: &str, package: &Path) -> Artifact {
+        let dir = self.files.join(id).join("artifacts");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = package.file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::copy(package, dir.join(&file)).unwrap();
+        let bytes = std::fs::read(package).unwrap();
+        Artifact {
+            file,
+            sha256: Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            size: bytes.len() as u64,
+        }
+    }
+
+    /// Puts a log for `stage` of build `id`.
+    pub fn log(&self, id: &str, stage: &str, text: &str) {
+        let dir = self.files.join(id).join("logs");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(stage), text).unwrap();
+    }
+
+    /// Publishes `build` (replacing a build with the same id).
+    pub fn show(&self, build: Build) {
+        let mut state = self.state.lock().unwrap();
+        state.builds.retain(|b| b.id != build.id);
+        state.builds.push(build);
+        self.publisher.publish(&*state);
+    }
+
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl Drop for TestBuilder {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

@@ -1,0 +1,232 @@
+//! The master alone, with a test builder: it plans from a real git source, publishes the ready
+//! list with source tarballs, pulls and verifies real makepkg packages into the build
+//! repository, rejects tampered and mislabelled ones, records failures with their logs, and a
+//! stock pacman installs from the result.
+
+use quarters_common::api::v1::{Build, BuildOutcome, MasterState, Verdict};
+use quarters_master::localfarm::free_ports;
+use quarters_tests::makepkg::{self, Recipe, recipe};
+use quarters_tests::master::{MasterProcess, farm_pki};
+use quarters_tests::pacman::PacmanRoot;
+use quarters_tests::testbuilder::TestBuilder;
+use sha2::{Digest, Sha256};
+
+fn recipes() -> Vec<Recipe> {
+    let arch = std::env::consts::ARCH;
+    vec![
+        recipe(
+            "libhello",
+            "1.0-1",
+            arch,
+            &[],
+            "install -Dm644 /dev/stdin \"$pkgdir/usr/lib/libhello.txt\" <<<'libhello 1.0'",
+        ),
+        recipe(
+            "hello",
+            "1.0-1",
+            arch,
+            &["libhello"],
+            "install -Dm755 /dev/stdin \"$pkgdir/usr/bin/hello\" <<'EOF'\n#!/bin/sh\necho \"hello from $(cat \"$(dirname \"$0\")/../lib/libhello.txt\")\"\nEOF",
+        ),
+        recipe("fails", "1.0-1", arch, &[], "false"),
+        recipe("after-fails", "1.0-1", arch, &["fails"], ":"),
+        recipe("needs-ghost", "1.0-1", arch, &["ghost"], ":"),
+        recipe("cyc-a", "1.0-1", arch, &["cyc-b"], ":"),
+        recipe("cyc-b", "1.0-1", arch, &["cyc-a"], ":"),
+    ]
+}
+
+fn build(id: &str, pkgbase: &str, outcome: BuildOutcome) -> Build {
+    Build {
+        id: id.into(),
+        pkgbase: pkgbase.into(),
+        version: "1.0-1".into(),
+        arch: std::env::consts::ARCH.into(),
+        outcome,
+        started_at: time::OffsetDateTime::now_utc(),
+        finished_at: Some(time::OffsetDateTime::now_utc()),
+        logs: vec![],
+        artifacts: vec![],
+        wall_ms: Some(1500),
+        cpu_ms: Some(1200),
+        peak_memory_kb: Some(10_000),
+    }
+}
+
+fn verdict(state: &MasterState, id: &str) -> Option<(Verdict, String)> {
+    state
+        .results
+        .iter()
+        .find(|r| r.build == id)
+        .map(|r| (r.verdict, r.reason.clone().unwrap_or_default()))
+}
+
+fn ready(state: &MasterState) -> Vec<&str> {
+    state.ready.iter().map(|r| r.pkgbase.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_master_plans_pulls_verifies_and_serves_a_repository_pacman_installs_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = farm_pki(dir.path());
+    let packages = dir.path().join("packages");
+    let recipes = recipes();
+    makepkg::write_tree(&packages, &recipes);
+    makepkg::git_commit_all(&packages, "import");
+    let port = free_ports(1).unwrap()[0];
+    let master_url: url::Url = format!("https://127.0.0.1:{port}/").parse().unwrap();
+    let builder = TestBuilder::start(&ca, "builder-1", &master_url).await;
+    let master = MasterProcess::start(
+        dir.path(),
+        port,
+        &format!(
+            "[[source]]\nname = \"main\"\nkind = \"git\"\npath = \"packages\"\n\n[[builder]]\nname = \"builder-1\"\nurl = \"{}\"\n",
+            builder.url
+        ),
+    )
+    .await;
+
+    // Planning: what can be built now, what waits, what can never build.
+    let state = master
+        .wait_for("libhello and fails ready", |s| {
+            let r = ready(s);
+            r.contains(&"libhello") && r.contains(&"fails")
+        })
+        .await;
+    assert_eq!(state.counts.get("blocked"), Some(&3), "{:?}", state.counts);
+    assert_eq!(state.counts.get("waiting"), Some(&2), "{:?}", state.counts);
+    assert!(state.builders[0].status.is_up());
+    let lib = state
+        .ready
+        .iter()
+        .find(|r| r.pkgbase == "libhello")
+        .unwrap();
+    assert!(
+        lib.priority > lib.expected_ms,
+        "hello waits on libhello, so its chain is longer"
+    );
+
+    // The source tarball is where the ready list says, with the sha256 it says.
+    let tarball = master
+        .client
+        .get_bytes(lib.source.url.path(), 1 << 20)
+        .await
+        .unwrap();
+    let sha: String = Sha256::digest(&tarball)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(sha, lib.source.sha256);
+
+    // A good build of libhello enters the build repository; hello becomes ready.
+    let out = dir.path().join("built");
+    let libhello_pkg = makepkg::build(&recipes[0], &out);
+    let hello_pkg = makepkg::build(&recipes[1], &out);
+    let mut b1 = build("b1", "libhello", BuildOutcome::Succeeded);
+    b1.artifacts = vec![builder.artifact("b1", &libhello_pkg)];
+    builder.show(b1);
+    let state = master
+        .wait_for("b1 accepted and hello ready", |s| {
+            verdict(s, "b1").is_some() && ready(s).contains(&"hello")
+        })
+        .await;
+    assert_eq!(verdict(&state, "b1").unwrap().0, Verdict::Accepted);
+
+    // A tampered artifact is rejected and stays out of the repository.
+    let mut b2 = build("b2", "hello", BuildOutcome::Succeeded);
+    let mut tampered = builder.artifact("b2", &hello_pkg);
+    tampered.sha256 = "f".repeat(64);
+    b2.artifacts = vec![tampered];
+    builder.show(b2);
+    // A package whose .PKGINFO names another package is rejected too.
+    let mut b3 = build("b3", "hello", BuildOutcome::Succeeded);
+    let disguised = out.join("disguise").join(hello_pkg.file_name().unwrap());
+    std::fs::create_dir_all(disguised.parent().unwrap()).unwrap();
+    std::fs::copy(&libhello_pkg, &disguised).unwrap();
+    b3.artifacts = vec![builder.artifact("b3", &disguised)];
+    builder.show(b3);
+    let state = master
+        .wait_for("b2 and b3 judged", |s| {
+            verdict(s, "b2").is_some() && verdict(s, "b3").is_some()
+        })
+        .await;
+    let (v2, why2) = verdict(&state, "b2").unwrap();
+    assert_eq!(v2, Verdict::Rejected);
+    assert!(why2.contains("does not match the announced"), "{why2}");
+    let (v3, why3) = verdict(&state, "b3").unwrap();
+    assert_eq!(v3, Verdict::Rejected);
+    assert!(
+        why3.contains("names pkgbase \"libhello\", but \"hello\" was claimed"),
+        "{why3}"
+    );
+    assert!(
+        ready(&state).contains(&"hello"),
+        "hello still needs a good build"
+    );
+
+    // The good build of hello is accepted.
+    let mut b4 = build("b4", "hello", BuildOutcome::Succeeded);
+    b4.artifacts = vec![builder.artifact("b4", &hello_pkg)];
+    builder.show(b4);
+    let state = master
+        .wait_for("b4 accepted", |s| verdict(s, "b4").is_some())
+        .await;
+    assert_eq!(verdict(&state, "b4").unwrap().0, Verdict::Accepted);
+
+    // A failed build: its log is kept and served, its dependent is indirect-failed.
+    let mut b5 = build(
+        "b5",
+        "fails",
+        BuildOutcome::Failed {
+            stage: "build".into(),
+            reason: "exit status 1".into(),
+        },
+    );
+    builder.log(
+        "b5",
+        "build",
+        "==> ERROR: A failure occurred in package().\n",
+    );
+    b5.logs = vec!["build".into()];
+    builder.show(b5);
+    let state = master
+        .wait_for("fails failed", |s| s.counts.get("failed") == Some(&1))
+        .await;
+    assert_eq!(
+        state.counts.get("indirect-failed"),
+        Some(&1),
+        "{:?}",
+        state.counts
+    );
+    let log = master
+        .client
+        .get_bytes("/v1/logs/builder-1/b5/build", 1 << 20)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&log).contains("A failure occurred"));
+
+    // A stock pacman, trusting the farm CA, installs hello and its library from the build
+    // repository, and the program runs.
+    let root = PacmanRoot::new(
+        &ca.join("ca.pem"),
+        &[("quarters-build", format!("{}repo/build/$arch", master.url))],
+    );
+    root.install(&["hello"]);
+    let out = std::process::Command::new(root.root.join("usr/bin/hello"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from libhello 1.0\n"
+    );
+
+    // Only the accepted packages are in the repository.
+    let out = root.pacman(&["-Sl", "quarters-build"]);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let names: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(names, ["hello", "libhello"], "{listing}");
+    builder.stop();
+}
