@@ -15,6 +15,7 @@ pub mod pull;
 pub mod repo;
 pub mod scan;
 pub mod server;
+pub mod spool;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -109,6 +110,9 @@ pub async fn run(
         ));
     }
     tasks.spawn(plan_loop(master.clone(), cancel.clone()));
+    let spool = spool::spool_dir(&state_dir);
+    spool::prepare(&spool).with_context(|| format!("creating the spool {}", spool.display()))?;
+    tasks.spawn(spool::run(master.clone(), spool, cancel.clone()));
 
     let app = server::app(&master);
     serve_node(

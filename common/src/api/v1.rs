@@ -346,3 +346,45 @@ mod tests {
         assert_eq!(back, state);
     }
 }
+
+/// Requests that `quartersctl` drops into the master's spool directory, and the master's
+/// replies. File permissions on the spool are the authorization.
+pub mod ctl {
+    use serde::{Deserialize, Serialize};
+
+    /// `SPOOL/requests/ID.json`.
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct Request {
+        pub id: String,
+        #[serde(flatten)]
+        pub command: Command,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    #[serde(tag = "command", rename_all = "kebab-case")]
+    pub enum Command {
+        /// Moves packages from the build repository into the live one.
+        Promote {
+            packages: Vec<String>,
+            with_deps: bool,
+        },
+        /// Puts a failed package back in the ready list.
+        Retry {
+            package: String,
+        },
+        Status,
+        Why {
+            package: String,
+        },
+    }
+
+    /// `SPOOL/replies/ID.json`.
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct Reply {
+        pub id: String,
+        /// Whether the master did what was asked.
+        pub ok: bool,
+        /// What to show the user.
+        pub text: String,
+    }
+}

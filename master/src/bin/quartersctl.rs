@@ -1,9 +1,12 @@
-//! `quartersctl`: the farm's command line: PKI, and a local demo farm.
+//! `quartersctl`: the farm's command line: PKI, the master's spool (promote, retry, status,
+//! why), and a local demo farm.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use quarters_common::api::v1::ctl::Command as CtlCommand;
 use quarters_common::{NodeName, pki};
 use quarters_master::demo::{self, DemoOptions};
 
@@ -23,6 +26,34 @@ enum Command {
     /// Node certificates.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Moves packages from the build repository into the live one.
+    Promote {
+        /// Packages (pkgbase or pkgname).
+        #[arg(required = true)]
+        packages: Vec<String>,
+        /// Promote the dependencies that are not live yet too.
+        #[arg(long)]
+        with_deps: bool,
+        #[command(flatten)]
+        master: MasterSpool,
+    },
+    /// Puts a failed package back in the ready list.
+    Retry {
+        package: String,
+        #[command(flatten)]
+        master: MasterSpool,
+    },
+    /// The farm at a glance.
+    Status {
+        #[command(flatten)]
+        master: MasterSpool,
+    },
+    /// Why a package is in the state it is in.
+    Why {
+        package: String,
+        #[command(flatten)]
+        master: MasterSpool,
+    },
     /// Runs a whole farm on this machine, on loopback, until Ctrl-C.
     Demo {
         /// How many builders to start.
@@ -35,6 +66,48 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+}
+
+/// Which master to talk to: through its spool directory.
+#[derive(ClapArgs, Debug)]
+struct MasterSpool {
+    /// The master's spool directory.
+    #[arg(long, env = "QUARTERS_SPOOL")]
+    spool: Option<PathBuf>,
+    /// Or the master's config, whose state directory holds the spool.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// How long to wait for the master's answer, in seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+}
+
+const DEFAULT_SPOOL: &str = "/var/lib/quarters/master/spool";
+
+impl MasterSpool {
+    fn dir(&self) -> anyhow::Result<PathBuf> {
+        if let Some(spool) = &self.spool {
+            return Ok(spool.clone());
+        }
+        if let Some(config) = &self.config {
+            let file: quarters_master::config::MasterFile = quarters_common::config::load(config)?;
+            let state_dir = quarters_common::config::resolve(config, &file.state_dir);
+            return Ok(quarters_master::spool::spool_dir(&state_dir));
+        }
+        Ok(PathBuf::from(DEFAULT_SPOOL))
+    }
+
+    fn send(&self, command: CtlCommand) -> anyhow::Result<bool> {
+        let dir = self.dir()?;
+        let reply =
+            quarters_master::spool::submit(&dir, command, Duration::from_secs(self.timeout))?;
+        if reply.ok {
+            print!("{}", reply.text);
+        } else {
+            eprint!("{}", reply.text);
+        }
+        Ok(reply.ok)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -76,7 +149,8 @@ fn main() -> ExitCode {
         quarters_common::telemetry::init();
     }
     match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("quartersctl: {e:#}");
             ExitCode::FAILURE
@@ -84,8 +158,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+fn run(args: Args) -> anyhow::Result<bool> {
     match args.command {
+        Command::Promote {
+            packages,
+            with_deps,
+            master,
+        } => {
+            return master.send(CtlCommand::Promote {
+                packages,
+                with_deps,
+            });
+        }
+        Command::Retry { package, master } => return master.send(CtlCommand::Retry { package }),
+        Command::Status { master } => return master.send(CtlCommand::Status),
+        Command::Why { package, master } => return master.send(CtlCommand::Why { package }),
         Command::Ca(CaCommand::Init { dir, force }) => {
             let files = pki::init_ca(&dir, force)?;
             println!("farm CA: {}", files.cert.display());
@@ -120,5 +207,5 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .block_on(demo::run(&options, quarters_common::shutdown::signal()))?;
         }
     }
-    Ok(())
+    Ok(true)
 }

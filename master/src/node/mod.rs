@@ -8,6 +8,7 @@
 //! publishes the master's state; the state is therefore always a function of committed data.
 
 mod builders;
+mod ctl;
 mod sources;
 mod wire;
 

@@ -268,3 +268,12 @@ mod tests {
         assert!(err.contains("not a readable package"), "{err}");
     }
 }
+
+/// The values of one `%SECTION%` of a repository `desc` entry.
+pub fn desc_section<'a>(desc: &'a str, section: &str) -> Vec<&'a str> {
+    let mut lines = desc.lines().skip_while(|l| *l != section);
+    if lines.next().is_none() {
+        return Vec::new();
+    }
+    lines.take_while(|l| !l.is_empty()).collect()
+}

@@ -228,5 +228,92 @@ async fn the_master_plans_pulls_verifies_and_serves_a_repository_pacman_installs
         .filter_map(|l| l.split_whitespace().nth(1))
         .collect();
     assert_eq!(names, ["hello", "libhello"], "{listing}");
+
+    // quartersctl, through the master's spool.
+    let ctl = |args: &[&str]| {
+        let out = quarters_tests::command("quartersctl")
+            .args(args)
+            .arg("--config")
+            .arg(&master.config)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = ctl(&["promote", "hello"]);
+    assert!(
+        !ok,
+        "promoting without the library must be refused:\n{text}"
+    );
+    assert!(
+        text.contains("libhello: libhello (needed by hello)") && text.contains("--with-deps"),
+        "{text}"
+    );
+    let (ok, text) = ctl(&["promote", "hello", "--with-deps"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("hello 1.0-1")
+            && text.contains("libhello 1.0-1")
+            && text.contains("(dependency)"),
+        "{text}"
+    );
+    let state = master
+        .wait_for("hello live", |s| s.counts.get("live") == Some(&2))
+        .await;
+    assert_eq!(state.counts.get("built"), None, "{:?}", state.counts);
+    let live = PacmanRoot::new(
+        &ca.join("ca.pem"),
+        &[("quarters", format!("{}repo/live/$arch", master.url))],
+    );
+    live.install(&["hello"]);
+    let out = std::process::Command::new(live.root.join("usr/bin/hello"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from libhello 1.0\n"
+    );
+
+    let (ok, text) = ctl(&["promote", "cyc-a"]);
+    assert!(
+        !ok && text.contains("cyc-a is not in the build repository (it is blocked)"),
+        "{text}"
+    );
+    let (ok, text) = ctl(&["why", "cyc-b"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("cyc-b 1.0-1")
+            && text.contains("blocked")
+            && text.contains("dependency cycle: cyc-a, cyc-b"),
+        "{text}"
+    );
+    let (_, text) = ctl(&["why", "needs-ghost"]);
+    assert!(
+        text.contains("needs ghost, which nothing provides"),
+        "{text}"
+    );
+    let (_, text) = ctl(&["why", "after-fails"]);
+    assert!(
+        text.contains("indirect-failed") && text.contains("fails failed: build: exit status 1"),
+        "{text}"
+    );
+    let (ok, text) = ctl(&["status"]);
+    assert!(
+        ok && text.contains("builder builder-1: up") && text.contains("source main (git)"),
+        "{text}"
+    );
+
+    // "I fixed it, try again": the failed package is ready again, the farm never stopped.
+    let (ok, text) = ctl(&["retry", "fails"]);
+    assert!(ok, "{text}");
+    master
+        .wait_for("fails ready again", |s| ready(s).contains(&"fails"))
+        .await;
+    let (ok, text) = ctl(&["retry", "hello"]);
+    assert!(!ok && text.contains("no failed build"), "{text}");
     builder.stop();
 }

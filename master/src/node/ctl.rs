@@ -1,0 +1,357 @@
+//! What the master does for `quartersctl`: promote, retry, status, why.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use quarters_common::api::v1::ctl::{Command, Reply};
+
+use super::Master;
+use crate::db::RepoEntry;
+use crate::plan::State;
+use crate::plan::binaries::{Binaries, BinaryPackage, RepoKind};
+use crate::plan::relation::{Requirement, vercmp};
+use crate::repo::package::desc_section;
+
+impl Master {
+    /// Carries out one request.
+    pub fn handle(&self, id: &str, command: &Command) -> Reply {
+        let (ok, text) = match command {
+            Command::Status => (true, self.status()),
+            Command::Why { package } => self.why(package),
+            Command::Retry { package } => self.retry(package),
+            Command::Promote {
+                packages,
+                with_deps,
+            } => self.promote(packages, *with_deps),
+        };
+        Reply {
+            id: id.to_owned(),
+            ok,
+            text,
+        }
+    }
+
+    fn status(&self) -> String {
+        let model = self.model();
+        let mut out = String::new();
+        for s in &model.sources {
+            let _ = writeln!(
+                out,
+                "source {} ({}): revision {}{}",
+                s.name,
+                s.kind,
+                s.revision.as_deref().unwrap_or("(not read yet)"),
+                s.error
+                    .as_ref()
+                    .map(|e| format!(", last poll failed: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        for b in &model.builders {
+            let status = match b.liveness.to_wire() {
+                quarters_common::api::v1::PeerStatus::Up { .. } => "up".to_owned(),
+                quarters_common::api::v1::PeerStatus::Unknown => "not seen yet".to_owned(),
+                quarters_common::api::v1::PeerStatus::Down { error, .. } => {
+                    format!("down: {error}")
+                }
+            };
+            let claims = b.state.as_ref().map_or(0, |s| s.claims.len());
+            let _ = writeln!(out, "builder {}: {status}, {claims} claims", b.name);
+        }
+        let counts: Vec<String> = model
+            .plan
+            .counts()
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "packages: {}",
+            if counts.is_empty() {
+                "none".to_owned()
+            } else {
+                counts.join(", ")
+            }
+        );
+        for &i in model.plan.ready.iter().take(10) {
+            let u = &model.plan.units[i];
+            let _ = writeln!(
+                out,
+                "  ready {} {} ({}), priority {} ms",
+                u.spec.pkgbase, u.spec.version, u.spec.arch, u.priority
+            );
+        }
+        out
+    }
+
+    fn why(&self, name: &str) -> (bool, String) {
+        let model = self.model();
+        let units = model.plan.find(name);
+        let mut out = String::new();
+        if units.is_empty() {
+            // A package whose metadata could not be read has no build, only an error.
+            for s in &model.sources {
+                for (path, scanned) in &s.packages {
+                    if (path == name || path.rsplit('/').next() == Some(name))
+                        && let Err(e) = &scanned.result
+                    {
+                        let _ = writeln!(
+                            out,
+                            "{path} in source {}: blocked: its metadata cannot be read",
+                            s.name
+                        );
+                        let _ = writeln!(out, "  {e}");
+                        return (true, out);
+                    }
+                }
+            }
+            return (false, format!("no package {name:?} in any source\n"));
+        }
+        let db = self.db();
+        for u in units {
+            let s = &u.spec;
+            let _ = writeln!(
+                out,
+                "{} {} ({}): {}",
+                s.pkgbase,
+                s.version,
+                s.arch,
+                u.state.name()
+            );
+            let _ = writeln!(
+                out,
+                "  from source {} at {}{}",
+                s.source,
+                s.path,
+                s.packager
+                    .as_ref()
+                    .map(|p| format!(", last changed by {p}"))
+                    .unwrap_or_default()
+            );
+            if s.pkgnames.len() > 1 || s.pkgnames[0] != s.pkgbase {
+                let _ = writeln!(out, "  builds {}", s.pkgnames.join(", "));
+            }
+            match &u.state {
+                State::Waiting { on } => {
+                    let _ = writeln!(out, "  waits on {}", on.join(", "));
+                }
+                State::Claimed { builder } => {
+                    let _ = writeln!(out, "  being built by {builder}");
+                }
+                State::Failed { reason } => {
+                    let _ = writeln!(
+                        out,
+                        "  failed: {reason}\n  `quartersctl retry {}` puts it back in the ready list",
+                        s.pkgbase
+                    );
+                }
+                State::IndirectFailed { chain } | State::Blocked { chain } => {
+                    for (depth, link) in chain.iter().enumerate() {
+                        let _ = writeln!(out, "  {}{link}", "  ".repeat(depth));
+                    }
+                }
+                State::Ready => {
+                    let _ = writeln!(
+                        out,
+                        "  expected to take {} ms; critical-path priority {} ms",
+                        u.expected_ms, u.priority
+                    );
+                }
+                State::Built | State::Live => {}
+            }
+            if let Ok(builds) = db.builds_of(&s.pkgbase, 5) {
+                for b in builds {
+                    let _ = writeln!(
+                        out,
+                        "  build {} on {}: {} {}{}",
+                        b.build_id,
+                        b.builder,
+                        b.version,
+                        format!("{:?}", b.verdict).to_lowercase(),
+                        b.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        (true, out)
+    }
+
+    fn retry(&self, name: &str) -> (bool, String) {
+        let pkgbase = {
+            let model = self.model();
+            model
+                .plan
+                .find(name)
+                .first()
+                .map(|u| u.spec.pkgbase.clone())
+        };
+        let Some(pkgbase) = pkgbase else {
+            return (false, format!("no package {name:?} in any source\n"));
+        };
+        let retried = self.db().retry(&pkgbase);
+        match retried {
+            Ok(0) => (false, format!("{pkgbase} has no failed build to retry\n")),
+            Ok(n) => {
+                self.replan_now();
+                (
+                    true,
+                    format!(
+                        "{pkgbase}: {n} failed build(s) cleared; it is ready again once its dependencies are\n"
+                    ),
+                )
+            }
+            Err(e) => (false, format!("database: {e}\n")),
+        }
+    }
+
+    fn promote(&self, names: &[String], with_deps: bool) -> (bool, String) {
+        let entries = match self.db().repo_entries() {
+            Ok(e) => e,
+            Err(e) => return (false, format!("database: {e}\n")),
+        };
+        let build: Vec<&RepoEntry> = entries
+            .iter()
+            .filter(|e| e.repo == RepoKind::Build)
+            .collect();
+        let live: Vec<&RepoEntry> = entries
+            .iter()
+            .filter(|e| e.repo == RepoKind::Live)
+            .collect();
+        let mut selected = BTreeSet::new();
+        for name in names {
+            match build
+                .iter()
+                .find(|e| &e.pkgbase == name || &e.pkgname == name)
+            {
+                Some(e) => {
+                    selected.insert(e.pkgbase.clone());
+                }
+                None => {
+                    let state = self.model().plan.find(name).first().map(|u| u.state.name());
+                    return (
+                        false,
+                        format!(
+                            "{name} is not in the build repository{}\n",
+                            state.map(|s| format!(" (it is {s})")).unwrap_or_default()
+                        ),
+                    );
+                }
+            }
+        }
+        let requested = selected.clone();
+        let promoting: Vec<&RepoEntry> = loop {
+            let promoting: Vec<&RepoEntry> = build
+                .iter()
+                .copied()
+                .filter(|e| selected.contains(&e.pkgbase))
+                .collect();
+            for e in &promoting {
+                if let Some(l) = live
+                    .iter()
+                    .find(|l| l.pkgname == e.pkgname && l.arch == e.arch)
+                    && vercmp(&l.version, &e.version).is_gt()
+                {
+                    return (
+                        false,
+                        format!(
+                            "{} {} is older than the live {}; promoting it would downgrade\n",
+                            e.pkgname, e.version, l.version
+                        ),
+                    );
+                }
+            }
+            let after = Binaries::new(
+                live.iter()
+                    .filter(|l| {
+                        !promoting
+                            .iter()
+                            .any(|p| p.pkgname == l.pkgname && p.arch == l.arch)
+                    })
+                    .chain(promoting.iter())
+                    .map(|e| binary(e))
+                    .collect(),
+            );
+            let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut unavailable = Vec::new();
+            for e in &promoting {
+                for dep in desc_section(&e.desc, "%DEPENDS%") {
+                    let req = Requirement::parse(dep);
+                    if self.config.build_root.contains(&req.name) || after.satisfies(&req, &e.arch)
+                    {
+                        continue;
+                    }
+                    let provider = build.iter().find(|b| {
+                        (b.arch == e.arch || b.pkg_arch == "any")
+                            && Binaries::new(vec![binary(b)]).satisfies(&req, &e.arch)
+                    });
+                    match provider {
+                        Some(p) => missing
+                            .entry(p.pkgbase.clone())
+                            .or_default()
+                            .push(format!("{dep} (needed by {})", e.pkgname)),
+                        None => unavailable.push(format!(
+                            "{} needs {dep}, which neither repository has",
+                            e.pkgname
+                        )),
+                    }
+                }
+            }
+            if !unavailable.is_empty() {
+                return (
+                    false,
+                    format!("cannot promote:\n  {}\n", unavailable.join("\n  ")),
+                );
+            }
+            if missing.is_empty() {
+                break promoting;
+            }
+            if !with_deps {
+                let mut text = String::from(
+                    "refused: these dependencies are not live and not being promoted:\n",
+                );
+                for (pkgbase, why) in &missing {
+                    let _ = writeln!(text, "  {pkgbase}: {}", why.join(", "));
+                }
+                let _ = writeln!(text, "promote them too, or add --with-deps");
+                return (false, text);
+            }
+            selected.extend(missing.into_keys());
+        };
+        let to_live: Vec<RepoEntry> = promoting.iter().map(|e| (*e).clone()).collect();
+        if let Err(e) = self.db().promote(&to_live) {
+            return (false, format!("database: {e}\n"));
+        }
+        let all = match self.db().repo_entries() {
+            Ok(all) => all,
+            Err(e) => return (false, format!("database: {e}\n")),
+        };
+        let arches: BTreeSet<&str> = to_live.iter().map(|e| e.arch.as_str()).collect();
+        for arch in arches {
+            if let Err(e) = self.repos.rewrite(RepoKind::Live, arch, &all) {
+                tracing::error!("rewriting the live repository ({arch}): {e}");
+            }
+        }
+        self.replan_now();
+        let mut text = String::from("promoted to the live repository:\n");
+        for e in &to_live {
+            let extra = if requested.contains(&e.pkgbase) {
+                ""
+            } else {
+                " (dependency)"
+            };
+            let _ = writeln!(text, "  {} {} ({}){extra}", e.pkgname, e.version, e.arch);
+        }
+        (true, text)
+    }
+}
+
+fn binary(e: &RepoEntry) -> BinaryPackage {
+    BinaryPackage {
+        repo: RepoKind::Live,
+        arch: e.pkg_arch.clone(),
+        pkgname: e.pkgname.clone(),
+        pkgbase: e.pkgbase.clone(),
+        version: e.version.clone(),
+        provides: e.provides.clone(),
+    }
+}
