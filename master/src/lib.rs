@@ -46,6 +46,8 @@ pub async fn run(
     let state_dir = config.state_dir.clone();
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("creating {}", state_dir.display()))?;
+    // Pulls a crash interrupted left their halves here; nothing in it was ever accepted.
+    let _ = std::fs::remove_dir_all(state_dir.join("staging"));
     let db_path = state_dir.join("master.sqlite");
     let db = Db::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
     let repos = Repos::new(&state_dir, &config.repo_name).context("creating the package pool")?;
@@ -138,6 +140,8 @@ async fn plan_loop(master: Arc<Master>, cancel: CancellationToken) {
             () = master.replan_requested() => {
                 tokio::time::sleep(REPLAN_SETTLE).await;
                 master.replan_now();
+                // A new plan may make builds judgeable that were not (the first scan, say).
+                master.judge_finished_builds();
             }
             _ = retry.tick() => master.judge_finished_builds(),
         }

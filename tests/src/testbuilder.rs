@@ -22,25 +22,54 @@ pub struct TestBuilder {
     pub name: NodeName,
     pub url: Url,
     files: PathBuf,
+    serving: Arc<Serving>,
     publisher: StatePublisher,
     state: Mutex<BuilderState>,
     stop: CancellationToken,
     _dir: tempfile::TempDir,
 }
 
+/// How the test builder serves files.
+struct Serving {
+    files: PathBuf,
+    /// Delay between 16 KiB chunks of an artifact, to make a pull slow.
+    throttle: Mutex<Option<std::time::Duration>>,
+    /// Fires when an artifact download starts.
+    pull_started: tokio::sync::Notify,
+}
+
 async fn file(
-    State(files): State<Arc<PathBuf>>,
+    State(serving): State<Arc<Serving>>,
     UrlPath((id, kind, name)): UrlPath<(String, String, String)>,
 ) -> Response {
     use axum::response::IntoResponse;
     if !is_plain_name(&id) || !is_plain_name(&name) || !(kind == "artifacts" || kind == "logs") {
         return axum::http::StatusCode::NOT_FOUND.into_response();
     }
-    serve_file(
-        &files.join(id).join(kind).join(name),
-        "application/octet-stream",
-    )
-    .await
+    let path = serving.files.join(id).join(&kind).join(name);
+    if kind == "artifacts" {
+        serving.pull_started.notify_waiters();
+        let throttle = *serving.throttle.lock().unwrap();
+        if let Some(delay) = throttle {
+            let Ok(bytes) = std::fs::read(&path) else {
+                return axum::http::StatusCode::NOT_FOUND.into_response();
+            };
+            let len = bytes.len();
+            let chunks: Vec<Vec<u8>> = bytes.chunks(16 * 1024).map(<[u8]>::to_vec).collect();
+            let stream =
+                futures_util::stream::unfold(chunks.into_iter(), move |mut rest| async move {
+                    let chunk = rest.next()?;
+                    tokio::time::sleep(delay).await;
+                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(chunk)), rest))
+                });
+            return (
+                [(axum::http::header::CONTENT_LENGTH, len)],
+                axum::body::Body::from_stream(stream),
+            )
+                .into_response();
+        }
+    }
+    serve_file(&path, "application/octet-stream").await
 }
 
 impl TestBuilder {
@@ -61,6 +90,11 @@ impl TestBuilder {
         .unwrap();
         let files = dir.path().join("files");
         std::fs::create_dir_all(&files).unwrap();
+        let serving = Arc::new(Serving {
+            files: files.clone(),
+            throttle: Mutex::new(None),
+            pull_started: tokio::sync::Notify::new(),
+        });
         let state = BuilderState {
             arch: vec![std::env::consts::ARCH.to_owned()],
             slots: 1,
@@ -76,7 +110,7 @@ impl TestBuilder {
         let app = publisher.routes().merge(
             Router::new()
                 .route("/v1/builds/{id}/{kind}/{name}", get(file))
-                .with_state(Arc::new(files.clone())),
+                .with_state(serving.clone()),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url: Url = format!(
@@ -98,6 +132,7 @@ impl TestBuilder {
             name: node,
             url,
             files,
+            serving,
             publisher,
             state: Mutex::new(state),
             stop,
@@ -136,6 +171,16 @@ impl TestBuilder {
         state.builds.retain(|b| b.id != build.id);
         state.builds.push(build);
         self.publisher.publish(&*state);
+    }
+
+    /// Serves artifacts in 16 KiB chunks `delay` apart (or at full speed with `None`).
+    pub fn throttle(&self, delay: Option<std::time::Duration>) {
+        *self.serving.throttle.lock().unwrap() = delay;
+    }
+
+    /// Completes when the next artifact download starts.
+    pub async fn pull_started(&self) {
+        self.serving.pull_started.notified().await;
     }
 
     pub fn stop(&self) {

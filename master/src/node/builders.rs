@@ -39,6 +39,10 @@ impl Master {
     /// Starts judging every finished build a builder shows that has no verdict yet.
     pub(crate) fn judge_finished_builds(self: &Arc<Self>) {
         let mut model = self.model();
+        if !model.plan_complete {
+            // Judged against an incomplete plan, a good build would look unwanted.
+            return;
+        }
         let mut todo = Vec::new();
         for (index, slot) in model.builders.iter().enumerate() {
             let Some(state) = &slot.state else { continue };

@@ -49,6 +49,9 @@ struct Model {
     builders: Vec<BuilderSlot>,
     sources: Vec<SourceSlot>,
     plan: Plan,
+    /// Whether `plan` was made after every source had been scanned: until then it is
+    /// incomplete, and no build may be judged against it.
+    plan_complete: bool,
     tarballs: HashMap<TarballKey, Tarball>,
     requested: HashSet<TarballKey>,
     /// Builds being pulled or judged now: `(builder, build id)`.
@@ -67,6 +70,8 @@ struct BuilderSlot {
 struct SourceSlot {
     name: String,
     kind: String,
+    /// Whether a poll has succeeded since the master started.
+    scanned: bool,
     revision: Option<String>,
     error: Option<String>,
     packages: BTreeMap<String, Scanned>,
@@ -194,6 +199,7 @@ impl Master {
             default_ms: u64::try_from(self.config.default_estimate.as_millis()).unwrap_or(u64::MAX),
         });
         model.plan = plan;
+        model.plan_complete = model.sources.iter().all(|s| s.scanned);
         self.request_tarballs(&mut model);
         let wire = self.to_wire(&model);
         drop(model);

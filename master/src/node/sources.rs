@@ -83,9 +83,10 @@ impl Master {
         match result {
             Ok(changed) => {
                 slot.error = None;
-                if changed || slot.packages.is_empty() {
+                if changed || !slot.scanned {
                     slot.packages = scanner.packages().clone();
                 }
+                slot.scanned = true;
             }
             Err(e) => {
                 tracing::warn!(source = %slot.name, "poll failed: {e}");

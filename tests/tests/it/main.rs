@@ -2,6 +2,7 @@
 
 mod config_errors;
 mod demo;
+mod master_crash;
 mod master_flow;
 mod pki_cli;
 mod readme;
