@@ -132,8 +132,8 @@ impl Master {
                 let _ = writeln!(out, "  builds {}", s.pkgnames.join(", "));
             }
             match &u.state {
-                State::Waiting { on } => {
-                    let _ = writeln!(out, "  waits on {}", on.join(", "));
+                State::Waiting => {
+                    let _ = writeln!(out, "  waits on {}", model.plan.waiting_on(u).join(", "));
                 }
                 State::Claimed { builder } => {
                     let _ = writeln!(out, "  being built by {builder}");
@@ -276,7 +276,8 @@ impl Master {
             for e in &promoting {
                 for dep in desc_section(&e.desc, "%DEPENDS%") {
                     let req = Requirement::parse(dep);
-                    if self.config.build_root.contains(&req.name) || after.satisfies(&req, &e.arch)
+                    if self.config.build_root.contains(req.name.as_ref())
+                        || after.satisfies(&req, &e.arch)
                     {
                         continue;
                     }

@@ -50,8 +50,8 @@ impl Binaries {
     }
 
     /// Whether a package in either repository, for `arch`, satisfies `req`.
-    pub fn satisfies(&self, req: &Requirement, arch: &str) -> bool {
-        self.by_name.get(&req.name).is_some_and(|ids| {
+    pub fn satisfies(&self, req: &Requirement<'_>, arch: &str) -> bool {
+        self.by_name.get(req.name.as_ref()).is_some_and(|ids| {
             ids.iter().map(|&i| &self.packages[i]).any(|p| {
                 (p.arch == arch || p.arch == "any")
                     && (req.satisfied_by(&p.pkgname, Some(&p.version))

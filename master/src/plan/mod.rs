@@ -76,7 +76,15 @@ impl UnitSpec {
             .collect()
     }
 
-    fn provides_itself(&self, req: &Requirement) -> bool {
+    /// Every dependency, run-time and build-time, in one numbering (see [`Wait::dep`]).
+    pub fn all_depends(&self) -> impl Iterator<Item = &str> {
+        self.depends
+            .iter()
+            .chain(&self.build_depends)
+            .map(String::as_str)
+    }
+
+    fn provides_itself(&self, req: &Requirement<'_>) -> bool {
         self.pkgnames
             .iter()
             .any(|n| req.satisfied_by(n, Some(&self.version)))
@@ -93,10 +101,8 @@ pub type UnitKey = (String, String, String);
 /// A build's state, with the reason for every state but the happy ones.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum State {
-    /// Some dependency is not in a binary repository yet: `dependency (pkgbase)` each.
-    Waiting {
-        on: Vec<String>,
-    },
+    /// Some dependency is not in a binary repository yet; [`Plan::waiting_on`] says which.
+    Waiting,
     Ready,
     /// A builder has committed to it.
     Claimed {
@@ -123,7 +129,7 @@ pub enum State {
 impl State {
     pub fn name(&self) -> &'static str {
         match self {
-            State::Waiting { .. } => "waiting",
+            State::Waiting => "waiting",
             State::Ready => "ready",
             State::Claimed { .. } => "claimed",
             State::Built => "built",
@@ -136,10 +142,7 @@ impl State {
 
     /// Still to be built: counts toward critical paths.
     pub fn is_pending(&self) -> bool {
-        matches!(
-            self,
-            State::Waiting { .. } | State::Ready | State::Claimed { .. }
-        )
+        matches!(self, State::Waiting | State::Ready | State::Claimed { .. })
     }
 
     fn is_done(&self) -> bool {
@@ -166,13 +169,22 @@ pub struct Inputs<'a> {
     pub default_ms: u64,
 }
 
+/// One dependency a build has on another build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wait {
+    /// The build that provides it (an index into [`Plan::units`]).
+    pub provider: usize,
+    /// Which dependency: an index into [`UnitSpec::all_depends`].
+    pub dep: usize,
+}
+
 /// A build with its state.
 #[derive(Clone, Debug)]
 pub struct Planned {
     pub spec: UnitSpec,
     pub state: State,
-    /// The builds it waits on (indices into [`Plan::units`]).
-    pub waits_on: Vec<usize>,
+    /// The builds whose packages it needs and that are not in a binary repository.
+    pub waits: Vec<Wait>,
     pub expected_ms: u64,
     /// Critical-path priority: `expected_ms` plus the longest chain of pending dependents.
     pub priority: u64,
@@ -208,6 +220,18 @@ impl Plan {
         self.units
             .iter()
             .filter(|u| u.spec.pkgnames.iter().any(|n| n == name))
+            .collect()
+    }
+
+    /// What a build waits on, as `dependency (pkgbase)`, for builds not built yet.
+    pub fn waiting_on(&self, unit: &Planned) -> Vec<String> {
+        unit.waits
+            .iter()
+            .filter(|w| !matches!(self.units[w.provider].state, State::Built | State::Live))
+            .filter_map(|w| {
+                let dep = unit.spec.all_depends().nth(w.dep)?;
+                Some(format!("{dep} ({})", self.units[w.provider].spec.pkgbase))
+            })
             .collect()
     }
 
@@ -274,7 +298,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
     }
 
     let mut states: Vec<Option<State>> = vec![None; n];
-    let mut edges: Vec<Vec<(usize, String)>> = vec![Vec::new(); n];
+    let mut edges: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
     let mut own_block: Vec<Option<String>> = vec![None; n];
     for (i, s) in specs.iter().enumerate() {
         if let Some(why) = duplicates.get(&i) {
@@ -308,20 +332,20 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
             });
             continue;
         }
-        let mut seen = HashSet::new();
-        for dep in s.depends.iter().chain(&s.build_depends) {
-            if !seen.insert(dep.as_str()) {
+        let deps: Vec<&str> = s.all_depends().collect();
+        for (k, dep) in deps.iter().enumerate() {
+            if deps[..k].contains(dep) {
                 continue;
             }
             let req = Requirement::parse(dep);
             if s.provides_itself(&req)
-                || template.contains(&req.name)
+                || template.contains(req.name.as_ref())
                 || binaries.satisfies(&req, resolve_arch)
             {
                 continue;
             }
             let named = providers
-                .get(req.name.as_str())
+                .get(req.name.as_ref())
                 .map(Vec::as_slice)
                 .unwrap_or_default();
             let fitting: Vec<usize> = named
@@ -336,10 +360,10 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
             let chosen = fitting
                 .iter()
                 .copied()
-                .find(|&p| specs[p].pkgnames.contains(&req.name))
+                .find(|&p| specs[p].pkgnames.iter().any(|n| n == req.name.as_ref()))
                 .or_else(|| fitting.first().copied());
             match chosen {
-                Some(p) => edges[i].push((p, dep.clone())),
+                Some(p) => edges[i].push((p, k)),
                 None if named.is_empty() => {
                     own_block[i].get_or_insert_with(|| {
                         format!("{}: needs {dep}, which nothing provides (not in the sources, the repositories or the build root)", s.pkgbase)
@@ -390,13 +414,11 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
                 }
             } else {
                 propagate(i, &edges[i], &states, &specs).unwrap_or_else(|| {
-                    let waiting: Vec<String> = edges[i]
+                    let waiting = edges[i]
                         .iter()
-                        .filter(|(p, _)| !states[*p].as_ref().is_some_and(State::is_done))
-                        .map(|(p, dep)| format!("{dep} ({})", specs[*p].pkgbase))
-                        .collect();
-                    if !waiting.is_empty() {
-                        State::Waiting { on: waiting }
+                        .any(|(p, _)| !states[*p].as_ref().is_some_and(State::is_done));
+                    if waiting {
+                        State::Waiting
                     } else {
                         let key = (s.pkgbase.clone(), s.version.clone(), s.arch.clone());
                         match claimed.get(&key) {
@@ -450,7 +472,10 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         .map(|(i, (spec, state))| Planned {
             spec,
             state,
-            waits_on: edges[i].iter().map(|(p, _)| *p).collect(),
+            waits: edges[i]
+                .iter()
+                .map(|&(provider, dep)| Wait { provider, dep })
+                .collect(),
             expected_ms: expected[i],
             priority: priority[i],
         })
@@ -472,14 +497,16 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
 /// The state a build inherits from a failed or blocked dependency, if any.
 fn propagate(
     i: usize,
-    edges: &[(usize, String)],
+    edges: &[(usize, usize)],
     states: &[Option<State>],
     specs: &[UnitSpec],
 ) -> Option<State> {
     let me = &specs[i].pkgbase;
+    let dep_text = |k: usize| specs[i].all_depends().nth(k).unwrap_or("?");
     let mut blocked = None;
-    for (p, dep) in edges {
-        let via = format!("{me} needs {dep} ({})", specs[*p].pkgbase);
+    for &(p, k) in edges {
+        let p = &p;
+        let via = format!("{me} needs {} ({})", dep_text(k), specs[*p].pkgbase);
         match &states[*p] {
             Some(State::Failed { reason }) => {
                 return Some(State::IndirectFailed {
@@ -504,7 +531,7 @@ fn propagate(
 
 /// Tarjan's algorithm, iterative, over the builds that still need resolving. Components come
 /// out with every component they depend on before them.
-fn tarjan(n: usize, edges: &[Vec<(usize, String)>], states: &[Option<State>]) -> Vec<Vec<usize>> {
+fn tarjan(n: usize, edges: &[Vec<(usize, usize)>], states: &[Option<State>]) -> Vec<Vec<usize>> {
     const UNSEEN: usize = usize::MAX;
     let mut index = vec![UNSEEN; n];
     let mut low = vec![0; n];
@@ -569,7 +596,7 @@ fn tarjan(n: usize, edges: &[Vec<(usize, String)>], states: &[Option<State>]) ->
 /// A readable cycle through a component: `a needs x (b)`, `b needs y (a)`.
 fn cycle_chain(
     component: &[usize],
-    edges: &[Vec<(usize, String)>],
+    edges: &[Vec<(usize, usize)>],
     specs: &[UnitSpec],
 ) -> Vec<String> {
     let members: HashSet<usize> = component.iter().copied().collect();
@@ -581,9 +608,10 @@ fn cycle_chain(
     let mut seen = HashSet::new();
     let mut at = start;
     while seen.insert(at) {
-        let Some((next, dep)) = edges[at].iter().find(|(p, _)| members.contains(p)) else {
+        let Some((next, k)) = edges[at].iter().find(|(p, _)| members.contains(p)) else {
             break;
         };
+        let dep = specs[at].all_depends().nth(*k).unwrap_or("?");
         chain.push(format!(
             "{} needs {dep} ({})",
             specs[at].pkgbase, specs[*next].pkgbase

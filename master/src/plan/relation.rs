@@ -1,28 +1,36 @@
 //! Dependency strings (`foo`, `foo>=1.2`, `libfoo.so=1-64`) and what satisfies them, with
 //! Arch's own version comparison (alpm-types).
 
+use std::borrow::Cow;
 use std::str::FromStr;
 
 use alpm_types::{PackageRelation, Version, VersionRequirement};
 
 /// A dependency: a name, and optionally a version requirement.
 #[derive(Clone, Debug)]
-pub struct Requirement {
-    pub name: String,
+pub struct Requirement<'a> {
+    pub name: Cow<'a, str>,
     requirement: Option<VersionRequirement>,
 }
 
-impl Requirement {
+impl<'a> Requirement<'a> {
     /// Reads a dependency as written in a package. Anything alpm-types cannot read as a
     /// relation (a soname dependency, say) is matched by its name alone.
-    pub fn parse(text: &str) -> Self {
+    pub fn parse(text: &'a str) -> Self {
+        // Most dependencies are bare names; only a version constraint needs the parser.
+        if !text.contains(['<', '>', '=']) {
+            return Requirement {
+                name: Cow::Borrowed(text),
+                requirement: None,
+            };
+        }
         match PackageRelation::from_str(text) {
             Ok(relation) => Requirement {
-                name: relation.name.to_string(),
+                name: Cow::Owned(relation.name.to_string()),
                 requirement: relation.version_requirement,
             },
             Err(_) => Requirement {
-                name: bare_name(text).to_owned(),
+                name: Cow::Borrowed(bare_name(text)),
                 requirement: None,
             },
         }
@@ -43,7 +51,7 @@ impl Requirement {
     }
 }
 
-impl std::fmt::Display for Requirement {
+impl std::fmt::Display for Requirement<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.requirement {
             Some(req) => write!(f, "{}{req}", self.name),

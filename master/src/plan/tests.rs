@@ -68,6 +68,14 @@ fn state<'a>(plan: &'a Plan, pkgbase: &str) -> &'a State {
     &plan.find(pkgbase)[0].state
 }
 
+/// Asserts that `pkgbase` waits, on exactly `on`.
+#[track_caller]
+fn assert_waits(plan: &Plan, pkgbase: &str, on: &[&str]) {
+    let unit = plan.find(pkgbase)[0];
+    assert_eq!(unit.state, State::Waiting, "{pkgbase}");
+    assert_eq!(plan.waiting_on(unit), on, "{pkgbase}");
+}
+
 fn key(pkgbase: &str, version: &str) -> UnitKey {
     (pkgbase.into(), version.into(), "x86_64".into())
 }
@@ -86,13 +94,8 @@ fn a_chain_waits_in_order_and_priorities_follow_the_critical_path() {
         unit("d", "1-1", &[], &[]),
     ]);
     assert_eq!(state(&p, "a"), &State::Ready);
-    assert_eq!(
-        state(&p, "b"),
-        &State::Waiting {
-            on: vec!["a (a)".into()]
-        }
-    );
-    assert!(matches!(state(&p, "c"), State::Waiting { .. }));
+    assert_waits(&p, "b", &["a (a)"]);
+    assert_waits(&p, "c", &["b (b)"]);
     let prio = |n| p.find(n)[0].priority;
     assert_eq!(
         (prio("a"), prio("b"), prio("c"), prio("d")),
@@ -123,18 +126,8 @@ fn binaries_template_and_provides_satisfy_dependencies() {
     ]);
     assert_eq!(state(&p, "a"), &State::Built);
     assert_eq!(state(&p, "b"), &State::Ready);
-    assert_eq!(
-        state(&p, "c"),
-        &State::Waiting {
-            on: vec!["libthing.so (lib)".into()]
-        }
-    );
-    assert_eq!(
-        state(&p, "e"),
-        &State::Waiting {
-            on: vec!["lib-extra (lib)".into()]
-        }
-    );
+    assert_waits(&p, "c", &["libthing.so (lib)"]);
+    assert_waits(&p, "e", &["lib-extra (lib)"]);
     assert_eq!(p.find("lib-core")[0].spec.pkgbase, "lib");
 }
 
@@ -249,12 +242,9 @@ fn claims_any_builds_and_duplicates() {
             builder: "builder-1".into()
         }
     );
-    assert_eq!(
-        p.unit("docs", "any").unwrap().state,
-        State::Waiting {
-            on: vec!["a (a)".into()]
-        }
-    );
+    let docs = p.unit("docs", "any").unwrap();
+    assert_eq!(docs.state, State::Waiting);
+    assert_eq!(p.waiting_on(docs), ["a (a)"]);
     let blocked = p.units.iter().find(|u| u.spec.source == "other").unwrap();
     assert!(
         matches!(&blocked.state, State::Blocked { chain } if chain[0].contains("also in source main"))
