@@ -3,6 +3,7 @@
 //!
 //! The binary `quarters-builder` is thin; everything it does is here.
 
+pub mod claims;
 pub mod config;
 pub mod node;
 pub mod server;

@@ -247,7 +247,11 @@ pub struct Claim {
     pub phase: ClaimPhase,
     /// Tie-break between two builders claiming at once: the lower ticket wins.
     pub ticket: u64,
-    /// The claim lapses after this moment unless the builder renews it.
+    /// When the builder last renewed the claim, by its own clock.
+    #[serde(with = "time::serde::rfc3339")]
+    pub renewed_at: OffsetDateTime,
+    /// Until when the claim holds, by the builder's clock. Readers count `lease_until -
+    /// renewed_at` from when they saw the renewal, so clocks need not agree.
     #[serde(with = "time::serde::rfc3339")]
     pub lease_until: OffsetDateTime,
     /// The build working on it, once started.
