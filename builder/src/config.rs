@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use quarters_common::NodeName;
 use quarters_common::config::{self, ConfigError, PeerSection, TlsSection};
@@ -24,13 +25,136 @@ pub struct BuilderFile {
     /// Builds run at once.
     #[serde(default = "one")]
     pub slots: u32,
+    /// Where builds, their logs and artifacts, and the source cache live.
+    pub work_dir: PathBuf,
+    /// `chroot` (real builds in fresh roots) or `sim` (timed stand-ins, for simulations).
+    #[serde(default = "default_driver")]
+    pub driver: String,
     /// The master this builder follows.
     pub master: PeerSection,
     pub tls: TlsSection,
+    #[serde(default)]
+    pub claims: ClaimsSection,
+    #[serde(default)]
+    pub chroot: ChrootSection,
+    #[serde(default)]
+    pub sim: SimSection,
 }
 
 fn one() -> u32 {
     1
+}
+
+fn default_driver() -> String {
+    "chroot".to_owned()
+}
+
+/// `[claims]`
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimsSection {
+    /// Seconds a claim holds without renewal; a dead builder's claims lapse after it.
+    #[serde(default = "default_lease")]
+    pub lease: u64,
+}
+
+impl Default for ClaimsSection {
+    fn default() -> Self {
+        ClaimsSection {
+            lease: default_lease(),
+        }
+    }
+}
+
+fn default_lease() -> u64 {
+    30
+}
+
+/// `[chroot]`: real builds.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ChrootSection {
+    /// The read-only template root every build root is an overlay of
+    /// (`quarters-builder mkroot DIR` makes one).
+    #[serde(default)]
+    pub template: Option<PathBuf>,
+    /// Uid and gid builds run as, inside the root.
+    #[serde(default = "nobody")]
+    pub build_uid: u32,
+    /// Seconds without a new process and without CPU progress after which a build is hung.
+    #[serde(default = "default_hang")]
+    pub hang_timeout: u64,
+    /// Wall-clock limit of a build, in seconds.
+    #[serde(default = "default_wall")]
+    pub wall_limit: u64,
+    /// CPU-time limit of a build, in seconds.
+    #[serde(default = "default_cpu")]
+    pub cpu_limit: u64,
+}
+
+impl Default for ChrootSection {
+    fn default() -> Self {
+        ChrootSection {
+            template: None,
+            build_uid: nobody(),
+            hang_timeout: default_hang(),
+            wall_limit: default_wall(),
+            cpu_limit: default_cpu(),
+        }
+    }
+}
+
+fn nobody() -> u32 {
+    65534
+}
+
+fn default_hang() -> u64 {
+    600
+}
+
+fn default_wall() -> u64 {
+    4 * 3600
+}
+
+fn default_cpu() -> u64 {
+    8 * 3600
+}
+
+/// `[sim]`: simulated builds.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct SimSection {
+    /// A build takes its expected duration times this.
+    #[serde(default = "default_scale")]
+    pub time_scale: f64,
+}
+
+impl Default for SimSection {
+    fn default() -> Self {
+        SimSection {
+            time_scale: default_scale(),
+        }
+    }
+}
+
+fn default_scale() -> f64 {
+    0.001
+}
+
+/// How builds run.
+#[derive(Debug, Clone)]
+pub enum DriverConfig {
+    Chroot(ChrootConfig),
+    Sim { time_scale: f64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct ChrootConfig {
+    pub template: PathBuf,
+    pub build_uid: u32,
+    pub hang_timeout: Duration,
+    pub wall_limit: Duration,
+    pub cpu_limit: Duration,
 }
 
 /// The validated config (stage two).
@@ -43,6 +167,9 @@ pub struct BuilderConfig {
     pub slots: u32,
     pub master_name: NodeName,
     pub master_url: Url,
+    pub work_dir: PathBuf,
+    pub driver: DriverConfig,
+    pub lease: Duration,
     pub identity: Identity,
 }
 
@@ -89,6 +216,57 @@ impl BuilderConfig {
             ));
         }
         let master_url = config::https_base_url(path, "master.url", &file.master.url)?;
+        let driver = match file.driver.as_str() {
+            "chroot" => {
+                let template = file.chroot.template.as_ref().ok_or_else(|| {
+                    ConfigError::invalid(path, "chroot.template", "the chroot driver needs a template root (quarters-builder mkroot DIR makes one)")
+                })?;
+                let template = config::resolve(path, template);
+                if !template.join("usr/bin").is_dir() {
+                    return Err(ConfigError::invalid(
+                        path,
+                        "chroot.template",
+                        format!(
+                            "{} is not a root file system (no usr/bin)",
+                            template.display()
+                        ),
+                    ));
+                }
+                DriverConfig::Chroot(ChrootConfig {
+                    template,
+                    build_uid: file.chroot.build_uid,
+                    hang_timeout: Duration::from_secs(file.chroot.hang_timeout.max(1)),
+                    wall_limit: Duration::from_secs(file.chroot.wall_limit.max(1)),
+                    cpu_limit: Duration::from_secs(file.chroot.cpu_limit.max(1)),
+                })
+            }
+            "sim" => {
+                if !(file.sim.time_scale > 0.0 && file.sim.time_scale.is_finite()) {
+                    return Err(ConfigError::invalid(
+                        path,
+                        "sim.time_scale",
+                        "must be a positive number",
+                    ));
+                }
+                DriverConfig::Sim {
+                    time_scale: file.sim.time_scale,
+                }
+            }
+            other => {
+                return Err(ConfigError::invalid(
+                    path,
+                    "driver",
+                    format!("{other:?} is neither \"chroot\" nor \"sim\""),
+                ));
+            }
+        };
+        if file.claims.lease < 2 {
+            return Err(ConfigError::invalid(
+                path,
+                "claims.lease",
+                "must be at least 2 seconds",
+            ));
+        }
         let identity = file.tls.load_identity(path, &file.name)?;
         Ok(BuilderConfig {
             path: path.to_owned(),
@@ -98,6 +276,9 @@ impl BuilderConfig {
             slots: file.slots,
             master_name: file.master.name,
             master_url,
+            work_dir: config::resolve(path, &file.work_dir),
+            driver,
+            lease: Duration::from_secs(file.claims.lease),
             identity,
         })
     }

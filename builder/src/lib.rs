@@ -1,11 +1,15 @@
-//! A Quarters builder: follows the master and publishes its own state; claims, clean-root builds
-//! and artifacts land here as the builder issue is done.
+//! A Quarters builder: follows the master's ready list, claims packages by peer review, builds
+//! them (in a fresh root, or simulated), and serves the logs and artifacts for the master to
+//! pull.
 //!
 //! The binary `quarters-builder` is thin; everything it does is here.
 
+pub mod builds;
 pub mod claims;
 pub mod config;
+pub mod driver;
 pub mod node;
+pub mod peers;
 pub mod server;
 
 use std::future::Future;
@@ -19,7 +23,8 @@ use quarters_common::serve::serve_node;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::BuilderConfig;
+use crate::config::{BuilderConfig, DriverConfig};
+use crate::driver::Driver;
 use crate::node::Node;
 
 /// Runs the builder on `listener` until `shutdown` completes.
@@ -28,15 +33,26 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let node = Arc::new(Node::new(&config));
-    let cancel = CancellationToken::new();
+    let config = Arc::new(config);
+    let driver = match &config.driver {
+        DriverConfig::Sim { time_scale } => Driver::Sim(driver::sim::SimDriver {
+            time_scale: *time_scale,
+        }),
+        DriverConfig::Chroot(_) => {
+            anyhow::bail!("the chroot driver is not available in this build")
+        }
+    };
     let master = PeerClient::new(
         &config.identity.trust,
         config.master_name.clone(),
         config.master_url.clone(),
         ClientLimits::default(),
     );
-    let follower = tokio::spawn({
+    let node = Node::new(config.clone(), driver, master.clone())
+        .with_context(|| format!("opening the work directory {}", config.work_dir.display()))?;
+    let cancel = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn({
         let node = node.clone();
         let cancel = cancel.clone();
         async move {
@@ -45,12 +61,15 @@ pub async fn run(
                 Role::Master,
                 &FollowOptions::default(),
                 &cancel,
-                |event| node.master_event(&event),
+                |event| {
+                    node.master_event(event);
+                },
             )
             .await;
         }
     });
-    let app = server::app(node.publisher());
+    tasks.spawn(node.clone().run_scheduler(cancel.clone()));
+    let app = server::app(&node);
     serve_node(
         listener,
         &config.identity,
@@ -61,6 +80,6 @@ pub async fn run(
     )
     .await
     .context("serving HTTPS")?;
-    follower.await.context("the master follower panicked")?;
+    tasks.join_all().await;
     Ok(())
 }

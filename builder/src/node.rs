@@ -1,80 +1,479 @@
-//! The builder's in-memory model, and its publication as the builder's state.
+//! The builder's model and its publication, and the loops that drive it: following the master,
+//! claiming ready packages, renewing leases, running builds, and cleaning up what the master
+//! has judged.
 
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hasher;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
-use quarters_common::api::v1::{BuilderState, PeerView, Role};
+use quarters_common::api::v1::{
+    Artifact, Build, BuildOutcome, BuilderState, Claim, ClaimPhase, MasterState, PeerView,
+    ReadyPackage, Role,
+};
+use quarters_common::client::PeerClient;
 use quarters_common::follow::PeerEvent;
 use quarters_common::liveness::Liveness;
 use quarters_common::state::StatePublisher;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
+use crate::builds::{BuildStore, Record};
+use crate::claims::protocol::PeerTracker;
+use crate::claims::{Attempt, ClaimBook};
 use crate::config::BuilderConfig;
+use crate::driver::{Driver, Job};
+use crate::peers::Peers;
 
-/// The builder's model. Every change goes through a method that republishes it.
-#[derive(Debug)]
+type Key = (String, String, String);
+
+/// After a failed claim attempt, the package is left alone this long.
+const BACKOFF: Duration = Duration::from_secs(3);
+
 pub struct Node {
+    pub config: Arc<BuilderConfig>,
     model: Mutex<Model>,
     publisher: StatePublisher,
+    book: Mutex<ClaimBook>,
+    tracker: Mutex<PeerTracker>,
+    pub store: BuildStore,
+    driver: Driver,
+    pub master: PeerClient,
+    pub peers: Peers,
+    wake: Notify,
 }
 
-#[derive(Debug)]
-struct Model {
-    arch: Vec<String>,
-    slots: u32,
-    master_name: String,
-    master_url: url::Url,
-    master: Liveness,
-}
-
-impl Model {
-    fn to_wire(&self) -> BuilderState {
-        BuilderState {
-            arch: self.arch.clone(),
-            slots: self.slots,
-            master: PeerView {
-                name: self.master_name.clone(),
-                url: self.master_url.clone(),
-                status: self.master.to_wire(),
-            },
-            claims: Vec::new(),
-            builds: Vec::new(),
-        }
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.config.name)
+            .finish_non_exhaustive()
     }
 }
 
+#[derive(Debug, Default)]
+struct Model {
+    master_liveness: Option<Liveness>,
+    master: Option<MasterState>,
+    claims: Vec<Claim>,
+    builds: BTreeMap<String, Record>,
+    running: u32,
+    backoff: HashMap<Key, Instant>,
+}
+
+fn key_of(p: &ReadyPackage) -> Key {
+    (p.pkgbase.clone(), p.version.clone(), p.arch.clone())
+}
+
 impl Node {
-    pub fn new(config: &BuilderConfig) -> Self {
-        let model = Model {
+    pub fn new(
+        config: Arc<BuilderConfig>,
+        driver: Driver,
+        master: PeerClient,
+    ) -> std::io::Result<Arc<Self>> {
+        let store = BuildStore::open(&config.work_dir)?;
+        let finished = store.load();
+        let initial = BuilderState {
             arch: config.arch.clone(),
             slots: config.slots,
-            master_name: config.master_name.to_string(),
-            master_url: config.master_url.clone(),
-            master: Liveness::Unknown,
+            master: PeerView {
+                name: config.master_name.to_string(),
+                url: config.master_url.clone(),
+                status: Liveness::Unknown.to_wire(),
+            },
+            claims: Vec::new(),
+            builds: Vec::new(),
         };
-        let publisher =
-            StatePublisher::new(config.name.clone(), Role::Builder, &model.to_wire(), 0);
-        Node {
-            model: Mutex::new(model),
-            publisher,
+        let publisher = StatePublisher::new(config.name.clone(), Role::Builder, &initial, 0);
+        let peers = Peers::new(config.name.clone(), config.identity.trust.clone());
+        let node = Arc::new_cyclic(|weak: &Weak<Node>| {
+            let weak = weak.clone();
+            let publish = Arc::new(move |claims: &[Claim]| {
+                if let Some(node) = weak.upgrade() {
+                    node.claims_changed(claims);
+                }
+            });
+            Node {
+                book: Mutex::new(ClaimBook::new(config.lease, time::Duration::ZERO, publish)),
+                config,
+                model: Mutex::new(Model::default()),
+                publisher,
+                tracker: Mutex::new(PeerTracker::default()),
+                store,
+                driver,
+                master,
+                peers,
+                wake: Notify::new(),
+            }
+        });
+        // Finished builds wait for the master's verdict; their claims come back with them.
+        for record in finished {
+            let key = (
+                record.build.pkgbase.clone(),
+                record.build.version.clone(),
+                record.build.arch.clone(),
+            );
+            let phase = match record.build.outcome {
+                BuildOutcome::Failed { .. } => ClaimPhase::Failed,
+                _ => ClaimPhase::Done,
+            };
+            let id = record.build.id.clone();
+            node.model().builds.insert(id.clone(), record);
+            let mut book = node.book();
+            book.claim(&key, 0);
+            book.set_phase(&key, phase, Some(id));
         }
+        node.publish();
+        Ok(node)
+    }
+
+    fn model(&self) -> MutexGuard<'_, Model> {
+        self.model
+            .lock()
+            .expect("no code panics while holding the model")
+    }
+
+    fn book(&self) -> MutexGuard<'_, ClaimBook> {
+        self.book
+            .lock()
+            .expect("no code panics while holding the claim book")
     }
 
     pub fn publisher(&self) -> &StatePublisher {
         &self.publisher
     }
 
+    fn claims_changed(&self, claims: &[Claim]) {
+        self.model().claims = claims.to_vec();
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let model = self.model();
+        let state = BuilderState {
+            arch: self.config.arch.clone(),
+            slots: self.config.slots,
+            master: PeerView {
+                name: self.config.master_name.to_string(),
+                url: self.config.master_url.clone(),
+                status: model
+                    .master_liveness
+                    .as_ref()
+                    .unwrap_or(&Liveness::Unknown)
+                    .to_wire(),
+            },
+            claims: model.claims.clone(),
+            builds: model.builds.values().map(|r| r.build.clone()).collect(),
+        };
+        drop(model);
+        self.publisher.publish(&state);
+    }
+
     /// Records what the follower of the master saw.
-    pub fn master_event<T>(&self, event: &PeerEvent<T>) {
-        let mut model = self
-            .model
-            .lock()
-            .expect("no code panics while holding the model");
-        if model.master.observe(event) {
-            match &model.master {
+    pub fn master_event(&self, event: PeerEvent<MasterState>) {
+        let mut model = self.model();
+        let liveness = model.master_liveness.get_or_insert(Liveness::Unknown);
+        let changed = liveness.observe(&event);
+        if changed {
+            match liveness {
                 Liveness::Down { error, .. } => tracing::warn!("master down: {error}"),
                 Liveness::Up { .. } => tracing::info!("master up"),
                 Liveness::Unknown => {}
             }
-            self.publisher.publish(&model.to_wire());
+        }
+        if let PeerEvent::State(state) = event {
+            self.peers.update(&state.content.builders);
+            model.master = Some(state.content);
+        }
+        drop(model);
+        if changed {
+            self.publish();
+        }
+        self.wake.notify_one();
+    }
+
+    /// Drops the builds the master has judged, and their claims.
+    fn clean_up(&self) {
+        let me = self.config.name.as_str();
+        let judged: Vec<(String, Key)> = {
+            let model = self.model();
+            let Some(master) = &model.master else { return };
+            master
+                .results
+                .iter()
+                .filter(|r| r.builder == me && model.builds.contains_key(&r.build))
+                .map(|r| {
+                    (
+                        r.build.clone(),
+                        (r.pkgbase.clone(), r.version.clone(), r.arch.clone()),
+                    )
+                })
+                .collect()
+        };
+        for (id, key) in judged {
+            tracing::info!(build = %id, "judged by the master; cleaning up");
+            self.store.remove(&id);
+            self.model().builds.remove(&id);
+            self.book().drop_claim(&key);
+        }
+        self.publish();
+    }
+
+    /// The next package to try, if a slot is free: among the highest-priority ready packages
+    /// this builder can build and nobody has committed to, the one that hashes highest with
+    /// this builder's name, so that idle builders spread over the top of the list instead of
+    /// all chasing its first entry.
+    fn pick(&self) -> Option<ReadyPackage> {
+        let mut model = self.model();
+        if model.running >= self.config.slots {
+            return None;
+        }
+        let now = Instant::now();
+        model.backoff.retain(|_, until| *until > now);
+        let master = model.master.as_ref()?;
+        let taken: Vec<Key> = master
+            .claims
+            .iter()
+            .filter(|c| c.phase >= ClaimPhase::Committed)
+            .map(|c| (c.pkgbase.clone(), c.version.clone(), c.arch.clone()))
+            .collect();
+        let builders_up = master
+            .builders
+            .iter()
+            .filter(|b| b.status.is_up())
+            .count()
+            .max(1);
+        let mine: Vec<Key> = model
+            .claims
+            .iter()
+            .map(crate::claims::review::key_of)
+            .collect();
+        let candidates: Vec<&ReadyPackage> = master
+            .ready
+            .iter()
+            .filter(|p| p.arch == "any" || self.config.arch.contains(&p.arch))
+            .filter(|p| {
+                let k = key_of(p);
+                !taken.contains(&k) && !mine.contains(&k) && !model.backoff.contains_key(&k)
+            })
+            .take(builders_up)
+            .collect();
+        candidates
+            .into_iter()
+            .max_by_key(|p| rendezvous(self.config.name.as_str(), &p.pkgbase, &p.version))
+            .cloned()
+    }
+
+    /// Tries to claim and start builds until the slots are full or nothing is left to try.
+    async fn fill_slots(self: &Arc<Self>) {
+        while let Some(package) = self.pick() {
+            let key = key_of(&package);
+            let ticket = random_ticket();
+            let attempt = Attempt {
+                me: self.config.name.as_str(),
+                book: &self.book,
+                reads: &self.peers,
+                tracker: &self.tracker,
+            };
+            match attempt.run(&key, ticket).await {
+                Ok(()) => self.start(package),
+                Err(why) => {
+                    tracing::debug!(package = %package.pkgbase, "claim withdrawn: {why:?}");
+                    self.model().backoff.insert(key, Instant::now() + BACKOFF);
+                }
+            }
         }
     }
+
+    fn start(self: &Arc<Self>, package: ReadyPackage) {
+        let id = self.store.new_id(&package.pkgbase);
+        if let Err(e) = self.store.create(&id) {
+            tracing::error!("creating build {id}: {e}");
+            self.book().drop_claim(&key_of(&package));
+            return;
+        }
+        let record = Record {
+            build: Build {
+                id: id.clone(),
+                pkgbase: package.pkgbase.clone(),
+                version: package.version.clone(),
+                arch: package.arch.clone(),
+                outcome: BuildOutcome::Running {
+                    stage: "prepare".to_owned(),
+                },
+                started_at: OffsetDateTime::now_utc(),
+                finished_at: None,
+                logs: Vec::new(),
+                artifacts: Vec::new(),
+                wall_ms: None,
+                cpu_ms: None,
+                peak_memory_kb: None,
+            },
+            job: package.clone(),
+        };
+        tracing::info!(build = %id, "building {} {} ({})", package.pkgbase, package.version, package.arch);
+        self.save(&record);
+        {
+            let mut model = self.model();
+            model.running += 1;
+            model.builds.insert(id.clone(), record);
+        }
+        self.book()
+            .set_phase(&key_of(&package), ClaimPhase::Committed, Some(id.clone()));
+        let node = self.clone();
+        tokio::spawn(async move { node.run_build(id, package).await });
+    }
+
+    fn save(&self, record: &Record) {
+        if let Err(e) = self.store.save(record) {
+            tracing::error!(build = %record.build.id, "saving the build record: {e}");
+        }
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut Record)) {
+        let record = {
+            let mut model = self.model();
+            let Some(record) = model.builds.get_mut(id) else {
+                return;
+            };
+            f(record);
+            record.clone()
+        };
+        self.save(&record);
+        self.publish();
+    }
+
+    async fn run_build(self: Arc<Self>, id: String, package: ReadyPackage) {
+        let job = Job {
+            id: id.clone(),
+            package: package.clone(),
+            dir: self.store.dir(&id),
+            logs: self.store.logs(&id),
+            artifacts: self.store.artifacts(&id),
+        };
+        let started = std::time::Instant::now();
+        let stage = |name: &str| {
+            let name = name.to_owned();
+            self.update(&id, |r| {
+                r.build.outcome = BuildOutcome::Running { stage: name }
+            });
+        };
+        let finished = self.driver.build(&job, &self.master, &stage).await;
+        let artifacts = list_artifacts(&job.artifacts).await;
+        let logs = list_logs(&job.logs).await;
+        let failed = finished.failure.is_some();
+        self.update(&id, |r| {
+            r.build.outcome = match &finished.failure {
+                None => BuildOutcome::Succeeded,
+                Some((stage, reason)) => BuildOutcome::Failed {
+                    stage: stage.clone(),
+                    reason: reason.clone(),
+                },
+            };
+            r.build.finished_at = Some(OffsetDateTime::now_utc());
+            r.build.wall_ms =
+                Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+            r.build.cpu_ms = finished.cpu_ms;
+            r.build.peak_memory_kb = finished.peak_memory_kb;
+            r.build.artifacts = artifacts;
+            r.build.logs = logs;
+        });
+        let phase = if failed {
+            ClaimPhase::Failed
+        } else {
+            ClaimPhase::Done
+        };
+        self.book().set_phase(&key_of(&package), phase, None);
+        match &finished.failure {
+            None => tracing::info!(build = %id, "built {} {}", package.pkgbase, package.version),
+            Some((stage, reason)) => {
+                tracing::warn!(build = %id, "{} {} failed in {stage}: {reason}", package.pkgbase, package.version);
+            }
+        }
+        self.model().running -= 1;
+        self.wake.notify_one();
+    }
+
+    /// Renews the claims' leases, cleans up judged builds and fills free slots, until `cancel`.
+    pub async fn run_scheduler(self: Arc<Self>, cancel: CancellationToken) {
+        let mut renew = tokio::time::interval(self.config.lease / 3);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = self.wake.notified() => {}
+                _ = renew.tick() => self.book().renew(),
+            }
+            self.clean_up();
+            self.fill_slots().await;
+        }
+    }
+}
+
+/// Rendezvous hashing: a stable, well-spread order of packages per builder.
+fn rendezvous(me: &str, pkgbase: &str, version: &str) -> u64 {
+    // FNV-1a: stable across runs and machines, unlike the standard library's hasher.
+    struct Fnv(u64);
+    impl Hasher for Fnv {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for b in bytes {
+                self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    }
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    for part in [me, "\0", pkgbase, "\0", version] {
+        h.write(part.as_bytes());
+    }
+    h.finish()
+}
+
+fn random_ticket() -> u64 {
+    let mut bytes = [0u8; 8];
+    quarters_common::tls::provider()
+        .secure_random
+        .fill(&mut bytes)
+        .expect("the system random source works");
+    u64::from_le_bytes(bytes)
+}
+
+async fn list_artifacts(dir: &std::path::Path) -> Vec<Artifact> {
+    let mut out = Vec::new();
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return out;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let Ok(bytes) = tokio::fs::read(entry.path()).await else {
+            continue;
+        };
+        out.push(Artifact {
+            file: entry.file_name().to_string_lossy().into_owned(),
+            sha256: Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            size: bytes.len() as u64,
+        });
+    }
+    out.sort_by(|a, b| a.file.cmp(&b.file));
+    out
+}
+
+async fn list_logs(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return out;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        if let Some(stage) = entry.file_name().to_string_lossy().strip_suffix(".log") {
+            out.push(stage.to_owned());
+        }
+    }
+    out.sort();
+    out
 }

@@ -50,6 +50,8 @@ pub async fn run(options: &DemoOptions, shutdown: impl Future<Output = ()>) -> a
         dir: dir.clone(),
         builders: options.builders,
         bin_dir,
+        master_extra: String::new(),
+        builder_extra: "driver = \"sim\"".to_owned(),
     };
     let mut farm = LocalFarm::start(&spec).await?;
     println!("Quarters demo farm in {}", dir.display());

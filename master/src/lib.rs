@@ -34,8 +34,8 @@ use crate::repo::Repos;
 
 /// How long the planner lets a burst of changes gather before recomputing.
 const REPLAN_SETTLE: Duration = Duration::from_millis(20);
-/// How often builds whose pull failed are tried again.
-const RETRY_PULLS: Duration = Duration::from_secs(5);
+/// How often builds whose pull failed are tried again, and lapsed claims noticed.
+const RETRY_PULLS: Duration = Duration::from_secs(2);
 
 /// Runs the master on `listener` until `shutdown` completes.
 pub async fn run(
@@ -143,7 +143,12 @@ async fn plan_loop(master: Arc<Master>, cancel: CancellationToken) {
                 // A new plan may make builds judgeable that were not (the first scan, say).
                 master.judge_finished_builds();
             }
-            _ = retry.tick() => master.judge_finished_builds(),
+            _ = retry.tick() => {
+                // Claims lapse with time alone (a dead builder renews nothing): replan now and
+                // then even without news.
+                master.replan_now();
+                master.judge_finished_builds();
+            }
         }
     }
 }

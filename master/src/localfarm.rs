@@ -27,6 +27,10 @@ pub struct FarmSpec {
     pub builders: usize,
     /// Where `quarters-master` and `quarters-builder` are.
     pub bin_dir: PathBuf,
+    /// Appended to the master's config: its `[[source]]` tables, say.
+    pub master_extra: String,
+    /// Inserted into every builder's config before its tables: `driver = "sim"`, say.
+    pub builder_extra: String,
 }
 
 /// One node of a local farm.
@@ -93,10 +97,13 @@ impl LocalFarm {
         }
         let master = nodes.remove(0);
         let builders = nodes;
-        fs::write(&master.config, master_config(&master, &builders))
-            .with_context(|| format!("writing {}", master.config.display()))?;
+        fs::write(
+            &master.config,
+            master_config(&master, &builders, &spec.master_extra),
+        )
+        .with_context(|| format!("writing {}", master.config.display()))?;
         for b in &builders {
-            fs::write(&b.config, builder_config(b, &master))
+            fs::write(&b.config, builder_config(b, &master, &spec.builder_extra))
                 .with_context(|| format!("writing {}", b.config.display()))?;
         }
 
@@ -312,7 +319,7 @@ fn listen_of(node: &LocalNode) -> String {
     )
 }
 
-fn master_config(master: &LocalNode, builders: &[LocalNode]) -> String {
+fn master_config(master: &LocalNode, builders: &[LocalNode], extra: &str) -> String {
     let mut s = format!(
         "# Written by quartersctl for a local farm.\nname = \"{}\"\nlisten = \"{}\"\nurl = \"{}\"\nstate_dir = \"{}-state\"\n\n{}",
         master.name,
@@ -321,6 +328,7 @@ fn master_config(master: &LocalNode, builders: &[LocalNode]) -> String {
         master.name,
         tls_table(&master.name)
     );
+    let _ = write!(s, "\n{extra}\n");
     for b in builders {
         let _ = write!(
             s,
@@ -331,11 +339,12 @@ fn master_config(master: &LocalNode, builders: &[LocalNode]) -> String {
     s
 }
 
-fn builder_config(builder: &LocalNode, master: &LocalNode) -> String {
+fn builder_config(builder: &LocalNode, master: &LocalNode, extra: &str) -> String {
     format!(
-        "# Written by quartersctl for a local farm.\nname = \"{}\"\nlisten = \"{}\"\n\n[master]\nname = \"{}\"\nurl = \"{}\"\n\n{}",
+        "# Written by quartersctl for a local farm.\nname = \"{}\"\nlisten = \"{}\"\nwork_dir = \"{}-work\"\n{extra}\n\n[master]\nname = \"{}\"\nurl = \"{}\"\n\n{}",
         builder.name,
         listen_of(builder),
+        builder.name,
         master.name,
         master.url,
         tls_table(&builder.name)

@@ -46,18 +46,30 @@ pub fn command(name: &str) -> Command {
     cmd
 }
 
-/// Starts a local farm with `builders` builders in a fresh temporary directory.
+/// Starts a local farm with `builders` simulating builders in a fresh temporary directory.
 pub async fn start_farm(builders: usize) -> (tempfile::TempDir, LocalFarm) {
     let dir = tempfile::tempdir().expect("creating a temporary directory");
+    let farm = start_farm_in(dir.path(), builders, "", "driver = \"sim\"").await;
+    (dir, farm)
+}
+
+/// Starts a local farm in `dir`, with extra master and builder config.
+pub async fn start_farm_in(
+    dir: &std::path::Path,
+    builders: usize,
+    master_extra: &str,
+    builder_extra: &str,
+) -> LocalFarm {
     let spec = FarmSpec {
-        dir: dir.path().to_owned(),
+        dir: dir.to_owned(),
         builders,
         bin_dir: bin_dir(),
+        master_extra: master_extra.to_owned(),
+        builder_extra: builder_extra.to_owned(),
     };
-    let farm = LocalFarm::start(&spec)
+    LocalFarm::start(&spec)
         .await
-        .expect("starting a local farm");
-    (dir, farm)
+        .expect("starting a local farm")
 }
 
 /// Asserts that `haystack` contains every one of `needles`, showing all of it if not.

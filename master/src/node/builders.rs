@@ -30,6 +30,7 @@ impl Master {
         }
         if let PeerEvent::State(state) = event {
             slot.state = Some(state.content);
+            slot.read_at = Some(std::time::Instant::now());
         }
         drop(model);
         self.judge_finished_builds();

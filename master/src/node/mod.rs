@@ -64,6 +64,23 @@ struct BuilderSlot {
     client: PeerClient,
     liveness: Liveness,
     state: Option<BuilderState>,
+    /// When `state` was read: a claim lapses a lease after the read that last showed it
+    /// renewed, as builders count it (the builder's own clock is never compared with ours).
+    read_at: Option<std::time::Instant>,
+}
+
+impl BuilderSlot {
+    /// The builder's claims that have not lapsed.
+    fn live_claims(&self) -> impl Iterator<Item = &quarters_common::api::v1::Claim> {
+        let now = std::time::Instant::now();
+        let read_at = self.read_at;
+        self.state.iter().flat_map(|s| &s.claims).filter(move |c| {
+            let lease: std::time::Duration = (c.lease_until - c.renewed_at)
+                .try_into()
+                .unwrap_or_default();
+            read_at.is_some_and(|at| now < at + lease)
+        })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -103,6 +120,7 @@ impl Master {
                     client,
                     liveness: Liveness::Unknown,
                     state: None,
+                    read_at: None,
                 })
                 .collect(),
             sources: sources
@@ -212,8 +230,7 @@ fn committed_claims(builders: &[BuilderSlot]) -> HashMap<UnitKey, String> {
     use quarters_common::api::v1::ClaimPhase;
     let mut claimed = HashMap::new();
     for b in builders {
-        let Some(state) = &b.state else { continue };
-        for c in &state.claims {
+        for c in b.live_claims() {
             if c.phase >= ClaimPhase::Committed {
                 claimed.insert(
                     (c.pkgbase.clone(), c.version.clone(), c.arch.clone()),

@@ -57,7 +57,7 @@ impl Master {
         let db = self.db();
         for b in &model.builders {
             let Some(state) = &b.state else { continue };
-            claims.extend(state.claims.iter().map(|c| ClaimView {
+            claims.extend(b.live_claims().map(|c| ClaimView {
                 builder: b.name.to_string(),
                 pkgbase: c.pkgbase.clone(),
                 version: c.version.clone(),

@@ -117,6 +117,8 @@ fn a_builder_with_a_bad_config_fails_the_same_way() {
 name = "builder-1"
 listen = "127.0.0.1:0"
 slots = 0
+work_dir = "work"
+driver = "sim"
 
 [master]
 name = "master"

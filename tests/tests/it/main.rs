@@ -2,6 +2,7 @@
 
 mod config_errors;
 mod demo;
+mod farm_sim;
 mod master_crash;
 mod master_flow;
 mod pki_cli;

@@ -1,0 +1,104 @@
+//! How a build runs: `sim` (a timed stand-in that makes small valid packages) or `chroot`
+//! (makepkg in a fresh root). Both fetch and check the master's source tarball first.
+
+pub mod sim;
+
+/// The driver a builder runs its builds with.
+#[derive(Clone, Debug)]
+pub enum Driver {
+    Sim(sim::SimDriver),
+}
+
+impl Driver {
+    /// Runs `job`, calling `stage` as each stage begins.
+    pub async fn build(
+        &self,
+        job: &Job,
+        master: &PeerClient,
+        stage: &(dyn Fn(&str) + Send + Sync),
+    ) -> Finished {
+        match self {
+            Driver::Sim(d) => d.build(job, master, stage).await,
+        }
+    }
+}
+
+use std::path::PathBuf;
+
+use quarters_common::api::v1::ReadyPackage;
+use quarters_common::client::PeerClient;
+use tokio::io::AsyncWriteExt;
+
+/// One build to run.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub id: String,
+    pub package: ReadyPackage,
+    /// The build's own directory.
+    pub dir: PathBuf,
+    pub logs: PathBuf,
+    /// Where the packages must end up.
+    pub artifacts: PathBuf,
+}
+
+/// How a build ended.
+#[derive(Clone, Debug, Default)]
+pub struct Finished {
+    /// `(stage, reason)` if it failed.
+    pub failure: Option<(String, String)>,
+    pub cpu_ms: Option<u64>,
+    pub peak_memory_kb: Option<u64>,
+}
+
+impl Finished {
+    pub fn failed(stage: &str, reason: impl Into<String>) -> Self {
+        Finished {
+            failure: Some((stage.to_owned(), reason.into())),
+            ..Finished::default()
+        }
+    }
+}
+
+/// Appends a line to a stage's log.
+pub async fn log(job: &Job, stage: &str, line: &str) {
+    let path = job.logs.join(format!("{stage}.log"));
+    if let Ok(mut f) = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .await
+    {
+        let _ = f.write_all(format!("{line}\n").as_bytes()).await;
+    }
+}
+
+/// The `fetch` stage's first half, common to every driver: downloads the master's source
+/// tarball for `job` to `dest` and checks its sha256.
+pub async fn fetch_source(
+    job: &Job,
+    master: &PeerClient,
+    dest: &std::path::Path,
+) -> Result<(), String> {
+    let url = &job.package.source.url;
+    let path = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let (sha256, size) = master
+        .download(&path, dest, 1 << 30)
+        .await
+        .map_err(|e| format!("downloading the source: {e}"))?;
+    if sha256 != job.package.source.sha256 {
+        return Err(format!(
+            "the source tarball has sha256 {sha256}, but the master announced {}",
+            job.package.source.sha256
+        ));
+    }
+    log(
+        job,
+        "fetch",
+        &format!("source {url}: {size} bytes, sha256 {sha256} as announced"),
+    )
+    .await;
+    Ok(())
+}
