@@ -168,6 +168,8 @@ pub struct BuilderConfig {
     pub master_name: NodeName,
     pub master_url: Url,
     pub work_dir: PathBuf,
+    /// The farm CA certificate, for tools that reach the master (pacman's curl).
+    pub ca: PathBuf,
     pub driver: DriverConfig,
     pub lease: Duration,
     pub identity: Identity,
@@ -277,6 +279,7 @@ impl BuilderConfig {
             master_name: file.master.name,
             master_url,
             work_dir: config::resolve(path, &file.work_dir),
+            ca: config::resolve(path, &file.tls.ca),
             driver,
             lease: Duration::from_secs(file.claims.lease),
             identity,

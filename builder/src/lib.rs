@@ -8,9 +8,13 @@ pub mod builds;
 pub mod claims;
 pub mod config;
 pub mod driver;
+pub mod mkroot;
+pub mod mounts;
 pub mod node;
 pub mod peers;
+pub mod sandbox;
 pub mod server;
+pub mod watchdog;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,25 +1,99 @@
-//! `quarters-builder --config FILE`: runs a builder.
+//! `quarters-builder --config FILE` runs a builder; `quarters-builder mkroot DIR` makes a
+//! template root. (`quarters-builder sandbox ...` is the inside of a build's sandbox; the
+//! builder starts it itself.)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use quarters_builder::config::BuilderConfig;
+use quarters_builder::sandbox;
 
 /// A Quarters builder: claims ready packages, builds them in clean roots, serves the results.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Args {
     /// The builder's config file.
     #[arg(long, short, env = "QUARTERS_BUILDER_CONFIG")]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Makes a template root in DIR: pacstrap on Arch, debootstrap on Debian.
+    Mkroot { dir: PathBuf },
+    /// The inside of a build's sandbox (started by the builder through unshare).
+    #[command(hide = true)]
+    Sandbox {
+        #[arg(long)]
+        root: PathBuf,
+        #[arg(long)]
+        uid: u32,
+        #[arg(long)]
+        gid: u32,
+        #[arg(long)]
+        workdir: PathBuf,
+        #[arg(long)]
+        report: PathBuf,
+        #[arg(long, default_value_t = 512)]
+        nproc: u64,
+        /// HOST:INSIDE
+        #[arg(long = "bind")]
+        binds: Vec<String>,
+        /// NAME=VALUE
+        #[arg(long = "env")]
+        env: Vec<String>,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
-    quarters_common::telemetry::init();
     let args = Args::parse();
-    match run(&args) {
+    if let Some(Command::Sandbox {
+        root,
+        uid,
+        gid,
+        workdir,
+        report,
+        nproc,
+        binds,
+        env,
+        command,
+    }) = args.command
+    {
+        let split =
+            |s: &str, sep: char| s.split_once(sep).map(|(a, b)| (a.to_owned(), b.to_owned()));
+        let spec = sandbox::Spec {
+            root,
+            uid,
+            gid,
+            workdir,
+            binds: binds
+                .iter()
+                .filter_map(|b| split(b, ':'))
+                .map(|(h, i)| (PathBuf::from(h), PathBuf::from(i)))
+                .collect(),
+            env: env.iter().filter_map(|e| split(e, '=')).collect(),
+            report,
+            nproc,
+            command,
+        };
+        return sandbox::run(&spec);
+    }
+    quarters_common::telemetry::init();
+    let result = match args.command {
+        Some(Command::Mkroot { dir }) => quarters_builder::mkroot::mkroot(&dir),
+        Some(Command::Sandbox { .. }) => unreachable!("handled above"),
+        None => match args.config {
+            Some(config) => serve(&config),
+            None => Err(anyhow::anyhow!("--config FILE is required")),
+        },
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("quarters-builder: {e:#}");
@@ -29,8 +103,8 @@ fn main() -> ExitCode {
 }
 
 #[tokio::main]
-async fn run(args: &Args) -> anyhow::Result<()> {
-    let config = BuilderConfig::load(&args.config)?;
+async fn serve(config: &std::path::Path) -> anyhow::Result<()> {
+    let config = BuilderConfig::load(config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

@@ -1,12 +1,14 @@
 //! How a build runs: `sim` (a timed stand-in that makes small valid packages) or `chroot`
 //! (makepkg in a fresh root). Both fetch and check the master's source tarball first.
 
+pub mod chroot;
 pub mod sim;
 
 /// The driver a builder runs its builds with.
 #[derive(Clone, Debug)]
 pub enum Driver {
     Sim(sim::SimDriver),
+    Chroot(chroot::ChrootDriver),
 }
 
 impl Driver {
@@ -19,6 +21,7 @@ impl Driver {
     ) -> Finished {
         match self {
             Driver::Sim(d) => d.build(job, master, stage).await,
+            Driver::Chroot(d) => d.build(job, master, stage).await,
         }
     }
 }

@@ -164,6 +164,8 @@ pub struct ReadyPackage {
     /// Base URL of the master's build repository for this architecture, to install
     /// dependencies from (pacman `Server =`).
     pub repo: Url,
+    /// The build repository's database name: the pacman.conf section that `repo` serves.
+    pub repo_db: String,
     /// Who answers for the build: the author of the last change to the package.
     pub packager: Option<String>,
 }

@@ -48,6 +48,7 @@ impl Master {
                     repo: base
                         .join(&format!("repo/build/{repo_arch}/"))
                         .expect("plain names join onto a base URL"),
+                    repo_db: self.repos.db_name(crate::plan::binaries::RepoKind::Build),
                     packager: u.spec.packager.clone(),
                 })
             })

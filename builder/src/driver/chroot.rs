@@ -1,0 +1,480 @@
+//! The chroot driver: each build in a fresh overlay root, stage by stage, as in pbulk:
+//!
+//! * `prepare`: the root (overlay over the template, writable layer on a tmpfs), the source
+//!   tarball fetched, checked and unpacked into `/build`;
+//! * `depends`: what the package needs and the root lacks, installed by the host's pacman from
+//!   the master's build repository (over HTTPS, trusting the farm CA);
+//! * `fetch`: `makepkg --verifysource` in the sandbox, with network, into the builder's source
+//!   cache; checksums checked;
+//! * `build`: `makepkg` in the sandbox without network;
+//! * `install`: the packages installed into the root by pacman inside the sandbox (without
+//!   network and without scriptlets), so that an uninstallable package fails here;
+//! * `cleanup`: the root unmounted and gone.
+//!
+//! Every sandboxed stage runs as the build user in new mount, PID, IPC and UTS namespaces (and
+//! network, but for `fetch`), under the watchdog.
+
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use quarters_common::client::PeerClient;
+use tokio::process::Command;
+
+use super::{Finished, Job, fetch_source, log};
+use crate::config::ChrootConfig;
+use crate::mounts::BuildRoot;
+use crate::sandbox::Report;
+use crate::watchdog::{self, Ending, Limits, Usage};
+
+/// Most processes the build user may have at once: a fork bomb stops here.
+const NPROC: u64 = 512;
+
+#[derive(Clone, Debug)]
+pub struct ChrootDriver {
+    pub config: ChrootConfig,
+    /// The farm CA, for pacman's curl.
+    pub ca: PathBuf,
+    /// The builder's source cache.
+    pub srcdest: PathBuf,
+    /// This program, which is also the sandbox.
+    pub exe: PathBuf,
+}
+
+type StageResult = Result<Usage, (String, String)>;
+
+/// Where and how a sandboxed stage runs.
+struct Sandboxed<'a> {
+    stage: &'a str,
+    root: &'a Path,
+    workdir: &'a Path,
+    network: bool,
+    uid: u32,
+}
+
+impl ChrootDriver {
+    pub async fn build(
+        &self,
+        job: &Job,
+        master: &PeerClient,
+        stage: &(dyn Fn(&str) + Send + Sync),
+    ) -> Finished {
+        stage("prepare");
+        let root = match BuildRoot::create(&self.config.template, &job.dir) {
+            Ok(r) => r,
+            Err(e) => {
+                log(job, "prepare", &e).await;
+                return Finished::failed("prepare", e);
+            }
+        };
+        log(
+            job,
+            "prepare",
+            &format!(
+                "root: overlay of {} at {}",
+                self.config.template.display(),
+                root.root.display()
+            ),
+        )
+        .await;
+        let result = self.stages(job, master, stage, &root.root).await;
+        stage("cleanup");
+        match root.remove() {
+            Ok(()) => log(job, "cleanup", "root unmounted and removed").await,
+            Err(e) => log(job, "cleanup", &e).await,
+        }
+        match result {
+            Ok(usage) => Finished {
+                failure: None,
+                cpu_ms: Some(usage.cpu_ms),
+                peak_memory_kb: Some(usage.peak_rss_kb),
+            },
+            Err((stage, reason)) => Finished::failed(&stage, reason),
+        }
+    }
+
+    async fn stages(
+        &self,
+        job: &Job,
+        master: &PeerClient,
+        stage: &(dyn Fn(&str) + Send + Sync),
+        root: &Path,
+    ) -> StageResult {
+        let p = &job.package;
+        fn fail(stage: &'static str) -> impl Fn(String) -> (String, String) {
+            move |reason| (stage.to_owned(), reason)
+        }
+        let tarball = job.dir.join("source.tar.gz");
+        let _ = tokio::fs::remove_file(&tarball).await;
+        fetch_source(job, master, &tarball)
+            .await
+            .map_err(fail("prepare"))?;
+        let build = root.join("build");
+        let uid = self.config.build_uid;
+        unpack(&tarball, &build, uid).map_err(fail("prepare"))?;
+        let pkgdir = build.join(&p.pkgbase);
+        if !pkgdir.join("PKGBUILD").is_file() {
+            return Err((
+                "prepare".into(),
+                format!("the source tarball has no {}/PKGBUILD", p.pkgbase),
+            ));
+        }
+        let pacman_conf = build.join("pacman.conf");
+        let repo = p.repo.as_str().trim_end_matches('/');
+        std::fs::write(
+            &pacman_conf,
+            format!(
+                "[options]\nArchitecture = auto\nSigLevel = Never\nLocalFileSigLevel = Never\nXferCommand = /usr/bin/curl --cacert {} -sSf -o %o %u\n\n[{}]\nServer = {repo}\n",
+                self.ca.display(),
+                p.repo_db
+            ),
+        )
+        .map_err(|e| ("prepare".to_owned(), e.to_string()))?;
+
+        stage("depends");
+        self.install_depends(job, root, &pkgdir, &pacman_conf)
+            .await
+            .map_err(fail("depends"))?;
+
+        stage("fetch");
+        std::fs::create_dir_all(&self.srcdest).map_err(|e| ("fetch".to_owned(), e.to_string()))?;
+        chown(&self.srcdest, uid).map_err(fail("fetch"))?;
+        let env = self.env(job);
+        let inside = PathBuf::from("/build").join(&p.pkgbase);
+        let at = |stage, workdir, network, uid| Sandboxed {
+            stage,
+            root,
+            workdir,
+            network,
+            uid,
+        };
+        let verify = ["makepkg", "--verifysource", "--noconfirm", "--nodeps"];
+        let mut usage = self
+            .sandboxed(job, &at("fetch", &inside, true, uid), &env, &verify)
+            .await?;
+
+        stage("build");
+        let makepkg = ["makepkg", "--noconfirm", "--nodeps", "--holdver"];
+        let built = self
+            .sandboxed(job, &at("build", &inside, false, uid), &env, &makepkg)
+            .await?;
+        usage.cpu_ms += built.cpu_ms;
+        usage.peak_rss_kb = usage.peak_rss_kb.max(built.peak_rss_kb);
+
+        let packages = collect(&build.join("out"), &job.artifacts).map_err(fail("build"))?;
+        if packages.is_empty() {
+            return Err(("build".into(), "makepkg made no package".into()));
+        }
+        log(job, "build", &format!("packages: {}", packages.join(", "))).await;
+
+        stage("install");
+        let mut cmd: Vec<String> = [
+            "pacman",
+            "--config",
+            "/build/pacman.conf",
+            "--noconfirm",
+            "--noscriptlet",
+            "-U",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        cmd.extend(packages.iter().map(|f| format!("/build/out/{f}")));
+        let cmd_refs: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        // pacman installs as root, but still in the sandbox: no network, no scriptlets.
+        self.sandboxed(
+            job,
+            &at("install", Path::new("/build"), false, 0),
+            &env,
+            &cmd_refs,
+        )
+        .await?;
+        Ok(usage)
+    }
+
+    fn env(&self, job: &Job) -> Vec<(String, String)> {
+        let packager = job
+            .package
+            .packager
+            .clone()
+            .filter(|p| p.contains('<') && p.contains('>'))
+            .unwrap_or_else(|| "Quarters build farm <builds@quarters.invalid>".to_owned());
+        [
+            ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            ("HOME", "/build"),
+            ("LANG", "C"),
+            ("SRCDEST", "/srcdest"),
+            ("PKGDEST", "/build/out"),
+            ("BUILDDIR", "/build/work"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .chain(std::iter::once(("PACKAGER".to_owned(), packager)))
+        .collect()
+    }
+
+    /// Installs what the package needs and the root lacks, with the host's pacman.
+    async fn install_depends(
+        &self,
+        job: &Job,
+        root: &Path,
+        pkgdir: &Path,
+        conf: &Path,
+    ) -> Result<(), String> {
+        let srcinfo = std::fs::read_to_string(pkgdir.join(".SRCINFO"))
+            .map_err(|e| format!("{}/.SRCINFO: {e}", job.package.pkgbase))?;
+        let meta = quarters_parsers::PkgBase::from_srcinfo(&srcinfo).map_err(|e| e.to_string())?;
+        let target = meta.targets.get(&job.package.arch).ok_or_else(|| {
+            format!(
+                "{} does not build for {}",
+                job.package.pkgbase, job.package.arch
+            )
+        })?;
+        let mut deps: Vec<String> = target
+            .packages
+            .iter()
+            .flat_map(|p| p.depends.iter().cloned())
+            .collect();
+        deps.extend(target.makedepends.iter().cloned());
+        deps.extend(target.checkdepends.iter().cloned());
+        deps.retain(|d| !target.packages.iter().any(|p| &p.pkgname == d));
+        deps.sort();
+        deps.dedup();
+        if deps.is_empty() {
+            log(job, "depends", "no dependencies").await;
+            return Ok(());
+        }
+        let pacman = |args: &[&str]| {
+            let mut cmd = Command::new("pacman");
+            cmd.arg("--root")
+                .arg(root)
+                .arg("--dbpath")
+                .arg(root.join("var/lib/pacman"));
+            cmd.arg("--cachedir")
+                .arg(job.dir.join("pkgcache"))
+                .arg("--config")
+                .arg(conf);
+            cmd.arg("--logfile")
+                .arg(job.logs.join("pacman.log"))
+                .arg("--noconfirm")
+                .args(args);
+            cmd
+        };
+        run_logged(job, "depends", pacman(&["-Sy"])).await?;
+        // `pacman -T` prints the dependencies the root does not satisfy.
+        let mut test = pacman(&["-T"]);
+        test.args(&deps);
+        let out = test.output().await.map_err(|e| format!("pacman -T: {e}"))?;
+        let missing: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        if missing.is_empty() {
+            log(
+                job,
+                "depends",
+                &format!("already satisfied: {}", deps.join(" ")),
+            )
+            .await;
+            return Ok(());
+        }
+        log(job, "depends", &format!("installing {}", missing.join(" "))).await;
+        let mut install = pacman(&["-S", "--needed"]);
+        install.args(&missing);
+        run_logged(job, "depends", install).await
+    }
+
+    /// Runs `command` in a sandbox as `at` says, under the watchdog.
+    async fn sandboxed(
+        &self,
+        job: &Job,
+        at: &Sandboxed<'_>,
+        env: &[(String, String)],
+        command: &[&str],
+    ) -> StageResult {
+        let Sandboxed {
+            stage,
+            root,
+            workdir,
+            network,
+            uid,
+        } = *at;
+        let report_path = job.dir.join(format!("{stage}.report.json"));
+        let _ = std::fs::remove_file(&report_path);
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(job.logs.join(format!("{stage}.log")))
+            .map_err(|e| (stage.to_owned(), e.to_string()))?;
+        let mut cmd = std::process::Command::new("unshare");
+        cmd.args([
+            "--mount",
+            "--uts",
+            "--ipc",
+            "--pid",
+            "--fork",
+            "--kill-child",
+        ]);
+        if !network {
+            cmd.arg("--net");
+        }
+        cmd.arg("--").arg(&self.exe).arg("sandbox");
+        cmd.arg("--root").arg(root);
+        cmd.arg("--uid")
+            .arg(uid.to_string())
+            .arg("--gid")
+            .arg(uid.to_string());
+        cmd.arg("--workdir").arg(workdir);
+        cmd.arg("--report").arg(&report_path);
+        cmd.arg("--nproc").arg(NPROC.to_string());
+        cmd.arg("--bind")
+            .arg(format!("{}:/srcdest", self.srcdest.display()));
+        for (k, v) in env {
+            cmd.arg("--env").arg(format!("{k}={v}"));
+        }
+        cmd.arg("--").args(command);
+        cmd.stdin(Stdio::null())
+            .stdout(
+                log_file
+                    .try_clone()
+                    .map_err(|e| (stage.to_owned(), e.to_string()))?,
+            )
+            .stderr(log_file)
+            .process_group(0);
+        let mut child = Command::from(cmd)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| (stage.to_owned(), format!("starting the sandbox: {e}")))?;
+        let limits = Limits {
+            hang: self.config.hang_timeout,
+            wall: self.config.wall_limit,
+            cpu: self.config.cpu_limit,
+        };
+        let (ending, watched) = watchdog::watch(&mut child, limits).await;
+        let report: Option<Report> = std::fs::read(&report_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let usage = Usage {
+            cpu_ms: report
+                .as_ref()
+                .map_or(watched.cpu_ms, |r| r.cpu_ms.max(watched.cpu_ms)),
+            peak_rss_kb: report.as_ref().map_or(watched.peak_rss_kb, |r| {
+                r.max_rss_kb.max(watched.peak_rss_kb)
+            }),
+        };
+        let fail = |reason: String| Err((stage.to_owned(), reason));
+        match ending {
+            Ending::Hung(d) => fail(format!(
+                "hung: no new process and no CPU progress for {}",
+                secs(d)
+            )),
+            Ending::WallLimit(d) => fail(format!("over the wall-clock limit of {}", secs(d))),
+            Ending::CpuLimit(d) => fail(format!("over the CPU-time limit of {}", secs(d))),
+            Ending::Exited(status) => match report {
+                None => fail(format!(
+                    "the sandbox could not be set up ({status}); see the {stage} log"
+                )),
+                Some(r) if !r.left_behind.is_empty() => fail(format!(
+                    "left {} process(es) running, killed: {}",
+                    r.left_behind.len(),
+                    r.left_behind.join("; ")
+                )),
+                Some(r) if r.exit_code == Some(0) => Ok(usage),
+                Some(r) => fail(match (r.exit_code, r.signal) {
+                    (Some(code), _) => format!("exit status {code}"),
+                    (None, Some(signal)) => format!("killed by {signal}"),
+                    (None, None) => status.to_string(),
+                }),
+            },
+        }
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{} s", d.as_secs())
+}
+
+async fn run_logged(job: &Job, stage: &str, mut cmd: Command) -> Result<(), String> {
+    let out = cmd.output().await.map_err(|e| format!("{cmd:?}: {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    log(job, stage, text.trim_end()).await;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .to_owned();
+        Err(format!("pacman failed ({}): {last}", out.status))
+    }
+}
+
+/// Unpacks the source tarball into `dir` and gives it to the build user. The tar crate refuses
+/// entries that would land outside `dir`.
+fn unpack(tarball: &Path, dir: &Path, uid: u32) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let file = std::fs::File::open(tarball).map_err(|e| format!("{}: {e}", tarball.display()))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    archive.set_preserve_ownerships(false);
+    archive
+        .unpack(dir)
+        .map_err(|e| format!("unpacking the source: {e}"))?;
+    for sub in ["out", "work"] {
+        std::fs::create_dir_all(dir.join(sub)).map_err(|e| e.to_string())?;
+    }
+    chown_tree(dir, uid)
+}
+
+fn chown(path: &Path, uid: u32) -> Result<(), String> {
+    nix::unistd::chown(
+        path,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(uid)),
+    )
+    .map_err(|e| format!("chown {}: {e}", path.display()))
+}
+
+fn chown_tree(path: &Path, uid: u32) -> Result<(), String> {
+    nix::unistd::fchownat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(uid)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| format!("chown {}: {e}", path.display()))?;
+    if std::fs::symlink_metadata(path)
+        .map_err(|e| e.to_string())?
+        .is_dir()
+    {
+        for entry in std::fs::read_dir(path).map_err(|e| e.to_string())? {
+            chown_tree(&entry.map_err(|e| e.to_string())?.path(), uid)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies the packages makepkg wrote in `out` (regular files only: a symlink the build made
+/// must not make the builder read its own files) into `artifacts`.
+fn collect(out: &Path, artifacts: &Path) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(out).map_err(|e| format!("{}: {e}", out.display()))? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let meta = std::fs::symlink_metadata(entry.path()).map_err(|e| e.to_string())?;
+        if !meta.is_file() || !name.contains(".pkg.tar") {
+            continue;
+        }
+        std::fs::copy(entry.path(), artifacts.join(&name)).map_err(|e| format!("{name}: {e}"))?;
+        names.push(name);
+    }
+    names.sort();
+    Ok(names)
+}

@@ -1,0 +1,94 @@
+//! The mounts of a build root on the host: a tmpfs for the writable layer, the overlay over the
+//! template, and unmounting whatever a crash left under the work directory.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+
+/// A build root: `root` is an overlay of `template` whose writable layer lives on a tmpfs at
+/// `scratch`. Nothing is copied, so a root costs milliseconds.
+#[derive(Debug)]
+pub struct BuildRoot {
+    pub root: PathBuf,
+    scratch: PathBuf,
+}
+
+impl BuildRoot {
+    pub fn create(template: &Path, dir: &Path) -> Result<Self, String> {
+        let root = dir.join("root");
+        let scratch = dir.join("scratch");
+        for d in [&root, &scratch] {
+            fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        mount(
+            Some("tmpfs"),
+            &scratch,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=755"),
+        )
+        .map_err(|e| format!("mounting a tmpfs at {}: {e}", scratch.display()))?;
+        let built = BuildRoot { root, scratch };
+        for d in ["upper", "work"] {
+            let p = built.scratch.join(d);
+            fs::create_dir(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            template.display(),
+            built.scratch.join("upper").display(),
+            built.scratch.join("work").display()
+        );
+        mount(
+            Some("overlay"),
+            &built.root,
+            Some("overlay"),
+            MsFlags::MS_NODEV,
+            Some(options.as_str()),
+        )
+        .map_err(|e| format!("mounting the overlay at {}: {e}", built.root.display()))?;
+        Ok(built)
+    }
+
+    /// Unmounts the root and its tmpfs and removes their directories.
+    pub fn remove(self) -> Result<(), String> {
+        let mut errors = Vec::new();
+        for d in [&self.root, &self.scratch] {
+            if let Err(e) = umount2(d.as_path(), MntFlags::MNT_DETACH) {
+                errors.push(format!("unmounting {}: {e}", d.display()));
+            }
+            let _ = fs::remove_dir(d);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+}
+
+/// Unmounts every mount point under `dir`, deepest first: what a crash left of build roots.
+pub fn unmount_under(dir: &Path) -> usize {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return 0;
+    };
+    let Ok(dir) = dir.canonicalize() else {
+        return 0;
+    };
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(&dir) && *p != dir)
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points.dedup();
+    let mut n = 0;
+    for p in points {
+        if umount2(p.as_path(), MntFlags::MNT_DETACH).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
