@@ -42,10 +42,19 @@ pub async fn run(
         DriverConfig::Sim { time_scale } => Driver::Sim(driver::sim::SimDriver {
             time_scale: *time_scale,
         }),
-        DriverConfig::Chroot(_) => {
-            anyhow::bail!("the chroot driver is not available in this build")
-        }
+        DriverConfig::Chroot(chroot) => Driver::Chroot(driver::chroot::ChrootDriver {
+            config: chroot.clone(),
+            ca: config.ca.clone(),
+            srcdest: config.work_dir.join("sources"),
+            exe: std::env::current_exe()
+                .context("locating quarters-builder, which is also the sandbox")?,
+        }),
     };
+    // Roots a crash left mounted go first, before their directories are removed.
+    let stale = mounts::unmount_under(&config.work_dir);
+    if stale > 0 {
+        tracing::info!("unmounted {stale} mount(s) left by an earlier run");
+    }
     let master = PeerClient::new(
         &config.identity.trust,
         config.master_name.clone(),

@@ -4,8 +4,8 @@
 //!
 //! It mounts `/proc`, a minimal `/dev` (null, zero, full, random, urandom, tty, the `fd`,
 //! `stdin`, `stdout` and `stderr` links makepkg's bash needs, and a `/dev/shm`) and a `/tmp`
-//! inside the build root, binds what the stage needs, chroots, drops to the build user, runs
-//! the command, and reaps. When the command ends, any process still alive was left behind: it
+//! inside the build root, binds what the stage needs, chroots, runs the command as the build
+//! user, and reaps. When the command ends, any process still alive was left behind: it
 //! is named in the report and killed. Everything the mounts and processes leave disappears
 //! with the namespaces.
 //!
@@ -14,6 +14,7 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::symlink;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -21,7 +22,7 @@ use nix::mount::{MsFlags, mount};
 use nix::sys::resource::{Resource, UsageWho, getrusage, setrlimit};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitStatus, wait};
-use nix::unistd::{Gid, Pid, Uid, chdir, chroot, setgid, setgroups, sethostname, setuid};
+use nix::unistd::{Pid, chdir, chroot, sethostname};
 use serde::{Deserialize, Serialize};
 
 /// What the sandbox is asked to do.
@@ -98,17 +99,20 @@ fn run_inner(spec: &Spec) -> Result<ExitCode, String> {
     sethostname("quarters-build").map_err(|e| format!("sethostname: {e}"))?;
     chroot(root.as_path()).map_err(|e| format!("chroot {}: {e}", root.display()))?;
     chdir(spec.workdir.as_path()).map_err(|e| format!("chdir {}: {e}", spec.workdir.display()))?;
-    setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
-    setgid(Gid::from_raw(spec.gid)).map_err(|e| format!("setgid: {e}"))?;
-    setuid(Uid::from_raw(spec.uid)).map_err(|e| format!("setuid: {e}"))?;
+    // The limit counts the build user's processes; the command inherits it.
     setrlimit(Resource::RLIMIT_NPROC, spec.nproc, spec.nproc)
         .map_err(|e| format!("limiting processes: {e}"))?;
 
+    // This process stays root: changing its uid would clear the parent-death signal with which
+    // `unshare --kill-child` ties it, and so the whole namespace, to the builder. Only the
+    // command runs as the build user (std drops the supplementary groups with the uid).
     let (program, args) = spec.command.split_first().ok_or("no command")?;
     let child = Command::new(program)
         .args(args)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .uid(spec.uid)
+        .gid(spec.gid)
         .spawn()
         .map_err(|e| format!("starting {program}: {e}"))?;
     let main = Pid::from_raw(i32::try_from(child.id()).map_err(|e| e.to_string())?);

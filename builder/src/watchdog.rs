@@ -94,6 +94,16 @@ pub async fn watch(child: &mut Child, limits: Limits) -> (Ending, Usage) {
             None
         };
         if let Some(ending) = ending {
+            // Killing every process of the namespace ends it even if its init outlived the
+            // link that `unshare --kill-child` gives it.
+            if let Some(ns) = &ns {
+                for p in processes_in(ns) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(i32::try_from(p.pid).unwrap_or(i32::MAX)),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
             let _ = child.kill().await;
             return (ending, usage);
         }

@@ -156,9 +156,10 @@ impl LocalFarm {
                 }
                 if let Some(status) = node.exited()? {
                     bail!(
-                        "{} exited ({status}) before serving; see {}",
+                        "{} exited ({status}) before serving; the end of {}:\n{}",
                         node.name,
-                        node.log.display()
+                        node.log.display(),
+                        log_tail(&node.log)
                     );
                 }
                 if tokio::time::Instant::now() > deadline {
@@ -292,6 +293,13 @@ impl LocalNode {
         }
         Ok(())
     }
+}
+
+/// The last lines of a log, for an error message.
+fn log_tail(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
 /// Ports free on 127.0.0.1 right now. They are released before the nodes bind them, so another

@@ -8,6 +8,7 @@
 pub mod makepkg;
 pub mod master;
 pub mod pacman;
+pub mod template;
 pub mod testbuilder;
 
 use std::path::PathBuf;

@@ -375,11 +375,7 @@ impl ChrootDriver {
                 None => fail(format!(
                     "the sandbox could not be set up ({status}); see the {stage} log"
                 )),
-                Some(r) if !r.left_behind.is_empty() => fail(format!(
-                    "left {} process(es) running, killed: {}",
-                    r.left_behind.len(),
-                    r.left_behind.join("; ")
-                )),
+                Some(r) if !r.left_behind.is_empty() => fail(left_behind(&r.left_behind)),
                 Some(r) if r.exit_code == Some(0) => Ok(usage),
                 Some(r) => fail(match (r.exit_code, r.signal) {
                     (Some(code), _) => format!("exit status {code}"),
@@ -389,6 +385,27 @@ impl ChrootDriver {
             },
         }
     }
+}
+
+/// The failure reason for processes left behind: how many, and the first few.
+fn left_behind(processes: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let shown: Vec<String> = processes
+        .iter()
+        .take(SHOWN)
+        .map(|p| p.chars().take(80).collect())
+        .collect();
+    let more = processes.len().saturating_sub(SHOWN);
+    format!(
+        "left {} process(es) running, killed: {}{}",
+        processes.len(),
+        shown.join("; "),
+        if more > 0 {
+            format!("; and {more} more")
+        } else {
+            String::new()
+        }
+    )
 }
 
 fn secs(d: Duration) -> String {

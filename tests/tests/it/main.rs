@@ -1,5 +1,6 @@
 //! Workspace integration tests: one binary, one module per capability.
 
+mod chroot_builds;
 mod config_errors;
 mod demo;
 mod farm_sim;

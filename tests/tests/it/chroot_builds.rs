@@ -1,0 +1,295 @@
+//! Real builds: makepkg in fresh overlay roots, a dependency installed from the master's build
+//! repository, and a stock pacman installing the result; and hostile PKGBUILDs, each contained
+//! and reported with the right failure while the builder goes on working.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use quarters_common::api::v1::{MasterState, Role};
+use quarters_common::client::Fetched;
+use quarters_master::localfarm::LocalFarm;
+use quarters_tests::makepkg::{self, Recipe, recipe};
+use quarters_tests::pacman::PacmanRoot;
+use quarters_tests::start_farm_in;
+use quarters_tests::template::template_root;
+
+fn arch() -> &'static str {
+    std::env::consts::ARCH
+}
+
+/// A C library and a program linking it: the program's build needs the library installed.
+pub fn hello_recipes() -> Vec<Recipe> {
+    let lib = recipe(
+        "libhello",
+        "1.0-1",
+        arch(),
+        &[],
+        "install -Dm644 libhello.so \"$pkgdir/usr/lib/libhello.so\"\ninstall -Dm644 hello.h \"$pkgdir/usr/include/hello.h\"",
+    );
+    let lib = Recipe {
+        pkgbuild: lib.pkgbuild.replace(
+            "package() {",
+            "build() {\n  printf '#include <stdio.h>\\nvoid hello(void) { puts(\"hello from libhello\"); }\\n' > hello.c\n  printf 'void hello(void);\\n' > hello.h\n  gcc -shared -fPIC -o libhello.so hello.c\n}\npackage() {",
+        ),
+        ..lib
+    };
+    let mut prog = recipe(
+        "hello",
+        "1.0-1",
+        arch(),
+        &["libhello"],
+        "install -Dm755 hello \"$pkgdir/usr/bin/hello\"",
+    );
+    prog.pkgbuild = prog.pkgbuild.replace(
+        "package() {",
+        "makedepends=(libhello)\nbuild() {\n  printf '#include <hello.h>\\nint main(void) { hello(); return 0; }\\n' > main.c\n  gcc -o hello main.c -lhello\n}\npackage() {",
+    );
+    prog.srcinfo = prog.srcinfo.replace(
+        "\tdepends = libhello\n",
+        "\tmakedepends = libhello\n\tdepends = libhello\n",
+    );
+    vec![lib, prog]
+}
+
+async fn wait_for(
+    farm: &LocalFarm,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&MasterState) -> bool,
+) -> MasterState {
+    let client = farm.client(&farm.master);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut etag = None;
+    let mut last = None;
+    while tokio::time::Instant::now() < deadline {
+        match client
+            .state::<MasterState>(Role::Master, etag.as_deref(), Duration::from_secs(2))
+            .await
+        {
+            Ok(Fetched::New { state, etag: e }) => {
+                if done(&state.content) {
+                    return state.content;
+                }
+                etag = Some(e);
+                last = Some(state.content);
+            }
+            Ok(Fetched::Unchanged) => {}
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let logs: String = farm
+        .nodes()
+        .map(|n| {
+            format!(
+                "--- {}\n{}",
+                n.name,
+                std::fs::read_to_string(&n.log).unwrap_or_default()
+            )
+        })
+        .collect();
+    panic!("timed out waiting for {what}; last state: {last:#?}\n{logs}");
+}
+
+fn farm_config(template: &std::path::Path, limits: &str) -> (String, String) {
+    let master = "[build_root]\ntemplate = \"".to_owned()
+        + &template.display().to_string()
+        + "\"\n\n[[source]]\nname = \"main\"\nkind = \"git\"\npath = \"packages\"\n";
+    let builder = format!(
+        "driver = \"chroot\"\n\n[chroot]\ntemplate = \"{}\"\n{limits}\n[claims]\nlease = 10\n",
+        template.display()
+    );
+    (master, builder)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_build_with_a_dependency_from_the_build_repository_installs_with_pacman() {
+    let template = template_root();
+    let dir = tempfile::tempdir().unwrap();
+    let packages = dir.path().join("packages");
+    makepkg::write_tree(&packages, &hello_recipes());
+    makepkg::git_commit_all(&packages, "import");
+    let (master_extra, builder_extra) = farm_config(&template, "");
+    let mut farm = start_farm_in(dir.path(), 1, &master_extra, &builder_extra).await;
+    let state = wait_for(
+        &farm,
+        "libhello and hello built",
+        Duration::from_secs(300),
+        |s| s.counts.get("built") == Some(&2) || s.counts.contains_key("failed"),
+    )
+    .await;
+    assert_eq!(state.counts.get("built"), Some(&2), "{state:#?}");
+
+    let root = PacmanRoot::new(
+        &farm.ca_cert,
+        &[(
+            "quarters-build",
+            format!("{}repo/build/$arch", farm.master.url),
+        )],
+    );
+    root.install(&["hello"]);
+    let out = std::process::Command::new(root.root.join("usr/bin/hello"))
+        .env("LD_LIBRARY_PATH", root.root.join("usr/lib"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from libhello\n"
+    );
+
+    // Teardown left nothing mounted under the builder's work directory.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let work = dir.path().join("builder-1-work").canonicalize().unwrap();
+    assert!(
+        !mounts.contains(work.to_str().unwrap()),
+        "mounts left behind:\n{mounts}"
+    );
+    farm.stop(Duration::from_secs(10)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() {
+    let template = template_root();
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let escape = dir.path().join("escaped");
+    let key = dir.path().join("ca/builder-1.key");
+    let hostile = |name: &str, build: &str| {
+        let r = recipe(
+            name,
+            "1.0-1",
+            arch(),
+            &[],
+            "install -d \"$pkgdir/usr/share/quarters-test\"",
+        );
+        Recipe {
+            pkgbuild: r.pkgbuild.replace(
+                "package() {",
+                &format!("build() {{\n{build}\n}}\npackage() {{"),
+            ),
+            ..r
+        }
+    };
+    let recipes = vec![
+        hostile(
+            "steal-key",
+            &format!(
+                "if cat {} >/dev/null 2>&1; then echo 'read the key'; exit 1; fi",
+                key.display()
+            ),
+        ),
+        hostile(
+            "escape",
+            &format!(
+                "echo x > {} || true; echo x > ../../../../../..{} || true",
+                escape.display(),
+                escape.display()
+            ),
+        ),
+        hostile(
+            "network",
+            &format!("exec 3<>/dev/tcp/127.0.0.1/{port} || exit 7"),
+        ),
+        hostile("daemon", "(sleep 1000 &)"),
+        hostile("forkbomb", "bomb() { bomb | bomb & }; bomb; wait"),
+        hostile("hang", "sleep 100000"),
+        recipe(
+            "after-all",
+            "1.0-1",
+            arch(),
+            &[],
+            "install -d \"$pkgdir/usr/share/after-all\"",
+        ),
+    ];
+    let packages = dir.path().join("packages");
+    makepkg::write_tree(&packages, &recipes);
+    makepkg::git_commit_all(&packages, "import");
+    let (master_extra, builder_extra) = farm_config(
+        &template,
+        "hang_timeout = 4\nwall_limit = 25\ncpu_limit = 20\n",
+    );
+    let mut farm = start_farm_in(dir.path(), 1, &master_extra, &builder_extra).await;
+    let state = wait_for(
+        &farm,
+        "every package judged",
+        Duration::from_secs(600),
+        |s| {
+            s.counts.get("built").copied().unwrap_or(0)
+                + s.counts.get("failed").copied().unwrap_or(0)
+                == 7
+        },
+    )
+    .await;
+    // steal-key, escape and after-all build (what they tried found nothing to reach); the
+    // network, daemon, fork-bomb and hang packages fail.
+    assert_eq!(state.counts.get("failed"), Some(&4), "{:?}", state.counts);
+    // Verdicts leave the master's state once the builder has cleaned up; `why` keeps them.
+    let why = |name: &str| {
+        let out = quarters_tests::command("quartersctl")
+            .args(["why", name, "--config"])
+            .arg(&farm.master.config)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        why("steal-key").contains("built"),
+        "the key was not readable, so it built: {}",
+        why("steal-key")
+    );
+    assert!(
+        !escape.exists(),
+        "a build wrote {} on the host",
+        escape.display()
+    );
+    let w = why("network");
+    assert!(
+        w.contains("failed") && w.contains("build: exit status"),
+        "{w}"
+    );
+    let mut buf = [0u8; 1];
+    match listener.accept() {
+        Ok((mut s, _)) => panic!(
+            "the build reached the host's network: {:?}",
+            s.read(&mut buf)
+        ),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
+    }
+    let w = why("daemon");
+    assert!(
+        w.contains("left 1 process(es) running, killed") && w.contains("sleep 1000"),
+        "{w}"
+    );
+    // The process limit stops the bomb; then the watchdog (it hangs, or runs over a limit) or
+    // the sandbox (what it left running) ends it, whichever comes first.
+    let w = why("forkbomb");
+    assert!(
+        w.contains("failed: build:")
+            && ["hung", "limit", "process(es) running"]
+                .iter()
+                .any(|r| w.contains(r)),
+        "{w}"
+    );
+    assert!(w.len() < 4000, "the reason stays short: {} bytes", w.len());
+    let w = why("hang");
+    assert!(
+        w.contains("hung: no new process and no CPU progress for 4 s"),
+        "{w}"
+    );
+    assert!(
+        why("after-all").contains("built"),
+        "the builder goes on: {}",
+        why("after-all")
+    );
+    assert_eq!(
+        std::process::Command::new("pgrep")
+            .args(["-f", "sleep 1000"])
+            .output()
+            .unwrap()
+            .stdout,
+        b""
+    );
+    farm.stop(Duration::from_secs(10)).await.unwrap();
+}
