@@ -14,6 +14,13 @@ tools=(
   "svnadmin subversion subversion"
   "cvs cvs cvs"
   "makepkg makepkg pacman"
+  "pacman pacman-package-manager pacman"
+  "repo-add pacman-package-manager pacman"
+  "fakeroot fakeroot fakeroot"
+  "bsdtar libarchive-tools libarchive"
+  "zstd zstd zstd"
+  "debootstrap debootstrap debootstrap"
+  "pgrep procps procps-ng"
   "unshare util-linux util-linux"
   "setpriv util-linux util-linux"
   "prlimit util-linux util-linux"
@@ -41,6 +48,12 @@ if ((${#missing_cmds[@]})); then
   else
     echo "test.sh: missing tools: ${missing_cmds[*]}; install them (no apt-get or pacman here)" >&2
   fi
+fi
+
+# The real builds need root (namespaces, mounts) and a template root, which the tests make
+# once with `quarters-builder mkroot` (debootstrap) in /var/cache/quarters-test.
+if [[ $(id -u) -ne 0 ]]; then
+  echo "test.sh: not root: the tests of real builds will fail (they need namespaces and mounts)" >&2
 fi
 
 # The workspace tests start the real binaries, which live in other packages: build them first.
