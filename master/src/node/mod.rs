@@ -180,21 +180,21 @@ impl Master {
 
     /// Recomputes the plan and publishes the master's state.
     pub fn replan_now(&self) {
-        let (failures, durations, binaries) = {
-            let db = self.db();
-            let read = (|| {
-                Ok::<_, crate::db::DbError>((db.failures()?, db.durations()?, db.binaries()?))
-            })();
-            match read {
-                Ok(read) => read,
-                Err(e) => {
-                    tracing::error!("reading the database: {e}");
-                    return;
-                }
+        // The model, then the database, as everywhere: the plan and the verdicts published with
+        // it come from one reading of both, so a state never shows a build accepted that its
+        // plan does not count as built.
+        let mut model = self.model();
+        let db = self.db();
+        let read =
+            (|| Ok::<_, crate::db::DbError>((db.failures()?, db.durations()?, db.binaries()?)))();
+        let (failures, durations, binaries) = match read {
+            Ok(read) => read,
+            Err(e) => {
+                tracing::error!("reading the database: {e}");
+                return;
             }
         };
         let binaries = Binaries::new(binaries);
-        let mut model = self.model();
         let units: Vec<UnitSpec> = model
             .sources
             .iter()
@@ -219,7 +219,8 @@ impl Master {
         model.plan = plan;
         model.plan_complete = model.sources.iter().all(|s| s.scanned);
         self.request_tarballs(&mut model);
-        let wire = self.to_wire(&model);
+        let wire = self.to_wire(&model, &db);
+        drop(db);
         drop(model);
         self.publisher.publish(&wire);
     }

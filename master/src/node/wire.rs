@@ -9,7 +9,7 @@ use super::{Master, Model};
 use crate::db::VerdictKind;
 
 impl Master {
-    pub(super) fn to_wire(&self, model: &Model) -> MasterState {
+    pub(super) fn to_wire(&self, model: &Model, db: &crate::db::Db) -> MasterState {
         let base = &self.config.url;
         let primary = self.config.arch.first().map_or("x86_64", String::as_str);
         let ready = model
@@ -55,7 +55,6 @@ impl Master {
             .collect();
         let mut claims = Vec::new();
         let mut results = Vec::new();
-        let db = self.db();
         for b in &model.builders {
             let Some(state) = &b.state else { continue };
             claims.extend(b.live_claims().map(|c| ClaimView {
@@ -86,7 +85,6 @@ impl Master {
                 }
             }
         }
-        drop(db);
         claims.sort_by(|a, b| {
             b.phase
                 .cmp(&a.phase)

@@ -80,7 +80,7 @@ async fn a_master_killed_mid_pull_recovers_and_accepts_exactly_once() {
     builder.throttle(None);
     master.restart().await;
     let state = master
-        .wait_for("b1 accepted after the restart", |s| {
+        .wait_for("b1 judged after the restart", |s| {
             s.results.iter().any(|r| r.build == "b1")
         })
         .await;
