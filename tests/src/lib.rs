@@ -73,6 +73,64 @@ pub async fn start_farm_in(
         .expect("starting a local farm")
 }
 
+/// Long-polls the master behind `client` until its state satisfies `done`, and returns that
+/// state; after `timeout`, fails the test with the last state and `context()` (logs, say).
+pub async fn wait_for_master(
+    client: &quarters_common::client::PeerClient,
+    what: &str,
+    timeout: std::time::Duration,
+    context: impl Fn() -> String,
+    done: impl Fn(&quarters_common::api::v1::MasterState) -> bool,
+) -> quarters_common::api::v1::MasterState {
+    use quarters_common::api::v1::{MasterState, Role};
+    use quarters_common::client::Fetched;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut etag = None;
+    let mut last = None;
+    while tokio::time::Instant::now() < deadline {
+        let wait = std::time::Duration::from_secs(2);
+        match client
+            .state::<MasterState>(Role::Master, etag.as_deref(), wait)
+            .await
+        {
+            Ok(Fetched::New { state, etag: e }) => {
+                if done(&state.content) {
+                    return state.content;
+                }
+                etag = Some(e);
+                last = Some(state.content);
+            }
+            Ok(Fetched::Unchanged) => {}
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    panic!(
+        "timed out waiting for {what}; last state: {last:#?}\n{}",
+        context()
+    );
+}
+
+/// Waits as [`wait_for_master`] on a local farm, showing every node's log on a timeout.
+pub async fn wait_for_farm(
+    farm: &LocalFarm,
+    what: &str,
+    timeout: std::time::Duration,
+    done: impl Fn(&quarters_common::api::v1::MasterState) -> bool,
+) -> quarters_common::api::v1::MasterState {
+    let logs = || {
+        farm.nodes()
+            .map(|n| {
+                format!(
+                    "--- {}\n{}",
+                    n.name,
+                    std::fs::read_to_string(&n.log).unwrap_or_default()
+                )
+            })
+            .collect()
+    };
+    wait_for_master(&farm.client(&farm.master), what, timeout, logs, done).await
+}
+
 /// Asserts that `haystack` contains every one of `needles`, showing all of it if not.
 #[track_caller]
 pub fn assert_contains(haystack: &str, needles: &[&str]) {

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use quarters_common::api::v1::{MasterState, Role};
-use quarters_common::client::{ClientLimits, Fetched, PeerClient};
+use quarters_common::api::v1::MasterState;
+use quarters_common::client::{ClientLimits, PeerClient};
 use quarters_common::tls::FarmTrust;
 use quarters_common::{NodeName, pki};
 use tokio::process::{Child, Command};
@@ -108,29 +108,13 @@ impl MasterProcess {
 
     /// Waits until the master's state satisfies `done`, and returns that state.
     pub async fn wait_for(&self, what: &str, done: impl Fn(&MasterState) -> bool) -> MasterState {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let mut etag: Option<String> = None;
-        let mut last = None;
-        while tokio::time::Instant::now() < deadline {
-            match self
-                .client
-                .state::<MasterState>(Role::Master, etag.as_deref(), Duration::from_secs(2))
-                .await
-            {
-                Ok(Fetched::New { state, etag: e }) => {
-                    if done(&state.content) {
-                        return state.content;
-                    }
-                    etag = Some(e);
-                    last = Some(state.content);
-                }
-                Ok(Fetched::Unchanged) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-        panic!(
-            "timed out waiting for {what}; last state: {last:#?}\nlog:\n{}",
-            self.log_text()
-        );
+        crate::wait_for_master(
+            &self.client,
+            what,
+            Duration::from_secs(60),
+            || self.log_text(),
+            done,
+        )
+        .await
     }
 }

@@ -6,13 +6,10 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use quarters_common::api::v1::{MasterState, Role};
-use quarters_common::client::Fetched;
-use quarters_master::localfarm::LocalFarm;
 use quarters_tests::makepkg::{self, Recipe, recipe};
 use quarters_tests::pacman::PacmanRoot;
-use quarters_tests::start_farm_in;
 use quarters_tests::template::template_root;
+use quarters_tests::{start_farm_in, wait_for_farm};
 
 fn arch() -> &'static str {
     std::env::consts::ARCH
@@ -52,45 +49,6 @@ pub fn hello_recipes() -> Vec<Recipe> {
     vec![lib, prog]
 }
 
-async fn wait_for(
-    farm: &LocalFarm,
-    what: &str,
-    timeout: Duration,
-    done: impl Fn(&MasterState) -> bool,
-) -> MasterState {
-    let client = farm.client(&farm.master);
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut etag = None;
-    let mut last = None;
-    while tokio::time::Instant::now() < deadline {
-        match client
-            .state::<MasterState>(Role::Master, etag.as_deref(), Duration::from_secs(2))
-            .await
-        {
-            Ok(Fetched::New { state, etag: e }) => {
-                if done(&state.content) {
-                    return state.content;
-                }
-                etag = Some(e);
-                last = Some(state.content);
-            }
-            Ok(Fetched::Unchanged) => {}
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let logs: String = farm
-        .nodes()
-        .map(|n| {
-            format!(
-                "--- {}\n{}",
-                n.name,
-                std::fs::read_to_string(&n.log).unwrap_or_default()
-            )
-        })
-        .collect();
-    panic!("timed out waiting for {what}; last state: {last:#?}\n{logs}");
-}
-
 fn farm_config(template: &std::path::Path, limits: &str) -> (String, String) {
     let master = "[build_root]\ntemplate = \"".to_owned()
         + &template.display().to_string()
@@ -111,7 +69,7 @@ async fn a_real_build_with_a_dependency_from_the_build_repository_installs_with_
     makepkg::git_commit_all(&packages, "import");
     let (master_extra, builder_extra) = farm_config(&template, "");
     let mut farm = start_farm_in(dir.path(), 1, &master_extra, &builder_extra).await;
-    let state = wait_for(
+    let state = wait_for_farm(
         &farm,
         "libhello and hello built",
         Duration::from_secs(300),
@@ -211,7 +169,7 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
         "hang_timeout = 4\nwall_limit = 25\ncpu_limit = 20\n",
     );
     let mut farm = start_farm_in(dir.path(), 1, &master_extra, &builder_extra).await;
-    let state = wait_for(
+    let state = wait_for_farm(
         &farm,
         "every package judged",
         Duration::from_secs(600),

@@ -4,12 +4,10 @@
 
 use std::time::Duration;
 
-use quarters_common::api::v1::{ClaimPhase, MasterState, Role};
-use quarters_common::client::Fetched;
+use quarters_common::api::v1::ClaimPhase;
 use quarters_master::db::{Db, VerdictKind};
-use quarters_master::localfarm::LocalFarm;
 use quarters_tests::makepkg::{self, recipe};
-use quarters_tests::start_farm_in;
+use quarters_tests::{start_farm_in, wait_for_farm};
 
 /// A tree of `n` packages: a chain of three, and the rest independent.
 fn source(dir: &std::path::Path, n: usize) -> Vec<String> {
@@ -28,45 +26,6 @@ fn source(dir: &std::path::Path, n: usize) -> Vec<String> {
     recipes.into_iter().map(|r| r.pkgbase).collect()
 }
 
-async fn wait_for(
-    farm: &LocalFarm,
-    what: &str,
-    timeout: Duration,
-    done: impl Fn(&MasterState) -> bool,
-) -> MasterState {
-    let client = farm.client(&farm.master);
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut etag = None;
-    let mut last = None;
-    while tokio::time::Instant::now() < deadline {
-        match client
-            .state::<MasterState>(Role::Master, etag.as_deref(), Duration::from_secs(2))
-            .await
-        {
-            Ok(Fetched::New { state, etag: e }) => {
-                if done(&state.content) {
-                    return state.content;
-                }
-                etag = Some(e);
-                last = Some(state.content);
-            }
-            Ok(Fetched::Unchanged) => {}
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let logs: String = farm
-        .nodes()
-        .map(|n| {
-            format!(
-                "--- {}\n{}",
-                n.name,
-                std::fs::read_to_string(&n.log).unwrap_or_default()
-            )
-        })
-        .collect();
-    panic!("timed out waiting for {what}; last state: {last:#?}\n{logs}");
-}
-
 async fn race(builders: usize) {
     let dir = tempfile::tempdir().unwrap();
     let names = source(dir.path(), 12);
@@ -74,7 +33,7 @@ async fn race(builders: usize) {
     // 300 s expected per build, scaled to 0.3 s.
     let builder_extra = "driver = \"sim\"\n\n[sim]\ntime_scale = 0.001\n\n[claims]\nlease = 5\n";
     let mut farm = start_farm_in(dir.path(), builders, master_extra, builder_extra).await;
-    wait_for(
+    wait_for_farm(
         &farm,
         "every package built",
         Duration::from_secs(120),
@@ -113,7 +72,7 @@ async fn a_killed_builders_package_is_built_elsewhere_after_the_lease() {
     // Builds of 6 s: long enough to kill one in the middle.
     let builder_extra = "driver = \"sim\"\n\n[sim]\ntime_scale = 0.02\n\n[claims]\nlease = 3\n";
     let mut farm = start_farm_in(dir.path(), 2, master_extra, builder_extra).await;
-    let state = wait_for(
+    let state = wait_for_farm(
         &farm,
         "a committed claim on chain-1",
         Duration::from_secs(60),
@@ -138,7 +97,7 @@ async fn a_killed_builders_package_is_built_elsewhere_after_the_lease() {
         .unwrap();
     victim.kill().await.unwrap();
 
-    let state = wait_for(
+    let state = wait_for_farm(
         &farm,
         "chain-1 built by the survivor",
         Duration::from_secs(90),
@@ -154,7 +113,7 @@ async fn a_killed_builders_package_is_built_elsewhere_after_the_lease() {
         result.builder, claimant,
         "the killed builder cannot have finished it"
     );
-    wait_for(&farm, "everything built", Duration::from_secs(90), |s| {
+    wait_for_farm(&farm, "everything built", Duration::from_secs(90), |s| {
         s.counts.get("built") == Some(&4)
     })
     .await;
