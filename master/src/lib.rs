@@ -8,6 +8,7 @@ pub mod buildroot;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod examples;
 pub mod localfarm;
 pub mod node;
 pub mod plan;

@@ -132,6 +132,23 @@ pub struct MasterState {
     /// `failed`, `indirect-failed`, `blocked`).
     #[serde(default)]
     pub counts: std::collections::BTreeMap<String, u64>,
+    /// Every package that is failed, indirect-failed or blocked, with the reason.
+    #[serde(default)]
+    pub problems: Vec<Problem>,
+}
+
+/// A package that will not build as things are.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub pkgbase: String,
+    pub version: Option<String>,
+    pub arch: Option<String>,
+    /// `failed`, `indirect-failed` or `blocked`.
+    pub state: String,
+    /// Why, in one line; `quartersctl why` gives the whole chain.
+    pub reason: String,
+    /// For a failed build: its log on the master.
+    pub log: Option<Url>,
 }
 
 /// A package source as the master last scanned it.

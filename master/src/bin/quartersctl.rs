@@ -65,6 +65,15 @@ enum Command {
         /// Keep the temporary directory when the demo ends.
         #[arg(long)]
         keep: bool,
+        /// What to build: git:PATH, svn:URL or cvs:CVSROOT:MODULE (default: the bundled examples).
+        #[arg(long)]
+        source: Option<demo::SourceSpec>,
+        /// The template root of real builds (made with quarters-builder mkroot if missing).
+        #[arg(long, default_value = demo::DEFAULT_TEMPLATE)]
+        template: PathBuf,
+        /// Stop once everything is built and promoted.
+        #[arg(long)]
+        exit_when_done: bool,
     },
 }
 
@@ -197,11 +206,17 @@ fn run(args: Args) -> anyhow::Result<bool> {
             builders,
             dir,
             keep,
+            source,
+            template,
+            exit_when_done,
         } => {
             let options = DemoOptions {
                 builders,
                 dir,
                 keep,
+                source,
+                template,
+                exit_when_done,
             };
             tokio::runtime::Runtime::new()?
                 .block_on(demo::run(&options, quarters_common::shutdown::signal()))?;

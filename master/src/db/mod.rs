@@ -64,6 +64,28 @@ pub struct BuildRow {
     pub log_dir: Option<String>,
 }
 
+/// A failed build, as the planner and the published state need it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub builder: String,
+    pub build_id: String,
+    /// `stage: what happened`.
+    pub reason: String,
+    pub has_logs: bool,
+}
+
+impl Failure {
+    /// The reason with the builder, as `why` and the plan show it.
+    pub fn describe(&self) -> String {
+        format!("{} (on {})", self.reason, self.builder)
+    }
+
+    /// The stage that failed.
+    pub fn stage(&self) -> &str {
+        self.reason.split(':').next().unwrap_or("build").trim()
+    }
+}
+
 /// A package file in a repository.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RepoEntry {
@@ -202,25 +224,25 @@ impl Db {
             .is_some())
     }
 
-    /// Failed builds not retried since, by what they built, with the newest reason.
-    pub fn failures(&self) -> Result<std::collections::HashMap<UnitKey, String>, DbError> {
+    /// Failed builds not retried since, by what they built: the newest for each.
+    pub fn failures(&self) -> Result<std::collections::HashMap<UnitKey, Failure>, DbError> {
         let mut stmt = self.conn.prepare(
-            "SELECT pkgbase, version, arch, builder, reason FROM builds
+            "SELECT pkgbase, version, arch, builder, build_id, reason, log_dir FROM builds
              WHERE verdict = 'failed' AND retried = 0 ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok((
-                (
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ),
-                format!(
-                    "{} (on {})",
-                    r.get::<_, Option<String>>(4)?.unwrap_or_default(),
-                    r.get::<_, String>(3)?
-                ),
-            ))
+            let key = (
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            );
+            let failure = Failure {
+                builder: r.get(3)?,
+                build_id: r.get(4)?,
+                reason: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                has_logs: r.get::<_, Option<String>>(6)?.is_some(),
+            };
+            Ok((key, failure))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

@@ -68,13 +68,12 @@ fn failures_hold_until_retried() {
         .unwrap();
     let failures = db.failures().unwrap();
     assert_eq!(failures.len(), 1);
+    let failure = failures.values().next().unwrap();
     assert!(
-        failures
-            .values()
-            .next()
-            .unwrap()
-            .contains("exit status 1 (on b1)")
+        failure.describe().contains("exit status 1 (on b1)"),
+        "{failure:?}"
     );
+    assert_eq!(failure.stage(), "build");
     assert_eq!(db.retry("foo").unwrap(), 1);
     assert!(db.failures().unwrap().is_empty());
     assert_eq!(db.retry("foo").unwrap(), 0);

@@ -195,6 +195,10 @@ impl Master {
             }
         };
         let binaries = Binaries::new(binaries);
+        let failed: HashMap<UnitKey, String> = failures
+            .iter()
+            .map(|(k, f)| (k.clone(), f.describe()))
+            .collect();
         let units: Vec<UnitSpec> = model
             .sources
             .iter()
@@ -211,7 +215,7 @@ impl Master {
             units,
             binaries: &binaries,
             template: &self.config.build_root,
-            failed: &failures,
+            failed: &failed,
             claimed: &claimed,
             durations: &durations,
             default_ms: u64::try_from(self.config.default_estimate.as_millis()).unwrap_or(u64::MAX),
@@ -219,7 +223,7 @@ impl Master {
         model.plan = plan;
         model.plan_complete = model.sources.iter().all(|s| s.scanned);
         self.request_tarballs(&mut model);
-        let wire = self.to_wire(&model, &db);
+        let wire = self.to_wire(&model, &db, &failures);
         drop(db);
         drop(model);
         self.publisher.publish(&wire);

@@ -1,15 +1,21 @@
 //! The master's state as published: `api::v1::MasterState` from the model.
 
 use quarters_common::api::v1::{
-    BuildOutcome, BuildVerdict, ClaimView, Download, MasterState, PeerView, ReadyPackage,
+    BuildOutcome, BuildVerdict, ClaimView, Download, MasterState, PeerView, Problem, ReadyPackage,
     SourceView, Verdict,
 };
 
 use super::{Master, Model};
 use crate::db::VerdictKind;
+use crate::plan::State;
 
 impl Master {
-    pub(super) fn to_wire(&self, model: &Model, db: &crate::db::Db) -> MasterState {
+    pub(super) fn to_wire(
+        &self,
+        model: &Model,
+        db: &crate::db::Db,
+        failures: &std::collections::HashMap<crate::plan::UnitKey, crate::db::Failure>,
+    ) -> MasterState {
         let base = &self.config.url;
         let primary = self.config.arch.first().map_or("x86_64", String::as_str);
         let ready = model
@@ -90,7 +96,61 @@ impl Master {
                 .cmp(&a.phase)
                 .then_with(|| a.pkgbase.cmp(&b.pkgbase))
         });
+        let mut problems: Vec<Problem> = model
+            .plan
+            .units
+            .iter()
+            .filter_map(|u| {
+                let (reason, log) = match &u.state {
+                    State::Failed { reason } => {
+                        let key = (
+                            u.spec.pkgbase.clone(),
+                            u.spec.version.clone(),
+                            u.spec.arch.clone(),
+                        );
+                        let log = failures.get(&key).filter(|f| f.has_logs).and_then(|f| {
+                            base.join(&format!(
+                                "v1/logs/{}/{}/{}",
+                                f.builder,
+                                f.build_id,
+                                f.stage()
+                            ))
+                            .ok()
+                        });
+                        (reason.clone(), log)
+                    }
+                    State::IndirectFailed { chain } | State::Blocked { chain } => {
+                        (chain.join("; "), None)
+                    }
+                    _ => return None,
+                };
+                Some(Problem {
+                    pkgbase: u.spec.pkgbase.clone(),
+                    version: Some(u.spec.version.clone()),
+                    arch: Some(u.spec.arch.clone()),
+                    state: u.state.name().to_owned(),
+                    reason,
+                    log,
+                })
+            })
+            .collect();
+        // Packages whose metadata could not be read have no build; they are blocked too.
+        for s in &model.sources {
+            for (path, scanned) in &s.packages {
+                if let Err(e) = &scanned.result {
+                    problems.push(Problem {
+                        pkgbase: path.rsplit('/').next().unwrap_or(path).to_owned(),
+                        version: None,
+                        arch: None,
+                        state: "blocked".to_owned(),
+                        reason: format!("{} in source {}: {e}", path, s.name).replace('\n', " "),
+                        log: None,
+                    });
+                }
+            }
+        }
         MasterState {
+            problems,
             builders: model
                 .builders
                 .iter()

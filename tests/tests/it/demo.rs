@@ -10,9 +10,11 @@ use nix::unistd::Pid;
 use quarters_tests::command;
 
 #[test]
-fn demo_serves_state_to_curl_and_stops_on_ctrl_c() {
+fn demo_builds_the_examples_serves_state_to_curl_and_stops_on_ctrl_c() {
+    let template = quarters_tests::template::template_root();
     let mut demo = command("quartersctl")
-        .args(["demo", "--builders", "2"])
+        .args(["demo", "--builders", "2", "--template"])
+        .arg(&template)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -25,17 +27,25 @@ fn demo_serves_state_to_curl_and_stops_on_ctrl_c() {
         if line.trim_start().starts_with("curl --cacert") && curl_line.is_none() {
             curl_line = Some(line.trim().to_owned());
         }
-        let done = line.contains("Ctrl-C stops the farm");
+        let done = line.contains("Ctrl-C stops it");
         lines.push(line);
         if done {
             break;
         }
     }
     let output = lines.join("\n");
-    assert!(
-        output.contains("The master sees all 2 builders up"),
-        "{output}"
-    );
+    for expected in [
+        "built (7): banner, epoch-demo, hello, hello-data, hello-tools, libhello, split-demo",
+        "failed (1):",
+        "broken: build: exit status",
+        "/v1/logs/builder-",
+        "indirect-failed (1):",
+        "needs-broken",
+        "promoted to the live repository:",
+        "split-demo-doc 1.2-1",
+    ] {
+        assert!(output.contains(expected), "{expected:?} not in:\n{output}");
+    }
     let curl_line = curl_line.unwrap_or_else(|| panic!("no curl example in:\n{output}"));
     let args: Vec<&str> = curl_line.split_whitespace().skip(1).collect();
     let out = Command::new("curl")
@@ -50,6 +60,7 @@ fn demo_serves_state_to_curl_and_stops_on_ctrl_c() {
     );
     let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(state["content"]["builders"].as_array().unwrap().len(), 2);
+    assert_eq!(state["content"]["counts"]["live"], 7, "{state}");
     let url = args.last().unwrap().to_string();
 
     // Keep reading, so that what the demo prints while it stops has somewhere to go.

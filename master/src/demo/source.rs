@@ -1,0 +1,114 @@
+//! What the demo builds: the bundled examples in a fresh git repository, or a source given as
+//! `git:PATH`, `svn:URL` or `cvs:CVSROOT:MODULE`.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::Context;
+
+/// A source named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    Git(String),
+    Svn(String),
+    Cvs { root: String, module: String },
+}
+
+impl FromStr for SourceSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?}: expected git:PATH, svn:URL or cvs:CVSROOT:MODULE");
+        let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
+        match kind {
+            "git" => Ok(SourceSpec::Git(rest.to_owned())),
+            "svn" => Ok(SourceSpec::Svn(rest.to_owned())),
+            "cvs" => {
+                let (root, module) = rest.rsplit_once(':').ok_or_else(bad)?;
+                Ok(SourceSpec::Cvs {
+                    root: root.to_owned(),
+                    module: module.to_owned(),
+                })
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Prepares the source in `dir` and returns the master's `[[source]]` table for it.
+pub fn prepare(spec: Option<&SourceSpec>, dir: &Path) -> anyhow::Result<String> {
+    let quote = |s: &str| toml_string(s);
+    Ok(match spec {
+        None => {
+            let packages = dir.join("packages");
+            crate::examples::write(&packages).context("writing the example packages")?;
+            commit_all(&packages).context("making a git repository of the examples")?;
+            "[[source]]\nname = \"examples\"\nkind = \"git\"\npath = \"packages\"\n".to_owned()
+        }
+        Some(SourceSpec::Git(path)) => {
+            let path = std::fs::canonicalize(path).with_context(|| format!("git source {path}"))?;
+            format!(
+                "[[source]]\nname = \"main\"\nkind = \"git\"\npath = {}\n",
+                quote(&path.to_string_lossy())
+            )
+        }
+        Some(SourceSpec::Svn(url)) => format!(
+            "[[source]]\nname = \"main\"\nkind = \"svn\"\nurl = {}\n",
+            quote(url)
+        ),
+        Some(SourceSpec::Cvs { root, module }) => format!(
+            "[[source]]\nname = \"main\"\nkind = \"cvs\"\nroot = {}\nmodule = {}\n",
+            quote(root),
+            quote(module)
+        ),
+    })
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+/// `git init` and commit everything in `dir`, with git2.
+fn commit_all(dir: &Path) -> Result<(), git2::Error> {
+    let repo = git2::Repository::init(dir)?;
+    let mut index = repo.index()?;
+    index.add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)?;
+    index.write()?;
+    let tree = repo.find_tree(index.write_tree()?)?;
+    let sig = git2::Signature::now("Quarters demo", "demo@quarters.invalid")?;
+    repo.commit(
+        Some("HEAD"),
+        &sig,
+        &sig,
+        "The Quarters example packages",
+        &tree,
+        &[],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_source_specs() {
+        assert_eq!("git:/srv/p".parse(), Ok(SourceSpec::Git("/srv/p".into())));
+        assert_eq!(
+            "svn:file:///srv/svn/p".parse(),
+            Ok(SourceSpec::Svn("file:///srv/svn/p".into()))
+        );
+        assert_eq!(
+            "cvs:/srv/cvs:packages".parse(),
+            Ok(SourceSpec::Cvs {
+                root: "/srv/cvs".into(),
+                module: "packages".into()
+            })
+        );
+        assert!(
+            "hg:/x"
+                .parse::<SourceSpec>()
+                .unwrap_err()
+                .contains("expected git:PATH")
+        );
+    }
+}

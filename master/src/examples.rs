@@ -1,0 +1,121 @@
+//! The example packages of `contrib/examples/packages`, built into quartersctl so that the
+//! demo needs nothing but the binaries. A test keeps this list equal to the directory.
+
+/// `(package directory, file name, contents)` of every example file.
+pub const FILES: &[(&str, &str, &str)] = &[
+    (
+        "banner",
+        ".SRCINFO",
+        include_str!("../../contrib/examples/packages/banner/.SRCINFO"),
+    ),
+    (
+        "banner",
+        "PKGBUILD",
+        include_str!("../../contrib/examples/packages/banner/PKGBUILD"),
+    ),
+    (
+        "broken",
+        ".SRCINFO",
+        include_str!("../../contrib/examples/packages/broken/.SRCINFO"),
+    ),
+    (
+        "broken",
+        "PKGBUILD",
+        include_str!("../../contrib/examples/packages/broken/PKGBUILD"),
+    ),
+    (
+        "epoch-demo",
+        ".SRCINFO",
+        include_str!("../../contrib/examples/packages/epoch-demo/.SRCINFO"),
+    ),
+    (
+        "epoch-demo",
+        "PKGBUILD",
+        include_str!("../../contrib/examples/packages/epoch-demo/PKGBUILD"),
+    ),
+    (
+        "hello",
+        ".SRCINFO",
+        include_str!("../../contrib/examples/packages/hello/.SRCINFO"),
+    ),
+    (
+        "hello",
+        "PKGBUILD",
+        include_str!("../../contrib/examples/packages/hello/PKGBUILD"),
+    ),
+    (
+        "hello",
+        "main.c",
+        include_str!("../../contrib/examples/packages/hello/main.c"),
+    ),
+    (
+        "hello-data",
+        ".SRCINFO",
+        include_str!("../../contrib/examples/packages/hello-data/.SRCINFO"),
+    ),
+    (
+        "hello-data",
+        "PKGBUILD",
+        include_str!("../../contrib/examples/packages/hello-data/PKGBUILD"),
+    ),
+    (
+        "hello-tools",
+        ".SRCINFO",
+        include_str!("../../contrib/examples/packages/hello-tools/.SRCINFO"),
+    ),
+    (
+        "hello-tools",
+        "PKGBUILD",
+        include_str!("../../contrib/examples/packages/hello-tools/PKGBUILD"),
+    ),
+    (
+        "libhello",
+        ".SRCINFO",
+        include_str!("../../contrib/examples/packages/libhello/.SRCINFO"),
+    ),
+    (
+        "libhello",
+        "PKGBUILD",
+        include_str!("../../contrib/examples/packages/libhello/PKGBUILD"),
+    ),
+    (
+        "libhello",
+        "hello.c",
+        include_str!("../../contrib/examples/packages/libhello/hello.c"),
+    ),
+    (
+        "libhello",
+        "hello.h",
+        include_str!("../../contrib/examples/packages/libhello/hello.h"),
+    ),
+    (
+        "needs-broken",
+        ".SRCINFO",
+        include_str!("../../contrib/examples/packages/needs-broken/.SRCINFO"),
+    ),
+    (
+        "needs-broken",
+        "PKGBUILD",
+        include_str!("../../contrib/examples/packages/needs-broken/PKGBUILD"),
+    ),
+    (
+        "split-demo",
+        ".SRCINFO",
+        include_str!("../../contrib/examples/packages/split-demo/.SRCINFO"),
+    ),
+    (
+        "split-demo",
+        "PKGBUILD",
+        include_str!("../../contrib/examples/packages/split-demo/PKGBUILD"),
+    ),
+];
+
+/// Writes the examples into `dir`, one directory per package.
+pub fn write(dir: &std::path::Path) -> std::io::Result<()> {
+    for (pkg, file, contents) in FILES {
+        let pkgdir = dir.join(pkg);
+        std::fs::create_dir_all(&pkgdir)?;
+        std::fs::write(pkgdir.join(file), contents)?;
+    }
+    Ok(())
+}
