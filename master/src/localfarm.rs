@@ -52,6 +52,7 @@ pub struct LocalFarm {
     pub master: LocalNode,
     pub builders: Vec<LocalNode>,
     trust: FarmTrust,
+    bin_dir: PathBuf,
 }
 
 impl LocalFarm {
@@ -113,6 +114,7 @@ impl LocalFarm {
             ca_cert: ca.cert,
             master,
             builders,
+            bin_dir: spec.bin_dir.clone(),
         };
         farm.master.spawn(&spec.bin_dir.join("quarters-master"))?;
         for b in &mut farm.builders {
@@ -216,6 +218,14 @@ impl LocalFarm {
         Ok(())
     }
 
+    /// Kills the master with SIGKILL, as a crash would, starts it again with the same config,
+    /// and waits until it answers.
+    pub async fn crash_and_restart_master(&mut self) -> anyhow::Result<()> {
+        self.master.kill().await?;
+        self.master.spawn(&self.bin_dir.join("quarters-master"))?;
+        self.wait_healthy(Duration::from_secs(30)).await
+    }
+
     /// Fails if any node has exited.
     pub fn check_running(&mut self) -> anyhow::Result<()> {
         for node in std::iter::once(&mut self.master).chain(self.builders.iter_mut()) {
@@ -238,7 +248,10 @@ impl LocalFarm {
 
 impl LocalNode {
     fn spawn(&mut self, bin: &Path) -> anyhow::Result<()> {
-        let log = fs::File::create(&self.log)
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
             .with_context(|| format!("creating {}", self.log.display()))?;
         let child = Command::new(bin)
             .arg("--config")

@@ -3,6 +3,7 @@
 mod chroot_builds;
 mod config_errors;
 mod demo;
+mod e2e;
 mod examples;
 mod farm_sim;
 mod master_crash;
