@@ -32,6 +32,8 @@ type Key = (String, String, String);
 
 /// After a failed claim attempt, the package is left alone this long.
 const BACKOFF: Duration = Duration::from_secs(3);
+/// After a build was handed back (the master out of reach), the package is left alone this long.
+const HAND_BACK_PAUSE: Duration = Duration::from_secs(10);
 
 pub struct Node {
     pub config: Arc<BuilderConfig>,
@@ -362,6 +364,22 @@ impl Node {
             });
         };
         let finished = self.driver.build(&job, &self.master, &stage).await;
+        if let Some(reason) = &finished.retry_later {
+            // Not the package's fault: forget the build, withdraw the claim, try again later.
+            tracing::warn!(build = %id, "handing {} {} back: {reason}", package.pkgbase, package.version);
+            self.store.remove(&id);
+            self.model().builds.remove(&id);
+            let key = key_of(&package);
+            self.book().drop_claim(&key);
+            {
+                let mut model = self.model();
+                model.backoff.insert(key, Instant::now() + HAND_BACK_PAUSE);
+                model.running -= 1;
+            }
+            self.publish();
+            self.wake.notify_one();
+            return;
+        }
         let artifacts = list_artifacts(&job.artifacts).await;
         let logs = list_logs(&job.logs).await;
         let failed = finished.failure.is_some();

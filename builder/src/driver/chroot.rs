@@ -22,7 +22,7 @@ use std::time::Duration;
 use quarters_common::client::PeerClient;
 use tokio::process::Command;
 
-use super::{Finished, Job, fetch_source, log};
+use super::{FIRST_PAUSE, FetchError, Finished, Job, TRIES, fetch_source, log};
 use crate::config::ChrootConfig;
 use crate::mounts::BuildRoot;
 use crate::sandbox::Report;
@@ -42,7 +42,22 @@ pub struct ChrootDriver {
     pub exe: PathBuf,
 }
 
-type StageResult = Result<Usage, (String, String)>;
+type StageResult = Result<Usage, Stop>;
+
+/// Why the stages stopped.
+#[derive(Debug)]
+enum Stop {
+    /// `(stage, reason)`: the package failed.
+    Failed(String, String),
+    /// Something outside the package failed (the master unreachable): hand the package back.
+    RetryLater(String),
+}
+
+impl From<(String, String)> for Stop {
+    fn from((stage, reason): (String, String)) -> Self {
+        Stop::Failed(stage, reason)
+    }
+}
 
 /// Where and how a sandboxed stage runs.
 struct Sandboxed<'a> {
@@ -86,11 +101,20 @@ impl ChrootDriver {
         }
         match result {
             Ok(usage) => Finished {
-                failure: None,
                 cpu_ms: Some(usage.cpu_ms),
                 peak_memory_kb: Some(usage.peak_rss_kb),
+                ..Finished::default()
             },
-            Err((stage, reason)) => Finished::failed(&stage, reason),
+            Err(Stop::Failed(stage, reason)) => Finished::failed(&stage, reason),
+            Err(Stop::RetryLater(reason)) => {
+                log(
+                    job,
+                    "prepare",
+                    &format!("handing the package back: {reason}"),
+                )
+                .await;
+                Finished::retry_later(reason)
+            }
         }
     }
 
@@ -109,13 +133,16 @@ impl ChrootDriver {
         let _ = tokio::fs::remove_file(&tarball).await;
         fetch_source(job, master, &tarball)
             .await
-            .map_err(fail("prepare"))?;
+            .map_err(|e| match e {
+                FetchError::Unavailable(e) => Stop::RetryLater(e),
+                FetchError::Wrong(e) => Stop::Failed("prepare".to_owned(), e),
+            })?;
         let build = root.join("build");
         let uid = self.config.build_uid;
         unpack(&tarball, &build, uid).map_err(fail("prepare"))?;
         let pkgdir = build.join(&p.pkgbase);
         if !pkgdir.join("PKGBUILD").is_file() {
-            return Err((
+            return Err(Stop::Failed(
                 "prepare".into(),
                 format!("the source tarball has no {}/PKGBUILD", p.pkgbase),
             ));
@@ -134,8 +161,7 @@ impl ChrootDriver {
 
         stage("depends");
         self.install_depends(job, root, &pkgdir, &pacman_conf)
-            .await
-            .map_err(fail("depends"))?;
+            .await?;
 
         stage("fetch");
         std::fs::create_dir_all(&self.srcdest).map_err(|e| ("fetch".to_owned(), e.to_string()))?;
@@ -164,7 +190,10 @@ impl ChrootDriver {
 
         let packages = collect(&build.join("out"), &job.artifacts).map_err(fail("build"))?;
         if packages.is_empty() {
-            return Err(("build".into(), "makepkg made no package".into()));
+            return Err(Stop::Failed(
+                "build".into(),
+                "makepkg made no package".into(),
+            ));
         }
         log(job, "build", &format!("packages: {}", packages.join(", "))).await;
 
@@ -221,15 +250,17 @@ impl ChrootDriver {
         root: &Path,
         pkgdir: &Path,
         conf: &Path,
-    ) -> Result<(), String> {
+    ) -> Result<(), Stop> {
+        let failed = |e: String| Stop::Failed("depends".to_owned(), e);
         let srcinfo = std::fs::read_to_string(pkgdir.join(".SRCINFO"))
-            .map_err(|e| format!("{}/.SRCINFO: {e}", job.package.pkgbase))?;
-        let meta = quarters_parsers::PkgBase::from_srcinfo(&srcinfo).map_err(|e| e.to_string())?;
+            .map_err(|e| failed(format!("{}/.SRCINFO: {e}", job.package.pkgbase)))?;
+        let meta =
+            quarters_parsers::PkgBase::from_srcinfo(&srcinfo).map_err(|e| failed(e.to_string()))?;
         let target = meta.targets.get(&job.package.arch).ok_or_else(|| {
-            format!(
+            failed(format!(
                 "{} does not build for {}",
                 job.package.pkgbase, job.package.arch
-            )
+            ))
         })?;
         let mut deps: Vec<String> = target
             .packages
@@ -261,11 +292,30 @@ impl ChrootDriver {
                 .args(args);
             cmd
         };
-        run_logged(job, "depends", pacman(&["-Sy"])).await?;
+        // The build repository being out of reach (the master restarting) is not the package's
+        // fault: try again for a while, then hand the package back.
+        let mut pause = FIRST_PAUSE;
+        for attempt in 1..=TRIES {
+            match run_logged(job, "depends", pacman(&["-Sy"])).await {
+                Ok(()) => break,
+                Err(e) if attempt == TRIES => {
+                    return Err(Stop::RetryLater(format!(
+                        "the build repository is out of reach: {e}"
+                    )));
+                }
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+            }
+        }
         // `pacman -T` prints the dependencies the root does not satisfy.
         let mut test = pacman(&["-T"]);
         test.args(&deps);
-        let out = test.output().await.map_err(|e| format!("pacman -T: {e}"))?;
+        let out = test
+            .output()
+            .await
+            .map_err(|e| failed(format!("pacman -T: {e}")))?;
         let missing: Vec<String> = String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(str::to_owned)
@@ -282,7 +332,7 @@ impl ChrootDriver {
         log(job, "depends", &format!("installing {}", missing.join(" "))).await;
         let mut install = pacman(&["-S", "--needed"]);
         install.args(&missing);
-        run_logged(job, "depends", install).await
+        run_logged(job, "depends", install).await.map_err(failed)
     }
 
     /// Runs `command` in a sandbox as `at` says, under the watchdog.
@@ -363,7 +413,7 @@ impl ChrootDriver {
                 r.max_rss_kb.max(watched.peak_rss_kb)
             }),
         };
-        let fail = |reason: String| Err((stage.to_owned(), reason));
+        let fail = |reason: String| Err(Stop::Failed(stage.to_owned(), reason));
         match ending {
             Ending::Hung(d) => fail(format!(
                 "hung: no new process and no CPU progress for {}",

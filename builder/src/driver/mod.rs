@@ -49,11 +49,21 @@ pub struct Job {
 pub struct Finished {
     /// `(stage, reason)` if it failed.
     pub failure: Option<(String, String)>,
+    /// Set when the build could not be done for reasons outside the package (the master
+    /// unreachable, say): the package is handed back, not failed.
+    pub retry_later: Option<String>,
     pub cpu_ms: Option<u64>,
     pub peak_memory_kb: Option<u64>,
 }
 
 impl Finished {
+    pub fn retry_later(reason: impl Into<String>) -> Self {
+        Finished {
+            retry_later: Some(reason.into()),
+            ..Finished::default()
+        }
+    }
+
     pub fn failed(stage: &str, reason: impl Into<String>) -> Self {
         Finished {
             failure: Some((stage.to_owned(), reason.into())),
@@ -75,31 +85,62 @@ pub async fn log(job: &Job, stage: &str, line: &str) {
     }
 }
 
-/// The `fetch` stage's first half, common to every driver: downloads the master's source
-/// tarball for `job` to `dest` and checks its sha256.
+/// Why the source could not be had.
+#[derive(Debug)]
+pub enum FetchError {
+    /// The master could not be reached: not the package's fault.
+    Unavailable(String),
+    /// What came is not what was announced.
+    Wrong(String),
+}
+
+/// How often reaching the master is tried before a build is handed back, and the first pause
+/// between tries (it doubles).
+pub const TRIES: u32 = 4;
+pub const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The first half of every driver's first stage: downloads the master's source tarball for
+/// `job` to `dest` (trying again while the master is unreachable) and checks its sha256.
 pub async fn fetch_source(
     job: &Job,
     master: &PeerClient,
     dest: &std::path::Path,
-) -> Result<(), String> {
+) -> Result<(), FetchError> {
+    use quarters_common::client::PeerError;
     let url = &job.package.source.url;
     let path = match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_owned(),
     };
-    let (sha256, size) = master
-        .download(&path, dest, 1 << 30)
-        .await
-        .map_err(|e| format!("downloading the source: {e}"))?;
+    let mut pause = FIRST_PAUSE;
+    let mut tries = 0;
+    let (sha256, size) = loop {
+        let _ = tokio::fs::remove_file(dest).await;
+        match master.download(&path, dest, 1 << 30).await {
+            Ok(done) => break done,
+            Err(e @ (PeerError::Unreachable { .. } | PeerError::Status { .. })) => {
+                tries += 1;
+                if tries >= TRIES {
+                    return Err(FetchError::Unavailable(format!(
+                        "downloading the source: {e}"
+                    )));
+                }
+                log(job, "prepare", &format!("{e}; trying again in {pause:?}")).await;
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(e) => return Err(FetchError::Wrong(format!("downloading the source: {e}"))),
+        }
+    };
     if sha256 != job.package.source.sha256 {
-        return Err(format!(
+        return Err(FetchError::Wrong(format!(
             "the source tarball has sha256 {sha256}, but the master announced {}",
             job.package.source.sha256
-        ));
+        )));
     }
     log(
         job,
-        "fetch",
+        "prepare",
         &format!("source {url}: {size} bytes, sha256 {sha256} as announced"),
     )
     .await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use quarters_common::client::PeerClient;
 
-use super::{Finished, Job, fetch_source, log};
+use super::{FetchError, Finished, Job, fetch_source, log};
 
 #[derive(Clone, Debug)]
 pub struct SimDriver {
@@ -26,9 +26,13 @@ impl SimDriver {
         stage("fetch");
         let source = job.dir.join("source.tar.gz");
         let _ = tokio::fs::remove_file(&source).await;
-        if let Err(e) = fetch_source(job, master, &source).await {
-            log(job, "fetch", &e).await;
-            return Finished::failed("fetch", e);
+        match fetch_source(job, master, &source).await {
+            Ok(()) => {}
+            Err(FetchError::Unavailable(e)) => return Finished::retry_later(e),
+            Err(FetchError::Wrong(e)) => {
+                log(job, "fetch", &e).await;
+                return Finished::failed("fetch", e);
+            }
         }
         stage("build");
         let wait =
@@ -49,9 +53,8 @@ impl SimDriver {
         )
         .await;
         Finished {
-            failure: None,
             cpu_ms: Some(0),
-            peak_memory_kb: None,
+            ..Finished::default()
         }
     }
 }

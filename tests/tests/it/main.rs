@@ -4,6 +4,7 @@ mod chroot_builds;
 mod config_errors;
 mod demo;
 mod e2e;
+mod e2e_faults;
 mod examples;
 mod farm_sim;
 mod master_crash;
