@@ -7,6 +7,7 @@
 pub mod builds;
 pub mod claims;
 pub mod config;
+pub mod dispatch;
 pub mod driver;
 pub mod mkroot;
 pub mod mounts;

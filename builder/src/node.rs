@@ -2,8 +2,7 @@
 //! claiming ready packages, renewing leases, running builds, and cleaning up what the master
 //! has judged.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::Hasher;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use quarters_common::api::v1::{
     ReadyPackage, Role,
 };
 use quarters_common::client::PeerClient;
+use quarters_common::counters::{CLAIM_ATTEMPTS, CLAIMS_WON};
 use quarters_common::follow::PeerEvent;
 use quarters_common::liveness::Liveness;
 use quarters_common::state::StatePublisher;
@@ -23,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::builds::{BuildStore, Record};
 use crate::claims::protocol::PeerTracker;
-use crate::claims::{Attempt, ClaimBook};
+use crate::claims::{Attempt, ClaimBook, Withdrawn};
 use crate::config::BuilderConfig;
+use crate::dispatch;
 use crate::driver::{Driver, Job};
 use crate::peers::Peers;
 
@@ -32,6 +33,9 @@ type Key = (String, String, String);
 
 /// After a failed claim attempt, the package is left alone this long.
 const BACKOFF: Duration = Duration::from_secs(3);
+/// After a collision (two builders committed at once and both may have withdrawn), the package
+/// is left alone between one and four times this long.
+const COLLISION_PAUSE: Duration = Duration::from_millis(20);
 /// After a build was handed back (the master out of reach), the package is left alone this long.
 const HAND_BACK_PAUSE: Duration = Duration::from_secs(10);
 
@@ -64,6 +68,16 @@ struct Model {
     builds: BTreeMap<String, Record>,
     running: u32,
     backoff: HashMap<Key, Instant>,
+    /// Ready packages assigned to other builders, and when this builder first saw them so.
+    deferred: HashMap<Key, Instant>,
+}
+
+/// What the scheduler should do next.
+enum Pick {
+    Now(Box<ReadyPackage>),
+    /// Nothing now; something may be worth trying then.
+    Later(Instant),
+    Nothing,
 }
 
 fn key_of(p: &ReadyPackage) -> Key {
@@ -85,12 +99,17 @@ impl Node {
                 name: config.master_name.to_string(),
                 url: config.master_url.clone(),
                 status: Liveness::Unknown.to_wire(),
+                slots: None,
             },
             claims: Vec::new(),
             builds: Vec::new(),
         };
         let publisher = StatePublisher::new(config.name.clone(), Role::Builder, &initial, 0);
-        let peers = Peers::new(config.name.clone(), config.identity.trust.clone());
+        let peers = Peers::new(
+            config.name.clone(),
+            config.identity.trust.clone(),
+            publisher.counters().clone(),
+        );
         let node = Arc::new_cyclic(|weak: &Weak<Node>| {
             let weak = weak.clone();
             let publish = Arc::new(move |claims: &[Claim]| {
@@ -166,6 +185,7 @@ impl Node {
                     .as_ref()
                     .unwrap_or(&Liveness::Unknown)
                     .to_wire(),
+                slots: None,
             },
             claims: model.claims.clone(),
             builds: model.builds.values().map(|r| r.build.clone()).collect(),
@@ -224,54 +244,81 @@ impl Node {
         self.publish();
     }
 
-    /// The next package to try, if a slot is free: among the highest-priority ready packages
-    /// this builder can build and nobody has committed to, the one that hashes highest with
-    /// this builder's name, so that idle builders spread over the top of the list instead of
-    /// all chasing its first entry.
-    fn pick(&self) -> Option<ReadyPackage> {
+    /// What to try next, if a slot is free. The ready packages this builder can build, that
+    /// nobody holds a claim on and that are not backed off, are shared out among the idle
+    /// builders ([`dispatch`]): this builder's own share is tried at once, another builder's
+    /// only after its takeover delay has passed since this builder first saw it.
+    fn pick(&self) -> Pick {
         let mut model = self.model();
         if model.running >= self.config.slots {
-            return None;
+            return Pick::Nothing;
         }
         let now = Instant::now();
         model.backoff.retain(|_, until| *until > now);
-        let master = model.master.as_ref()?;
-        let taken: Vec<Key> = master
+        let Model {
+            master,
+            claims,
+            backoff,
+            deferred,
+            running,
+            ..
+        } = &mut *model;
+        let Some(master) = master.as_ref() else {
+            return Pick::Nothing;
+        };
+        let taken: HashSet<Key> = master
             .claims
             .iter()
-            .filter(|c| c.phase >= ClaimPhase::Committed)
+            .filter(|c| c.phase >= ClaimPhase::Claimed)
             .map(|c| (c.pkgbase.clone(), c.version.clone(), c.arch.clone()))
+            .chain(claims.iter().map(crate::claims::review::key_of))
             .collect();
-        let builders_up = master
-            .builders
-            .iter()
-            .filter(|b| b.status.is_up())
-            .count()
-            .max(1);
-        let mine: Vec<Key> = model
-            .claims
-            .iter()
-            .map(crate::claims::review::key_of)
-            .collect();
+        let me = self.config.name.as_str();
+        let idle = dispatch::idle_builders(master, me, self.config.slots - *running);
+        let free: u32 = idle.iter().map(|b| b.free).sum();
         let candidates: Vec<&ReadyPackage> = master
             .ready
             .iter()
             .filter(|p| p.arch == "any" || self.config.arch.contains(&p.arch))
             .filter(|p| {
                 let k = key_of(p);
-                !taken.contains(&k) && !mine.contains(&k) && !model.backoff.contains_key(&k)
+                !taken.contains(&k) && !backoff.contains_key(&k)
             })
-            .take(builders_up)
+            .take(usize::try_from(free).unwrap_or(usize::MAX))
             .collect();
-        candidates
-            .into_iter()
-            .max_by_key(|p| rendezvous(self.config.name.as_str(), &p.pkgbase, &p.version))
-            .cloned()
+        let assigned = dispatch::assign(&candidates, &idle);
+        let mine = idle.iter().position(|b| b.name == me);
+        if let Some(i) = assigned.iter().position(|a| a.is_some() && *a == mine) {
+            return Pick::Now(Box::new(candidates[i].clone()));
+        }
+        // Nothing of this builder's own: take over what another has left too long.
+        deferred.retain(|k, _| candidates.iter().any(|p| key_of(p) == *k));
+        let mut next: Option<Instant> = None;
+        for p in &candidates {
+            let since = *deferred.entry(key_of(p)).or_insert(now);
+            let at = since + dispatch::takeover_delay(me, p, &idle);
+            if at <= now {
+                return Pick::Now(Box::new((*p).clone()));
+            }
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+        let backoff_ends = backoff.values().min().copied();
+        match (next, backoff_ends) {
+            (Some(a), Some(b)) => Pick::Later(a.min(b)),
+            (Some(t), None) | (None, Some(t)) => Pick::Later(t),
+            (None, None) => Pick::Nothing,
+        }
     }
 
-    /// Tries to claim and start builds until the slots are full or nothing is left to try.
-    async fn fill_slots(self: &Arc<Self>) {
-        while let Some(package) = self.pick() {
+    /// Tries to claim and start builds until the slots are full or nothing is left to try now;
+    /// returns when to look again if nothing else happens before.
+    async fn fill_slots(self: &Arc<Self>) -> Option<Instant> {
+        loop {
+            let package = match self.pick() {
+                Pick::Now(package) => *package,
+                Pick::Later(at) => return Some(at),
+                Pick::Nothing => return None,
+            };
             let key = key_of(&package);
             let ticket = random_ticket();
             let attempt = Attempt {
@@ -280,11 +327,24 @@ impl Node {
                 reads: &self.peers,
                 tracker: &self.tracker,
             };
+            self.publisher.counters().add(CLAIM_ATTEMPTS, 1);
             match attempt.run(&key, ticket).await {
-                Ok(()) => self.start(package),
+                Ok(()) => {
+                    self.publisher.counters().add(CLAIMS_WON, 1);
+                    self.model().deferred.remove(&key);
+                    self.start(package);
+                }
                 Err(why) => {
                     tracing::debug!(package = %package.pkgbase, "claim withdrawn: {why:?}");
-                    self.model().backoff.insert(key, Instant::now() + BACKOFF);
+                    let pause = match why {
+                        // The peer may have withdrawn too: try again soon, at a random moment
+                        // so that the two do not collide again.
+                        Withdrawn::Collided(_) => {
+                            COLLISION_PAUSE * (1 + (random_ticket() % 4) as u32)
+                        }
+                        Withdrawn::Conflict(_) | Withdrawn::Unreadable(_) => BACKOFF,
+                    };
+                    self.model().backoff.insert(key, Instant::now() + pause);
                 }
             }
         }
@@ -418,37 +478,24 @@ impl Node {
     /// Renews the claims' leases, cleans up judged builds and fills free slots, until `cancel`.
     pub async fn run_scheduler(self: Arc<Self>, cancel: CancellationToken) {
         let mut renew = tokio::time::interval(self.config.lease / 3);
+        let mut look_again: Option<Instant> = None;
         loop {
+            let timer = async {
+                match look_again {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = self.wake.notified() => {}
+                () = timer => {}
                 _ = renew.tick() => self.book().renew(),
             }
             self.clean_up();
-            self.fill_slots().await;
+            look_again = self.fill_slots().await;
         }
     }
-}
-
-/// Rendezvous hashing: a stable, well-spread order of packages per builder.
-fn rendezvous(me: &str, pkgbase: &str, version: &str) -> u64 {
-    // FNV-1a: stable across runs and machines, unlike the standard library's hasher.
-    struct Fnv(u64);
-    impl Hasher for Fnv {
-        fn finish(&self) -> u64 {
-            self.0
-        }
-        fn write(&mut self, bytes: &[u8]) {
-            for b in bytes {
-                self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-            }
-        }
-    }
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-    for part in [me, "\0", pkgbase, "\0", version] {
-        h.write(part.as_bytes());
-    }
-    h.finish()
 }
 
 fn random_ticket() -> u64 {

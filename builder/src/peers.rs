@@ -1,4 +1,9 @@
 //! Reading the other builders, whose list and addresses come from the master's state.
+//!
+//! A claim review reads every peer twice, so with N builders a claim costs 2(N-1) reads. Each
+//! read is conditional on the peer's last state seen: a peer whose claims have not changed since
+//! answers 304 with no body, and the claims remembered from that state are as fresh as a full
+//! read would have made them.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -7,6 +12,7 @@ use std::time::Duration;
 use quarters_common::NodeName;
 use quarters_common::api::v1::{BuilderState, Claim, PeerView, Role};
 use quarters_common::client::{ClientLimits, Fetched, PeerClient};
+use quarters_common::counters::{Counters, PEER_READS, PEER_READS_UNCHANGED};
 use quarters_common::tls::FarmTrust;
 
 use crate::claims::protocol::PeerReads;
@@ -19,15 +25,24 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Peers {
     me: NodeName,
     trust: FarmTrust,
-    clients: Mutex<BTreeMap<String, PeerClient>>,
+    clients: Mutex<BTreeMap<String, Peer>>,
+    counters: Counters,
+}
+
+#[derive(Debug, Clone)]
+struct Peer {
+    client: PeerClient,
+    /// The peer's claims as of the state with this entity tag.
+    last: Option<(String, Vec<Claim>)>,
 }
 
 impl Peers {
-    pub fn new(me: NodeName, trust: FarmTrust) -> Self {
+    pub fn new(me: NodeName, trust: FarmTrust, counters: Counters) -> Self {
         Peers {
             me,
             trust,
             clients: Mutex::new(BTreeMap::new()),
+            counters,
         }
     }
 
@@ -37,10 +52,10 @@ impl Peers {
             .clients
             .lock()
             .expect("no code panics while holding the peers");
-        clients.retain(|name, client| {
+        clients.retain(|name, peer| {
             builders
                 .iter()
-                .any(|b| &b.name == name && &b.url == client.base_url())
+                .any(|b| &b.name == name && &b.url == peer.client.base_url())
         });
         for b in builders {
             if b.name == self.me.as_str() || clients.contains_key(&b.name) {
@@ -56,17 +71,34 @@ impl Peers {
             };
             clients.insert(
                 b.name.clone(),
-                PeerClient::new(&self.trust, name, b.url.clone(), limits),
+                Peer {
+                    client: PeerClient::new(&self.trust, name, b.url.clone(), limits),
+                    last: None,
+                },
             );
         }
     }
 
-    fn client(&self, peer: &str) -> Option<PeerClient> {
+    fn peer(&self, name: &str) -> Option<Peer> {
         self.clients
             .lock()
             .expect("no code panics while holding the peers")
-            .get(peer)
+            .get(name)
             .cloned()
+    }
+
+    fn remember(&self, name: &str, client: &PeerClient, etag: String, claims: &[Claim]) {
+        let mut clients = self
+            .clients
+            .lock()
+            .expect("no code panics while holding the peers");
+        // The peer may have been replaced (a new URL) while the read ran: remember only for the
+        // client that read.
+        if let Some(peer) = clients.get_mut(name)
+            && peer.client.base_url() == client.base_url()
+        {
+            peer.last = Some((etag, claims.to_vec()));
+        }
     }
 }
 
@@ -80,16 +112,28 @@ impl PeerReads for Peers {
             .collect()
     }
 
-    async fn read(&self, peer: &str) -> Result<Vec<Claim>, String> {
-        let client = self
-            .client(peer)
-            .ok_or_else(|| format!("{peer} is no longer listed"))?;
-        match client
-            .state::<BuilderState>(Role::Builder, None, Duration::ZERO)
+    async fn read(&self, name: &str) -> Result<Vec<Claim>, String> {
+        let peer = self
+            .peer(name)
+            .ok_or_else(|| format!("{name} is no longer listed"))?;
+        self.counters.add(PEER_READS, 1);
+        let etag = peer.last.as_ref().map(|(etag, _)| etag.as_str());
+        match peer
+            .client
+            .state::<BuilderState>(Role::Builder, etag, Duration::ZERO)
             .await
         {
-            Ok(Fetched::New { state, .. }) => Ok(state.content.claims),
-            Ok(Fetched::Unchanged) => Err(format!("{peer} answered 304 to an unconditional read")),
+            Ok(Fetched::New { state, etag }) => {
+                self.remember(name, &peer.client, etag, &state.content.claims);
+                Ok(state.content.claims)
+            }
+            Ok(Fetched::Unchanged) => {
+                self.counters.add(PEER_READS_UNCHANGED, 1);
+                match peer.last {
+                    Some((_, claims)) => Ok(claims),
+                    None => Err(format!("{name} answered 304 to an unconditional read")),
+                }
+            }
             Err(e) => Err(e.to_string()),
         }
     }

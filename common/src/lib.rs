@@ -7,6 +7,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod counters;
 pub mod follow;
 pub mod fsutil;
 pub mod liveness;

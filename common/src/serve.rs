@@ -136,6 +136,7 @@ pub async fn serve_node(
         }
     };
     tracing::info!(node = %identity.name, "serving https://{}/v1/state", listener.local_addr()?);
+    let app = crate::counters::count_requests(app, state.counters().clone());
     let served = serve(
         listener,
         identity.server_config(),

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::v1::{API_VERSION, Envelope, HEALTH_PATH, Health, MAX_WAIT_SECS, Role, STATE_PATH};
+use crate::counters::Counters;
 use crate::name::NodeName;
 
 /// One published version of a node's state.
@@ -54,6 +55,7 @@ struct Inner {
     started_at: OffsetDateTime,
     tx: watch::Sender<Arc<Snapshot>>,
     closed: CancellationToken,
+    counters: Counters,
 }
 
 impl StatePublisher {
@@ -78,6 +80,7 @@ impl StatePublisher {
                 started_at,
                 tx,
                 closed: CancellationToken::new(),
+                counters: Counters::default(),
             }),
         }
     }
@@ -112,6 +115,11 @@ impl StatePublisher {
     /// Waits for a publication after the one a receiver last saw.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.inner.tx.subscribe()
+    }
+
+    /// The node's counters, reported by `GET /v1/health`.
+    pub fn counters(&self) -> &Counters {
+        &self.inner.counters
     }
 
     pub fn node(&self) -> &NodeName {
@@ -261,6 +269,7 @@ async fn get_health(State(publisher): State<StatePublisher>) -> Json<Health> {
         node: publisher.inner.node.to_string(),
         role: publisher.inner.role,
         generation: publisher.current().generation,
+        counters: publisher.inner.counters.snapshot(),
     })
 }
 

@@ -81,6 +81,7 @@ fn main() {
             failed: &failed,
             claimed: &claimed,
             durations: &durations,
+            history: &HashMap::new(),
             default_ms: 60_000,
         })
     };

@@ -98,6 +98,10 @@ pub struct BuildsSection {
     /// every change).
     #[serde(default = "default_poll")]
     pub poll_interval: u64,
+    /// A build-history CSV (`pkgname` and `duration` in milliseconds, matched against pkgbases)
+    /// that seeds expected durations until the farm has accepted builds of its own.
+    #[serde(default)]
+    pub history: Option<PathBuf>,
 }
 
 impl Default for BuildsSection {
@@ -107,6 +111,7 @@ impl Default for BuildsSection {
             max_log_size: default_max_log(),
             default_estimate: default_estimate(),
             poll_interval: default_poll(),
+            history: None,
         }
     }
 }
@@ -179,6 +184,8 @@ pub struct MasterConfig {
     pub max_artifact_size: u64,
     pub max_log_size: u64,
     pub default_estimate: Duration,
+    /// Expected durations by pkgbase, in milliseconds, from `builds.history`.
+    pub history: std::collections::HashMap<String, u64>,
     pub poll_interval: Duration,
     pub identity: Identity,
     pub sources: Vec<SourceSpec>,
@@ -277,6 +284,11 @@ impl MasterConfig {
                 .map_err(|e| ConfigError::invalid(path, "build_root.template", e))?;
             build_root.extend(names);
         }
+        let history = match &file.builds.history {
+            Some(history) => crate::history::read(&config::resolve(path, history))
+                .map_err(|e| ConfigError::invalid(path, "builds.history", e.to_string()))?,
+            None => std::collections::HashMap::new(),
+        };
         let url = config::https_base_url(path, "url", &file.url)?;
         let identity = file.tls.load_identity(path, &file.name)?;
         Ok(MasterConfig {
@@ -290,6 +302,7 @@ impl MasterConfig {
             max_artifact_size: file.builds.max_artifact_size,
             max_log_size: file.builds.max_log_size,
             default_estimate: Duration::from_secs(file.builds.default_estimate),
+            history,
             poll_interval: Duration::from_secs(file.builds.poll_interval.max(1)),
             state_dir: config::resolve(path, &file.state_dir),
             identity,

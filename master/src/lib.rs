@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod examples;
+pub mod history;
 pub mod localfarm;
 pub mod node;
 pub mod plan;
@@ -16,6 +17,7 @@ pub mod pull;
 pub mod repo;
 pub mod scan;
 pub mod server;
+pub mod simulate;
 pub mod spool;
 
 use std::future::Future;
@@ -34,7 +36,7 @@ use crate::node::Master;
 use crate::repo::Repos;
 
 /// How long the planner lets a burst of changes gather before recomputing.
-const REPLAN_SETTLE: Duration = Duration::from_millis(20);
+const REPLAN_SETTLE: Duration = Duration::from_millis(5);
 /// How often builds whose pull failed are tried again, and lapsed claims noticed.
 const RETRY_PULLS: Duration = Duration::from_secs(2);
 
@@ -143,6 +145,10 @@ async fn plan_loop(master: Arc<Master>, cancel: CancellationToken) {
                 master.replan_now();
                 // A new plan may make builds judgeable that were not (the first scan, say).
                 master.judge_finished_builds();
+            }
+            () = master.republish_requested() => {
+                tokio::time::sleep(REPLAN_SETTLE).await;
+                master.republish_now();
             }
             _ = retry.tick() => {
                 // Claims lapse with time alone (a dead builder renews nothing): replan now and

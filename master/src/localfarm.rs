@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use quarters_common::NodeName;
-use quarters_common::api::v1::{HEALTH_PATH, MasterState, Role};
+use quarters_common::api::v1::{HEALTH_PATH, Health, MasterState, Role};
 use quarters_common::client::{ClientLimits, Fetched, PeerClient};
 use quarters_common::pki;
 use quarters_common::tls::FarmTrust;
@@ -134,6 +134,13 @@ impl LocalFarm {
         )
     }
 
+    /// What `node` says of itself at `GET /v1/health`, counters included.
+    pub async fn health(&self, node: &LocalNode) -> anyhow::Result<Health> {
+        let body = self.client(node).get_bytes(HEALTH_PATH, 1 << 20).await?;
+        serde_json::from_slice(&body)
+            .with_context(|| format!("reading the health of {}", node.name))
+    }
+
     /// Waits until every node answers its health probe.
     pub async fn wait_healthy(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -240,6 +247,11 @@ impl LocalFarm {
         Ok(())
     }
 
+    /// The master's state directory: its database, repositories and spool.
+    pub fn master_state_dir(&self) -> PathBuf {
+        state_dir_of(&self.dir, &self.master.name)
+    }
+
     /// Every node, master first.
     pub fn nodes(&self) -> impl Iterator<Item = &LocalNode> {
         std::iter::once(&self.master).chain(&self.builders)
@@ -269,6 +281,33 @@ impl LocalNode {
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(Child::id)
+    }
+
+    /// CPU time (user and system) the running process has used, from /proc.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let pid = self
+            .pid()
+            .with_context(|| format!("{} is not running", self.name))?;
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .with_context(|| format!("reading /proc/{pid}/stat"))?;
+        // Fields after the command name, which is in parentheses and may hold spaces: utime and
+        // stime are the 14th and 15th fields of the whole line, the 12th and 13th after it.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| -> anyhow::Result<u64> {
+            Ok(fields
+                .get(i)
+                .with_context(|| format!("/proc/{pid}/stat has too few fields"))?
+                .parse()?)
+        };
+        let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?
+            .filter(|t| *t > 0)
+            .unwrap_or(100) as f64;
+        Ok(Duration::from_secs_f64(
+            (ticks(11)? + ticks(12)?) as f64 / per_second,
+        ))
     }
 
     fn exited(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
@@ -306,6 +345,21 @@ impl LocalNode {
         }
         Ok(())
     }
+}
+
+/// Whether the farm has nothing left to do: every source scanned, and no package waiting, ready
+/// or being built (what is left is built, failed or blocked).
+pub fn settled(state: &MasterState) -> bool {
+    let scanned = !state.sources.is_empty() && state.sources.iter().all(|s| s.revision.is_some());
+    let pending: u64 = ["waiting", "ready", "claimed"]
+        .iter()
+        .filter_map(|k| state.counts.get(*k))
+        .sum();
+    scanned && !state.counts.is_empty() && pending == 0
+}
+
+fn state_dir_of(dir: &Path, name: &NodeName) -> PathBuf {
+    dir.join(format!("{name}-state"))
 }
 
 /// The last lines of a log, for an error message.

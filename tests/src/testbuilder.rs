@@ -102,6 +102,7 @@ impl TestBuilder {
                 name: "master".into(),
                 url: master.clone(),
                 status: PeerStatus::Unknown,
+                slots: None,
             },
             claims: Vec::new(),
             builds: Vec::new(),

@@ -140,7 +140,12 @@ const DEAD_AFTER_FAILURES: u32 = 3;
 /// Why an attempt gave up. The claim is withdrawn in every case.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Withdrawn {
+    /// A peer had committed to the package, or claimed it with a winning ticket, before this
+    /// builder committed: the peer goes on.
     Conflict(String),
+    /// A peer committed at about the same time as this builder (step 3): the peer may have
+    /// seen this builder's commit and withdrawn too, so the package may be left unclaimed.
+    Collided(String),
     /// A peer could not be read and may still be alive.
     Unreadable(String),
 }
@@ -170,8 +175,12 @@ impl<R: PeerReads> Attempt<'_, R> {
             .map_err(conflict)?;
         self.book().set_phase(key, ClaimPhase::Committed, None);
         let peers = self.read_all().await?;
-        review::after_committing(self.me, key, &peers, Instant::now().into_std())
-            .map_err(conflict)?;
+        review::after_committing(self.me, key, &peers, Instant::now().into_std()).map_err(|c| {
+            match conflict(c) {
+                Withdrawn::Conflict(why) => Withdrawn::Collided(why),
+                other => other,
+            }
+        })?;
         Ok(())
     }
 

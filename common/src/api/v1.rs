@@ -74,6 +74,10 @@ pub struct Health {
     pub node: String,
     pub role: Role,
     pub generation: u64,
+    /// What the node has done since it started: `requests` served, and the role's own counts
+    /// (a builder's `claim-attempts` and `peer-reads`, say).
+    #[serde(default)]
+    pub counters: std::collections::BTreeMap<String, u64>,
 }
 
 /// How a node last found one of its peers.
@@ -108,6 +112,10 @@ pub struct PeerView {
     pub url: Url,
     #[serde(flatten)]
     pub status: PeerStatus,
+    /// A builder's build slots, as it last published them: in the master's list of builders,
+    /// so that idle builders can share out the ready list without asking each other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<u32>,
 }
 
 /// The master's content.
@@ -118,7 +126,8 @@ pub struct MasterState {
     /// Every package source, with the revision the master has scanned.
     #[serde(default)]
     pub sources: Vec<SourceView>,
-    /// Packages whose dependencies are all in a binary repository, highest priority first.
+    /// Packages whose dependencies are all in a binary repository, highest priority first:
+    /// the top of the list, a few per builder slot (`counts["ready"]` says how many in all).
     #[serde(default)]
     pub ready: Vec<ReadyPackage>,
     /// Claims the master has seen on builders, committed ones first.
@@ -353,6 +362,7 @@ mod tests {
                         since,
                         error: "connection refused".to_owned(),
                     },
+                    slots: None,
                 }],
                 ..MasterState::default()
             },

@@ -1,5 +1,5 @@
 //! `quartersctl`: the farm's command line: PKI, the master's spool (promote, retry, status,
-//! why), and a local demo farm.
+//! why), a local demo farm, and the scheduling simulator.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +9,7 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use quarters_common::api::v1::ctl::Command as CtlCommand;
 use quarters_common::{NodeName, pki};
 use quarters_master::demo::{self, DemoOptions};
+use quarters_master::simulate::{self, SimulateOptions};
 
 /// Command line for a Quarters build farm.
 #[derive(Parser, Debug)]
@@ -74,6 +75,50 @@ enum Command {
         /// Stop once everything is built and promoted.
         #[arg(long)]
         exit_when_done: bool,
+    },
+    /// Measures scheduling on a dependency graph: policies against the lower bound without a
+    /// network, then a real farm (master and N simulated builders over HTTPS on loopback).
+    Simulate {
+        /// `A -> B` lines: A is built before B.
+        #[arg(long)]
+        depgraph: PathBuf,
+        /// Build times: a CSV with `pkgname` and `duration` (milliseconds) columns.
+        #[arg(long)]
+        history: Option<PathBuf>,
+        #[arg(long, default_value_t = 8)]
+        builders: usize,
+        /// Simulated builds take their recorded time multiplied by this.
+        #[arg(long, default_value_t = 0.002)]
+        time_scale: f64,
+        /// Only compare scheduling policies; start no farm.
+        #[arg(long)]
+        schedule_only: bool,
+        /// Seconds to watch the farm idle after the build, measuring what polling costs.
+        #[arg(long, default_value_t = 0)]
+        idle: u64,
+        /// Directory for the farm's files (default: a temporary one).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Keep the temporary directory.
+        #[arg(long)]
+        keep: bool,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Writes a synthetic dependency graph and build history, in the formats `simulate` reads,
+    /// larger than any real one at hand.
+    GenerateGraph {
+        #[arg(long)]
+        packages: usize,
+        /// Dependency cycles to plant.
+        #[arg(long, default_value_t = 0)]
+        cycles: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Directory to write `depgraph` and `history.csv` into.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -154,7 +199,10 @@ enum CertCommand {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if matches!(args.command, Command::Demo { .. }) {
+    if matches!(
+        args.command,
+        Command::Demo { .. } | Command::Simulate { .. }
+    ) {
         quarters_common::telemetry::init();
     }
     match run(args) {
@@ -220,6 +268,47 @@ fn run(args: Args) -> anyhow::Result<bool> {
             };
             tokio::runtime::Runtime::new()?
                 .block_on(demo::run(&options, quarters_common::shutdown::signal()))?;
+        }
+        Command::GenerateGraph {
+            packages,
+            cycles,
+            seed,
+            out,
+        } => {
+            std::fs::create_dir_all(&out)
+                .map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
+            let shape = simulate::generate::Shape {
+                packages,
+                cycles,
+                seed,
+            };
+            let (graph, history) = simulate::generate::write(&out, shape)?;
+            println!("{}\n{}", graph.display(), history.display());
+        }
+        Command::Simulate {
+            depgraph,
+            history,
+            builders,
+            time_scale,
+            schedule_only,
+            idle,
+            dir,
+            keep,
+            json,
+        } => {
+            let options = SimulateOptions {
+                depgraph,
+                history,
+                builders,
+                time_scale,
+                schedule_only,
+                dir,
+                keep,
+                idle: Duration::from_secs(idle),
+                json,
+            };
+            tokio::runtime::Runtime::new()?
+                .block_on(simulate::run(&options, quarters_common::shutdown::signal()))?;
         }
     }
     Ok(true)

@@ -62,6 +62,8 @@ pub struct BuildRow {
     pub peak_memory_kb: Option<u64>,
     /// Where the master keeps the build's logs.
     pub log_dir: Option<String>,
+    /// When the build started, by its builder's clock.
+    pub started_at: Option<OffsetDateTime>,
 }
 
 /// A failed build, as the planner and the published state need it.
@@ -128,9 +130,16 @@ fn repo_str(r: RepoKind) -> &'static str {
 }
 
 fn now() -> String {
-    OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
+    format_time(OffsetDateTime::now_utc())
+}
+
+fn format_time(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
         .expect("RFC 3339 always formats")
+}
+
+fn parse_time(t: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
 }
 
 impl Db {
@@ -265,24 +274,29 @@ impl Db {
 
     /// The builds recorded for `pkgbase`, newest first.
     pub fn builds_of(&self, pkgbase: &str, limit: usize) -> Result<Vec<BuildRow>, DbError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT builder, build_id, pkgbase, version, arch, verdict, reason, wall_ms, cpu_ms, peak_memory_kb, log_dir
-             FROM builds WHERE pkgbase = ?1 ORDER BY id DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![pkgbase, limit as i64], |r| {
-            Ok(BuildRow {
-                builder: r.get(0)?,
-                build_id: r.get(1)?,
-                pkgbase: r.get(2)?,
-                version: r.get(3)?,
-                arch: r.get(4)?,
-                verdict: VerdictKind::parse(&r.get::<_, String>(5)?),
-                reason: r.get(6)?,
-                wall_ms: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
-                cpu_ms: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
-                peak_memory_kb: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
-                log_dir: r.get(10)?,
-            })
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {BUILD_COLUMNS} FROM builds WHERE pkgbase = ?1 ORDER BY id DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![pkgbase, limit as i64], build_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every build recorded, oldest first, with when its verdict was recorded: the farm's
+    /// timeline, as the simulator measures it.
+    pub fn timeline(&self) -> Result<Vec<(BuildRow, OffsetDateTime)>, DbError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {BUILD_COLUMNS}, recorded_at FROM builds ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([], |r| {
+            let recorded: String = r.get(12)?;
+            let recorded = parse_time(&recorded).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    12,
+                    rusqlite::types::Type::Text,
+                    format!("recorded_at {recorded:?} is not RFC 3339").into(),
+                )
+            })?;
+            Ok((build_row(r)?, recorded))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -401,10 +415,30 @@ impl Db {
     }
 }
 
+const BUILD_COLUMNS: &str = "builder, build_id, pkgbase, version, arch, verdict, reason, wall_ms, cpu_ms, peak_memory_kb, log_dir, started_at";
+
+/// A [`BuildRow`] from the first columns of a row, in the order of [`BUILD_COLUMNS`].
+fn build_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRow> {
+    Ok(BuildRow {
+        builder: r.get(0)?,
+        build_id: r.get(1)?,
+        pkgbase: r.get(2)?,
+        version: r.get(3)?,
+        arch: r.get(4)?,
+        verdict: VerdictKind::parse(&r.get::<_, String>(5)?),
+        reason: r.get(6)?,
+        wall_ms: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+        cpu_ms: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+        peak_memory_kb: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
+        log_dir: r.get(10)?,
+        started_at: r.get::<_, Option<String>>(11)?.and_then(|t| parse_time(&t)),
+    })
+}
+
 fn insert_build(conn: &Connection, row: &BuildRow) -> Result<(), rusqlite::Error> {
     conn.execute(
-        "INSERT INTO builds (builder, build_id, pkgbase, version, arch, verdict, reason, recorded_at, wall_ms, cpu_ms, peak_memory_kb, log_dir)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+        "INSERT INTO builds (builder, build_id, pkgbase, version, arch, verdict, reason, recorded_at, wall_ms, cpu_ms, peak_memory_kb, log_dir, started_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT (builder, build_id) DO NOTHING",
         params![
             row.builder,
@@ -419,6 +453,7 @@ fn insert_build(conn: &Connection, row: &BuildRow) -> Result<(), rusqlite::Error
             row.cpu_ms.map(|v| v as i64),
             row.peak_memory_kb.map(|v| v as i64),
             row.log_dir,
+            row.started_at.map(format_time),
         ],
     )?;
     Ok(())

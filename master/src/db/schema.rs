@@ -2,9 +2,10 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[
-    // 1: builds, repositories, promotions, events.
-    "CREATE TABLE builds (
+const MIGRATIONS: &[&str] = &[FIRST, SECOND];
+
+/// 1: builds, repositories, promotions, events.
+pub(super) const FIRST: &str = "CREATE TABLE builds (
         id INTEGER PRIMARY KEY,
         builder TEXT NOT NULL,
         build_id TEXT NOT NULL,
@@ -47,8 +48,10 @@ const MIGRATIONS: &[&str] = &[
         subject TEXT,
         message TEXT NOT NULL
     );
-    CREATE INDEX events_by_subject ON events (subject);",
-];
+    CREATE INDEX events_by_subject ON events (subject);";
+
+/// 2: when each build started, by its builder's clock, to measure how long packages wait.
+const SECOND: &str = "ALTER TABLE builds ADD COLUMN started_at TEXT;";
 
 /// Brings the database up to the newest schema.
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {

@@ -13,6 +13,7 @@ fn row(builder: &str, id: &str, verdict: VerdictKind) -> BuildRow {
         cpu_ms: Some(900),
         peak_memory_kb: Some(2048),
         log_dir: None,
+        started_at: Some(time::macros::datetime!(2026-11-21 10:00:00.123456 UTC)),
     }
 }
 
@@ -77,7 +78,8 @@ fn failures_hold_until_retried() {
     assert_eq!(db.retry("foo").unwrap(), 1);
     assert!(db.failures().unwrap().is_empty());
     assert_eq!(db.retry("foo").unwrap(), 0);
-    assert_eq!(db.builds_of("foo", 10).unwrap().len(), 1);
+    let builds = db.builds_of("foo", 10).unwrap();
+    assert_eq!(builds, [row("b1", "1", VerdictKind::Failed)]);
     assert_eq!(db.events_of("foo", 10).unwrap()[0].1, "retry");
 }
 
@@ -117,4 +119,35 @@ fn reopening_keeps_everything() {
         db.is_accepted(&("foo".into(), "1-1".into(), "x86_64".into()))
             .unwrap()
     );
+}
+
+#[test]
+fn a_database_of_the_first_schema_gains_the_start_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("master.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(super::schema::FIRST).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO builds (builder, build_id, pkgbase, version, arch, verdict, recorded_at)
+             VALUES ('b1', '1', 'foo', '1-1', 'x86_64', 'accepted', '2026-01-01T00:00:00Z')",
+            [],
+        )
+        .unwrap();
+    }
+    let mut db = Db::open(&path).unwrap();
+    assert_eq!(db.builds_of("foo", 10).unwrap()[0].started_at, None);
+    let mut newer = row("b1", "2", VerdictKind::Failed);
+    newer.version = "2-1".into();
+    db.record_build(&newer).unwrap();
+    assert_eq!(db.builds_of("foo", 1).unwrap(), [newer.clone()]);
+    let timeline = db.timeline().unwrap();
+    assert_eq!(timeline.len(), 2);
+    assert_eq!(
+        timeline[0].1,
+        time::macros::datetime!(2026-01-01 00:00:00 UTC)
+    );
+    assert_eq!(timeline[1].0, newer);
+    assert!(timeline[1].1 > timeline[0].1);
 }

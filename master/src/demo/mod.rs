@@ -7,7 +7,7 @@
 //! `quarters-builder mkroot`); otherwise they are simulated, and the demo says so.
 
 mod report;
-mod source;
+pub(crate) mod source;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -116,8 +116,8 @@ pub async fn run(options: &DemoOptions, shutdown: impl Future<Output = ()>) -> a
         outcome = report::follow_until_done(&farm, started) => Some(outcome?),
     };
     if let Some(done) = &outcome {
-        let promoted = report::promote(&dir, &done.built).await;
-        report::summary(&farm, &dir, done, &promoted);
+        let promoted = report::promote(&farm, &done.built).await;
+        report::summary(&farm, done, &promoted);
         if !options.exit_when_done {
             println!("The farm goes on serving; Ctrl-C stops it.");
             loop {

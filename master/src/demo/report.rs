@@ -22,8 +22,6 @@ pub struct Done {
     pub makespan: Duration,
 }
 
-const PENDING: [&str; 3] = ["waiting", "ready", "claimed"];
-
 /// Prints progress until every package is built, failed or blocked.
 pub async fn follow_until_done(farm: &LocalFarm, started: Instant) -> anyhow::Result<Done> {
     let client = farm.client(&farm.master);
@@ -80,14 +78,11 @@ pub async fn follow_until_done(farm: &LocalFarm, started: Instant) -> anyhow::Re
             println!("[{:>6.1} s] {status}", started.elapsed().as_secs_f64());
         }
         last_status = status;
-        let scanned =
-            !state.sources.is_empty() && state.sources.iter().all(|s| s.revision.is_some());
-        let pending: u64 = PENDING.iter().filter_map(|k| state.counts.get(*k)).sum();
-        if scanned && !state.counts.is_empty() && pending == 0 {
+        if crate::localfarm::settled(&state) {
             if tty {
                 println!();
             }
-            let built = built_packages(&farm.dir)?;
+            let built = built_packages(&farm.master_state_dir())?;
             return Ok(Done {
                 state,
                 built,
@@ -125,8 +120,8 @@ fn status(state: &MasterState) -> String {
 }
 
 /// The pkgbases in the build repository, from the master's database (the demo runs beside it).
-fn built_packages(dir: &Path) -> anyhow::Result<Vec<String>> {
-    let db = crate::db::Db::open(&dir.join("master-state/master.sqlite"))?;
+fn built_packages(state_dir: &Path) -> anyhow::Result<Vec<String>> {
+    let db = crate::db::Db::open(&state_dir.join("master.sqlite"))?;
     let mut names: Vec<String> = db
         .repo_entries()?
         .into_iter()
@@ -139,11 +134,11 @@ fn built_packages(dir: &Path) -> anyhow::Result<Vec<String>> {
 }
 
 /// Promotes everything built, with its dependencies, through the master's spool.
-pub async fn promote(dir: &Path, built: &[String]) -> Result<String, String> {
+pub async fn promote(farm: &LocalFarm, built: &[String]) -> Result<String, String> {
     if built.is_empty() {
         return Ok("nothing to promote\n".to_owned());
     }
-    let spool = crate::spool::spool_dir(&dir.join("master-state"));
+    let spool = crate::spool::spool_dir(&farm.master_state_dir());
     let command = Command::Promote {
         packages: built.to_vec(),
         with_deps: true,
@@ -162,7 +157,7 @@ pub async fn promote(dir: &Path, built: &[String]) -> Result<String, String> {
 }
 
 /// Prints what happened, and where to look.
-pub fn summary(farm: &LocalFarm, dir: &Path, done: &Done, promoted: &Result<String, String>) {
+pub fn summary(farm: &LocalFarm, done: &Done, promoted: &Result<String, String>) {
     let by_state = |state: &str| -> Vec<String> {
         done.state
             .problems
@@ -216,6 +211,6 @@ pub fn summary(farm: &LocalFarm, dir: &Path, done: &Done, promoted: &Result<Stri
     );
     println!(
         "  quartersctl status --spool {}",
-        crate::spool::spool_dir(&dir.join("master-state")).display()
+        crate::spool::spool_dir(&farm.master_state_dir()).display()
     );
 }

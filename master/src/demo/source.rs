@@ -41,7 +41,8 @@ pub fn prepare(spec: Option<&SourceSpec>, dir: &Path) -> anyhow::Result<String> 
         None => {
             let packages = dir.join("packages");
             crate::examples::write(&packages).context("writing the example packages")?;
-            commit_all(&packages).context("making a git repository of the examples")?;
+            commit_all(&packages, "The Quarters example packages")
+                .context("making a git repository of the examples")?;
             "[[source]]\nname = \"examples\"\nkind = \"git\"\npath = \"packages\"\n".to_owned()
         }
         Some(SourceSpec::Git(path)) => {
@@ -68,21 +69,14 @@ fn toml_string(s: &str) -> String {
 }
 
 /// `git init` and commit everything in `dir`, with git2.
-fn commit_all(dir: &Path) -> Result<(), git2::Error> {
+pub(crate) fn commit_all(dir: &Path, message: &str) -> Result<(), git2::Error> {
     let repo = git2::Repository::init(dir)?;
     let mut index = repo.index()?;
     index.add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)?;
     index.write()?;
     let tree = repo.find_tree(index.write_tree()?)?;
-    let sig = git2::Signature::now("Quarters demo", "demo@quarters.invalid")?;
-    repo.commit(
-        Some("HEAD"),
-        &sig,
-        &sig,
-        "The Quarters example packages",
-        &tree,
-        &[],
-    )?;
+    let sig = git2::Signature::now("Quarters", "quarters@quarters.invalid")?;
+    repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[])?;
     Ok(())
 }
 

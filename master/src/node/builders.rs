@@ -19,7 +19,8 @@ impl Master {
     fn builder_event(self: &Arc<Self>, index: usize, event: PeerEvent<BuilderState>) {
         let mut model = self.model();
         let slot = &mut model.builders[index];
-        if slot.liveness.observe(&event) {
+        let liveness_changed = slot.liveness.observe(&event);
+        if liveness_changed {
             match &slot.liveness {
                 Liveness::Down { error, .. } => {
                     tracing::warn!(builder = %slot.name, "builder down: {error}");
@@ -28,13 +29,23 @@ impl Master {
                 Liveness::Unknown => {}
             }
         }
+        let committed_before = slot.committed();
         if let PeerEvent::State(state) = event {
             slot.state = Some(state.content);
             slot.read_at = Some(std::time::Instant::now());
         }
+        // Most of a builder's changes (a build's stage, a lease renewed, a claim being made)
+        // leave the plan as it was: only what it has committed to counts there. Those are
+        // published without planning again, which at thousands of packages is what the
+        // master's CPU time would otherwise go to.
+        let replan = liveness_changed || slot.committed() != committed_before;
         drop(model);
         self.judge_finished_builds();
-        self.request_replan();
+        if replan {
+            self.request_replan();
+        } else {
+            self.request_republish();
+        }
     }
 
     /// Starts judging every finished build a builder shows that has no verdict yet.
@@ -91,6 +102,7 @@ impl Master {
             cpu_ms: build.cpu_ms,
             peak_memory_kb: build.peak_memory_kb,
             log_dir: None,
+            started_at: Some(build.started_at),
         };
         let unit = self.model().plan.unit(&build.pkgbase, &build.arch).cloned();
         let key = (
@@ -251,8 +263,10 @@ impl Master {
                 return;
             }
         }
+        // The database stays locked until the files are rewritten: a plan reads the build
+        // repository from SQLite, and must not publish a package as ready before the
+        // dependency it just gained is in the files pacman reads.
         let all = db.repo_entries();
-        drop(db);
         tracing::info!(builder = %row.builder, build = %row.build_id, "accepted {} {} ({})", row.pkgbase, row.version, row.arch);
         match all {
             Ok(all) => {
@@ -268,6 +282,7 @@ impl Master {
             }
             Err(e) => tracing::error!("reading the repositories: {e}"),
         }
+        drop(db);
     }
 }
 

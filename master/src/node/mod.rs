@@ -41,6 +41,7 @@ pub struct Master {
     pub repos: Repos,
     publisher: StatePublisher,
     replan: Notify,
+    republish: Notify,
     tarballs: Vec<mpsc::Sender<TarballRequest>>,
 }
 
@@ -54,6 +55,8 @@ struct Model {
     plan_complete: bool,
     tarballs: HashMap<TarballKey, Tarball>,
     requested: HashSet<TarballKey>,
+    /// Every waiting package had its tarball made, as of the sources' last change.
+    tarballs_ahead_done: bool,
     /// Builds being pulled or judged now: `(builder, build id)`.
     in_flight: HashSet<(String, String)>,
 }
@@ -70,6 +73,15 @@ struct BuilderSlot {
 }
 
 impl BuilderSlot {
+    /// What the builder has committed to (or finished), as the plan counts it.
+    fn committed(&self) -> std::collections::BTreeSet<UnitKey> {
+        use quarters_common::api::v1::ClaimPhase;
+        self.live_claims()
+            .filter(|c| c.phase >= ClaimPhase::Committed)
+            .map(|c| (c.pkgbase.clone(), c.version.clone(), c.arch.clone()))
+            .collect()
+    }
+
     /// The builder's claims that have not lapsed.
     fn live_claims(&self) -> impl Iterator<Item = &quarters_common::api::v1::Claim> {
         let now = std::time::Instant::now();
@@ -146,6 +158,7 @@ impl Master {
             repos,
             publisher,
             replan: Notify::new(),
+            republish: Notify::new(),
             tarballs,
         });
         master.replan_now();
@@ -176,6 +189,33 @@ impl Master {
     /// Waits for the next replan request.
     pub async fn replan_requested(&self) {
         self.replan.notified().await;
+    }
+
+    /// Asks for the state to be published again soon, with the plan as it is.
+    pub fn request_republish(&self) {
+        self.republish.notify_one();
+    }
+
+    /// Waits for the next republish request.
+    pub async fn republish_requested(&self) {
+        self.republish.notified().await;
+    }
+
+    /// Publishes the master's state from the current plan and what the builders show.
+    pub fn republish_now(&self) {
+        let model = self.model();
+        let db = self.db();
+        let failures = match db.failures() {
+            Ok(failures) => failures,
+            Err(e) => {
+                tracing::error!("reading the database: {e}");
+                return;
+            }
+        };
+        let wire = self.to_wire(&model, &db, &failures);
+        drop(db);
+        drop(model);
+        self.publisher.publish(&wire);
     }
 
     /// Recomputes the plan and publishes the master's state.
@@ -218,6 +258,7 @@ impl Master {
             failed: &failed,
             claimed: &claimed,
             durations: &durations,
+            history: &self.config.history,
             default_ms: u64::try_from(self.config.default_estimate.as_millis()).unwrap_or(u64::MAX),
         });
         model.plan = plan;

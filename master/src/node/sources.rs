@@ -21,6 +21,9 @@ pub struct TarballRequest {
     pub filename: String,
 }
 
+/// Tarballs asked for at once: the rest are asked for when these are made.
+const TARBALLS_AT_ONCE: usize = 64;
+
 /// How long a burst of file events is left to settle before the source is polled.
 const SETTLE: Duration = Duration::from_millis(200);
 
@@ -30,12 +33,26 @@ impl Master {
         self.config.state_dir.join("sources").join(source)
     }
 
-    /// Asks the source tasks for the tarballs of ready packages that lack one.
+    /// Asks the source tasks for the tarballs that are missing: first those of ready packages,
+    /// then those of waiting ones, highest priority first. Making them ahead of readiness keeps
+    /// tarball-making out of the path from a dependency's acceptance to the next build's start.
     pub(super) fn request_tarballs(&self, model: &mut Model) {
+        // Waiting packages are looked at only while some of them lack a tarball, and only when
+        // the source tasks have nothing left to do: a plan is made after every event, and going
+        // through thousands of waiting packages each time would cost more than the plan.
+        let mut waiting: Vec<usize> = Vec::new();
+        if !model.tarballs_ahead_done && model.requested.is_empty() {
+            waiting = (0..model.plan.units.len())
+                .filter(|&i| model.plan.units[i].state == crate::plan::State::Waiting)
+                .collect();
+            waiting.sort_by_key(|&i| std::cmp::Reverse(model.plan.units[i].priority));
+        }
+        let looked_ahead = !waiting.is_empty();
         let wanted: Vec<(TarballKey, String)> = model
             .plan
             .ready
             .iter()
+            .chain(&waiting)
             .map(|&i| &model.plan.units[i].spec)
             .filter_map(|spec| {
                 let source = model.sources.iter().position(|s| s.name == spec.source)?;
@@ -53,13 +70,18 @@ impl Master {
                 Some(((source, spec.path.clone(), content_id), filename))
             })
             .filter(|(key, _)| !model.tarballs.contains_key(key) && !model.requested.contains(key))
+            .take(TARBALLS_AT_ONCE)
             .collect();
+        if looked_ahead && wanted.is_empty() {
+            model.tarballs_ahead_done = true;
+        }
         for ((source, path, content_id), filename) in wanted {
             let request = TarballRequest {
                 path: path.clone(),
                 content_id: content_id.clone(),
                 filename,
             };
+            // A full queue is not an error: the next plan asks again for what is still missing.
             if self.tarballs[source].try_send(request).is_ok() {
                 model.requested.insert((source, path, content_id));
             }
@@ -69,15 +91,26 @@ impl Master {
     fn tarball_made(&self, key: TarballKey, made: Option<Tarball>) {
         let mut model = self.model();
         model.requested.remove(&key);
-        if let Some(tarball) = made {
-            model.tarballs.insert(key, tarball);
-        }
+        let Some(tarball) = made else { return };
+        let (source, path, _) = &key;
+        let (source, path) = (*source, path.clone());
+        model.tarballs.insert(key, tarball);
+        // Only a ready package's tarball changes what the master publishes; the others are
+        // made ahead of time and show up when their package becomes ready.
+        let name = &model.sources[source].name;
+        let ready = model.plan.ready.iter().any(|&i| {
+            let spec = &model.plan.units[i].spec;
+            &spec.source == name && spec.path == path
+        });
         drop(model);
-        self.request_replan();
+        if ready {
+            self.request_replan();
+        }
     }
 
     fn source_polled(&self, index: usize, scanner: &Scanner, result: Result<bool, SourceError>) {
         let mut model = self.model();
+        let model = &mut *model;
         let slot = &mut model.sources[index];
         slot.revision = scanner.revision().map(ToString::to_string);
         match result {
@@ -85,6 +118,7 @@ impl Master {
                 slot.error = None;
                 if changed || !slot.scanned {
                     slot.packages = scanner.packages().clone();
+                    model.tarballs_ahead_done = false;
                 }
                 slot.scanned = true;
             }
@@ -93,7 +127,6 @@ impl Master {
                 slot.error = Some(e.to_string());
             }
         }
-        drop(model);
         self.request_replan();
     }
 }

@@ -22,6 +22,7 @@ impl Master {
             .plan
             .ready
             .iter()
+            .take(shown(&model.builders))
             .map(|&i| &model.plan.units[i])
             .filter_map(|u| {
                 let source = model.sources.iter().position(|s| s.name == u.spec.source)?;
@@ -158,6 +159,7 @@ impl Master {
                     name: b.name.to_string(),
                     url: b.client.base_url().clone(),
                     status: b.liveness.to_wire(),
+                    slots: b.state.as_ref().map(|s| s.slots),
                 })
                 .collect(),
             sources: model
@@ -177,3 +179,19 @@ impl Master {
         }
     }
 }
+
+/// The ready list is published only as far as the builders can use it: the highest-priority
+/// packages, several times the builders' slots. A bulk build has thousands of packages ready at
+/// once, and every builder reads the whole state at every change; `counts` still says how many
+/// are ready in all.
+fn shown(builders: &[super::BuilderSlot]) -> usize {
+    let slots: usize = builders
+        .iter()
+        .map(|b| b.state.as_ref().map_or(1, |s| s.slots as usize))
+        .sum();
+    (READY_PER_SLOT * slots).max(READY_SHOWN_AT_LEAST)
+}
+
+/// How many ready packages are published per builder slot, and at least.
+const READY_PER_SLOT: usize = 4;
+const READY_SHOWN_AT_LEAST: usize = 32;

@@ -28,12 +28,17 @@ pub struct BinaryPackage {
 pub struct Binaries {
     packages: Vec<BinaryPackage>,
     by_name: HashMap<String, Vec<usize>>,
+    /// Every plan asks for each build's version in the repositories: indexed, so that a plan
+    /// stays linear in the number of packages.
+    by_base: HashMap<String, Vec<usize>>,
 }
 
 impl Binaries {
     pub fn new(packages: Vec<BinaryPackage>) -> Self {
         let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_base: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, p) in packages.iter().enumerate() {
+            by_base.entry(p.pkgbase.clone()).or_default().push(i);
             by_name.entry(p.pkgname.clone()).or_default().push(i);
             for prov in &p.provides {
                 by_name
@@ -42,7 +47,11 @@ impl Binaries {
                     .push(i);
             }
         }
-        Binaries { packages, by_name }
+        Binaries {
+            packages,
+            by_name,
+            by_base,
+        }
     }
 
     pub fn packages(&self) -> &[BinaryPackage] {
@@ -65,8 +74,10 @@ impl Binaries {
 
     /// The newest version of `pkgbase` in `repo` for build architecture `arch`.
     pub fn version_of(&self, repo: RepoKind, pkgbase: &str, arch: &str) -> Option<&str> {
-        self.packages
+        self.by_base
+            .get(pkgbase)?
             .iter()
+            .map(|&i| &self.packages[i])
             .filter(|p| {
                 p.repo == repo && p.pkgbase == pkgbase && (p.arch == arch || p.arch == "any")
             })

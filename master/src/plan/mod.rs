@@ -163,8 +163,10 @@ pub struct Inputs<'a> {
     pub failed: &'a HashMap<UnitKey, String>,
     /// Committed claims, with the builder.
     pub claimed: &'a HashMap<UnitKey, String>,
-    /// Expected duration of each pkgbase's build, from history.
+    /// Expected duration of each pkgbase's build, from its accepted builds.
     pub durations: &'a HashMap<String, u64>,
+    /// Expected durations from an imported history, for pkgbases without accepted builds.
+    pub history: &'a HashMap<String, u64>,
     /// Expected duration of a build without history.
     pub default_ms: u64,
 }
@@ -255,6 +257,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         failed,
         claimed,
         durations,
+        history,
         default_ms,
     } = inputs;
     let primary = arches.first().map_or("x86_64", String::as_str);
@@ -440,7 +443,13 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         .collect();
     let expected: Vec<u64> = specs
         .iter()
-        .map(|s| durations.get(&s.pkgbase).copied().unwrap_or(default_ms))
+        .map(|s| {
+            durations
+                .get(&s.pkgbase)
+                .or_else(|| history.get(&s.pkgbase))
+                .copied()
+                .unwrap_or(default_ms)
+        })
         .collect();
     // Critical path: dependents before providers, so walk the order backwards.
     let mut priority = vec![0u64; n];

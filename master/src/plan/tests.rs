@@ -36,6 +36,7 @@ struct World {
     failed: HashMap<UnitKey, String>,
     claimed: HashMap<UnitKey, String>,
     durations: HashMap<String, u64>,
+    history: HashMap<String, u64>,
 }
 
 impl World {
@@ -47,6 +48,7 @@ impl World {
             failed: HashMap::new(),
             claimed: HashMap::new(),
             durations: HashMap::new(),
+            history: HashMap::new(),
         }
     }
 
@@ -59,6 +61,7 @@ impl World {
             failed: &self.failed,
             claimed: &self.claimed,
             durations: &self.durations,
+            history: &self.history,
             default_ms: 1000,
         })
     }
@@ -107,6 +110,23 @@ fn a_chain_waits_in_order_and_priorities_follow_the_critical_path() {
         .map(|&i| p.units[i].spec.pkgbase.as_str())
         .collect();
     assert_eq!(ready, ["a", "d"], "highest priority first");
+}
+
+#[test]
+fn own_builds_beat_imported_history_which_beats_the_default() {
+    let mut w = World::new();
+    w.durations = [("a".to_owned(), 10)].into();
+    w.history = [("a".to_owned(), 99), ("b".to_owned(), 20)].into();
+    let p = w.plan(vec![
+        unit("a", "1-1", &[], &[]),
+        unit("b", "1-1", &[], &[]),
+        unit("c", "1-1", &[], &[]),
+    ]);
+    let expected = |n| p.find(n)[0].expected_ms;
+    assert_eq!(
+        (expected("a"), expected("b"), expected("c")),
+        (10, 20, 1000)
+    );
 }
 
 #[test]

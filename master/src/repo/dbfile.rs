@@ -6,13 +6,21 @@
 //! database or the new one, never a torn one; the previous version stays as `*.old`.
 //! The archive itself is assembled here because alpm-repo-db writes the entries but not the
 //! database archive.
+//!
+//! A database is rewritten whole after every acceptance, and compressing it whole made the
+//! master's CPU time grow with the square of the repository's size. So each package's entries
+//! are compressed once, on their own, and kept ([`Chunks`]): a deflate stream may be cut into
+//! pieces that each end on a byte boundary with no reference to earlier data (a full flush),
+//! and such pieces concatenate into one valid stream, whose CRC is combined from theirs (the
+//! technique of pigz). A rewrite is then a concatenation.
 
+use std::collections::HashMap;
 use std::fs;
+use std::hash::{Hash, Hasher};
 use std::io::{self, Write};
 use std::path::Path;
 
-use flate2::Compression;
-use flate2::write::GzEncoder;
+use flate2::{Compress, Compression, FlushCompress, Status};
 
 /// One package's entries in a repository database.
 #[derive(Clone, Copy, Debug)]
@@ -23,13 +31,121 @@ pub struct DbEntry<'a> {
     pub files: &'a str,
 }
 
-/// Writes the databases of repository `name` in `dir` from `entries`.
-pub fn write_databases(dir: &Path, name: &str, entries: &[DbEntry<'_>]) -> io::Result<()> {
+/// A piece of a deflate stream that stands on its own: raw deflate ending in a full flush.
+#[derive(Clone, Debug)]
+struct Chunk {
+    deflated: Vec<u8>,
+    /// CRC-32 and length of the uncompressed bytes.
+    crc: crc32fast::Hasher,
+}
+
+impl Chunk {
+    fn new(bytes: &[u8]) -> io::Result<Self> {
+        let mut compress = Compress::new(Compression::default(), false);
+        let mut deflated = Vec::with_capacity(bytes.len() / 2 + 64);
+        deflate(&mut compress, bytes, &mut deflated, FlushCompress::Full)?;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(bytes);
+        Ok(Chunk { deflated, crc })
+    }
+}
+
+/// Runs `compress` over all of `input` with `flush`, appending to `out`.
+fn deflate(
+    compress: &mut Compress,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    flush: FlushCompress,
+) -> io::Result<()> {
+    let mut consumed = 0;
+    loop {
+        if out.capacity() - out.len() < 64 {
+            out.reserve(out.capacity().max(1024));
+        }
+        let before = compress.total_in();
+        let status = compress
+            .compress_vec(&input[consumed..], out, flush)
+            .map_err(io::Error::other)?;
+        consumed += usize::try_from(compress.total_in() - before).expect("fits in memory");
+        // Done once the input is used up and the compressor had room to spare for the flush.
+        if consumed == input.len() && (out.capacity() > out.len() || status == Status::StreamEnd) {
+            return Ok(());
+        }
+    }
+}
+
+/// Both databases' pieces for one package.
+#[derive(Clone, Debug)]
+struct Cached {
+    /// A hash of what the pieces were made from, to notice a changed entry.
+    made_from: u64,
+    db: Chunk,
+    files: Chunk,
+}
+
+/// Every package's compressed pieces, kept between rewrites of one repository.
+#[derive(Debug, Default)]
+pub struct Chunks {
+    entries: HashMap<String, Cached>,
+}
+
+impl Chunks {
+    fn get(&mut self, e: &DbEntry<'_>) -> io::Result<&Cached> {
+        let dir = format!("{}-{}", e.pkgname, e.version);
+        let mut h = std::hash::DefaultHasher::new();
+        (e.desc, e.files).hash(&mut h);
+        let made_from = h.finish();
+        let fresh = self
+            .entries
+            .get(&dir)
+            .is_some_and(|c| c.made_from == made_from);
+        if !fresh {
+            let mtime = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let desc = tar_entries(&dir, &[("desc", e.desc)], mtime)?;
+            let files = tar_entries(&dir, &[("desc", e.desc), ("files", e.files)], mtime)?;
+            let cached = Cached {
+                made_from,
+                db: Chunk::new(&desc)?,
+                files: Chunk::new(&files)?,
+            };
+            self.entries.insert(dir.clone(), cached);
+        }
+        Ok(&self.entries[&dir])
+    }
+
+    /// Forgets the packages not in `keep`.
+    fn retain(&mut self, keep: &[&DbEntry<'_>]) {
+        let keep: std::collections::HashSet<String> = keep
+            .iter()
+            .map(|e| format!("{}-{}", e.pkgname, e.version))
+            .collect();
+        self.entries.retain(|dir, _| keep.contains(dir));
+    }
+}
+
+/// Writes the databases of repository `name` in `dir` from `entries`, reusing and updating
+/// the pieces in `chunks`.
+pub fn write_databases(
+    dir: &Path,
+    name: &str,
+    entries: &[DbEntry<'_>],
+    chunks: &mut Chunks,
+) -> io::Result<()> {
     fs::create_dir_all(dir)?;
     let mut sorted: Vec<&DbEntry<'_>> = entries.iter().collect();
     sorted.sort_by(|a, b| a.pkgname.cmp(b.pkgname));
-    let db = archive(&sorted, false)?;
-    let files = archive(&sorted, true)?;
+    chunks.retain(&sorted);
+    let mut db = Vec::new();
+    let mut files = Vec::new();
+    for e in &sorted {
+        let cached = chunks.get(e)?;
+        db.push(cached.db.clone());
+        files.push(cached.files.clone());
+    }
+    let db = gzip(&db)?;
+    let files = gzip(&files)?;
     for (file, bytes) in [
         (format!("{name}.db.tar.gz"), &db),
         (format!("{name}.db"), &db),
@@ -41,34 +157,51 @@ pub fn write_databases(dir: &Path, name: &str, entries: &[DbEntry<'_>]) -> io::R
     Ok(())
 }
 
-fn archive(entries: &[&DbEntry<'_>], with_files: bool) -> io::Result<Vec<u8>> {
-    let gz = GzEncoder::new(Vec::new(), Compression::default());
-    let mut tar = tar::Builder::new(gz);
-    let mtime = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    for e in entries {
-        let dir = format!("{}-{}", e.pkgname, e.version);
+/// A directory `dir/` and `files` in it, as tar records without the end-of-archive marker.
+fn tar_entries(dir: &str, files: &[(&str, &str)], mtime: u64) -> io::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(0o755);
+    header.set_size(0);
+    header.set_mtime(mtime);
+    tar.append_data(&mut header, format!("{dir}/"), io::empty())?;
+    for (file, text) in files {
         let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Directory);
-        header.set_mode(0o755);
-        header.set_size(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(0o644);
+        header.set_size(text.len() as u64);
         header.set_mtime(mtime);
-        tar.append_data(&mut header, format!("{dir}/"), io::empty())?;
-        let mut add = |file: &str, text: &str| {
-            let mut header = tar::Header::new_gnu();
-            header.set_entry_type(tar::EntryType::Regular);
-            header.set_mode(0o644);
-            header.set_size(text.len() as u64);
-            header.set_mtime(mtime);
-            tar.append_data(&mut header, format!("{dir}/{file}"), text.as_bytes())
-        };
-        add("desc", e.desc)?;
-        if with_files {
-            add("files", e.files)?;
-        }
+        tar.append_data(&mut header, format!("{dir}/{file}"), text.as_bytes())?;
     }
-    tar.into_inner()?.finish()
+    // `into_inner` finishes the archive with its end marker, two zero records; the pieces of
+    // one archive must not carry it, so it is cut off and added once at the end.
+    let mut bytes = tar.into_inner()?;
+    bytes.truncate(bytes.len() - END_OF_ARCHIVE);
+    Ok(bytes)
+}
+
+const END_OF_ARCHIVE: usize = 1024;
+
+/// One gzip member from `pieces` and the tar end marker.
+fn gzip(pieces: &[Chunk]) -> io::Result<Vec<u8>> {
+    let end = Chunk::new(&[0; END_OF_ARCHIVE])?;
+    let mut out = Vec::with_capacity(pieces.iter().map(|c| c.deflated.len()).sum::<usize>() + 64);
+    // Header: magic, deflate, no flags, no mtime, no extra flags, Unix.
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]);
+    let mut crc = crc32fast::Hasher::new();
+    for piece in pieces.iter().chain([&end]) {
+        out.extend_from_slice(&piece.deflated);
+        crc.combine(&piece.crc);
+    }
+    // The final, empty block.
+    let mut last = Compress::new(Compression::default(), false);
+    deflate(&mut last, &[], &mut out, FlushCompress::Finish)?;
+    let len = crc.total_len();
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    // ISIZE is the length modulo 2^32, as RFC 1952 says.
+    out.extend_from_slice(&((len & 0xffff_ffff) as u32).to_le_bytes());
+    Ok(out)
 }
 
 /// Puts `bytes` at `path` by rename, keeping what was there as `path.old`.
@@ -109,7 +242,8 @@ mod tests {
             desc: "%NAME%\nfoo\n",
             files: "%FILES%\nusr/\n",
         }];
-        write_databases(dir.path(), "quarters", &first).unwrap();
+        let mut chunks = Chunks::default();
+        write_databases(dir.path(), "quarters", &first, &mut chunks).unwrap();
         let second = [
             DbEntry {
                 pkgname: "foo",
@@ -124,7 +258,7 @@ mod tests {
                 files: "%FILES%\n",
             },
         ];
-        write_databases(dir.path(), "quarters", &second).unwrap();
+        write_databases(dir.path(), "quarters", &second, &mut chunks).unwrap();
         let list = |file: &str| {
             let out = std::process::Command::new("tar")
                 .arg("-tzf")
@@ -146,5 +280,77 @@ mod tests {
             fs::read(dir.path().join("quarters.db")).unwrap(),
             fs::read(dir.path().join("quarters.db.tar.gz")).unwrap()
         );
+    }
+
+    /// Reads a database back with flate2 and tar: `(path, content)` of every entry.
+    fn read_back(path: &Path) -> Vec<(String, String)> {
+        let bytes = fs::read(path).unwrap();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let path = e.path().unwrap().to_string_lossy().into_owned();
+                let mut text = String::new();
+                io::Read::read_to_string(&mut e, &mut text).unwrap();
+                (path, text)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pieces_kept_between_rewrites_make_the_same_archive_as_fresh_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let descs: Vec<(String, String, String)> = (0..300)
+            .map(|i| {
+                (
+                    format!("pkg{i:03}"),
+                    format!("%NAME%\npkg{i:03}\n%DESC%\n{}\n", "words ".repeat(i % 40)),
+                    format!("%FILES%\nusr/\nusr/bin/pkg{i:03}\n"),
+                )
+            })
+            .collect();
+        fn entries(descs: &[(String, String, String)]) -> Vec<DbEntry<'_>> {
+            descs
+                .iter()
+                .map(|(name, desc, files)| DbEntry {
+                    pkgname: name,
+                    version: "1-1",
+                    desc,
+                    files,
+                })
+                .collect()
+        }
+        let mut kept = Chunks::default();
+        write_databases(dir.path(), "kept", &entries(&descs[..200]), &mut kept).unwrap();
+        // One package changes its description without changing its version; more arrive.
+        let mut changed = descs.clone();
+        changed[7].1 = "%NAME%\npkg007\n%DESC%\nchanged\n".to_owned();
+        write_databases(dir.path(), "kept", &entries(&changed), &mut kept).unwrap();
+        write_databases(
+            dir.path(),
+            "fresh",
+            &entries(&changed),
+            &mut Chunks::default(),
+        )
+        .unwrap();
+        for file in ["db", "files"] {
+            let kept = read_back(&dir.path().join(format!("kept.{file}")));
+            let fresh = read_back(&dir.path().join(format!("fresh.{file}")));
+            assert_eq!(kept, fresh);
+            assert!(kept.contains(&("pkg007-1-1/desc".to_owned(), changed[7].1.clone())));
+        }
+        assert_eq!(read_back(&dir.path().join("kept.db")).len(), 600);
+        // gzip checks the combined CRC and the length; bsdtar reads it as pacman's libarchive.
+        for tool in [&["gzip", "-t"][..], &["bsdtar", "-tf"][..]] {
+            let status = std::process::Command::new(tool[0])
+                .args(&tool[1..])
+                .arg(dir.path().join("kept.files.tar.gz"))
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap_or_else(|e| panic!("running {}: {e}", tool[0]));
+            assert!(status.success(), "{} refused the database", tool[0]);
+        }
     }
 }

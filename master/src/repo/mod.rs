@@ -19,8 +19,9 @@ use std::sync::{Mutex, RwLock};
 use crate::db::RepoEntry;
 use crate::plan::binaries::RepoKind;
 
-/// A writer's lock for each repository and architecture.
-type WriteLocks = Mutex<BTreeMap<(RepoKind, String), std::sync::Arc<Mutex<()>>>>;
+/// A writer's lock for each repository and architecture, which also guards the compressed
+/// pieces its databases are assembled from.
+type WriteLocks = Mutex<BTreeMap<(RepoKind, String), std::sync::Arc<Mutex<dbfile::Chunks>>>>;
 
 /// The repositories on disk.
 #[derive(Debug)]
@@ -77,7 +78,7 @@ impl Repos {
                 .expect("no code panics while holding the lock table");
             locks.entry((repo, arch.to_owned())).or_default().clone()
         };
-        let _guard = lock
+        let mut chunks = lock
             .lock()
             .expect("no code panics while writing a repository");
         let mine: Vec<&RepoEntry> = entries
@@ -93,7 +94,12 @@ impl Repos {
                 files: &e.files,
             })
             .collect();
-        dbfile::write_databases(&self.dir(repo, arch), &self.db_name(repo), &db_entries)?;
+        dbfile::write_databases(
+            &self.dir(repo, arch),
+            &self.db_name(repo),
+            &db_entries,
+            &mut chunks,
+        )?;
         let mut listed = self
             .listed
             .write()

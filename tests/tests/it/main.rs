@@ -12,5 +12,6 @@ mod master_flow;
 mod pki_cli;
 mod readme;
 mod scan_cli;
+mod simulate;
 mod state_protocol;
 mod tls_trust;

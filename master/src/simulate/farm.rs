@@ -1,0 +1,278 @@
+//! The farm half of the simulator: the graph as a git source, a master and N builders with the
+//! simulation driver as real processes over HTTPS on loopback, and what they did, from the
+//! master's database, the nodes' counters and the kernel's CPU accounting.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use quarters_common::api::v1::{MasterState, Role};
+use quarters_common::client::Fetched;
+use quarters_common::counters::{
+    CLAIM_ATTEMPTS, CLAIMS_WON, PEER_READS, PEER_READS_UNCHANGED, REQUESTS,
+};
+use serde::Serialize;
+
+use super::graph::Graph;
+use super::measure::{self, Recorded, Timeline};
+use super::source;
+use crate::localfarm::{FarmSpec, LocalFarm};
+
+/// How to run the farm.
+#[derive(Clone, Debug)]
+pub struct FarmOptions {
+    pub builders: usize,
+    /// Simulated builds take their recorded duration times this.
+    pub time_scale: f64,
+    /// Holds the source, the CA, the configs, the logs and the nodes' state.
+    pub dir: PathBuf,
+    /// Where `quarters-master` and `quarters-builder` are.
+    pub bin_dir: PathBuf,
+    /// How long to watch the farm idle after the build, to measure what polling costs.
+    pub idle: Duration,
+    /// Give up if the build has not settled by then.
+    pub timeout: Duration,
+}
+
+/// What the farm did.
+#[derive(Clone, Debug, Serialize)]
+pub struct FarmReport {
+    pub builders: usize,
+    pub time_scale: f64,
+    /// From starting the processes to the farm settling, in seconds.
+    pub wall_s: f64,
+    /// Packages the master found blocked (cycles, and what needs them) or failed.
+    pub blocked: u64,
+    pub failed: u64,
+    #[serde(flatten)]
+    pub timeline: Timeline,
+    #[serde(flatten)]
+    pub cost: Cost,
+}
+
+/// What the nodes say they did, and the CPU time they took.
+#[derive(Clone, Debug, Serialize)]
+pub struct Cost {
+    /// Builds started, by the builders' count of claims won: each package once if none was
+    /// built twice.
+    pub builds_started: u64,
+    pub claim_attempts: u64,
+    pub peer_reads: u64,
+    /// Peer reads answered 304 (nothing changed): no body, no parsing.
+    pub peer_reads_unchanged: u64,
+    pub master_requests: u64,
+    pub builder_requests: u64,
+    pub master_cpu_s: f64,
+    pub builders_cpu_s: f64,
+    pub idle: Option<IdleCost>,
+}
+
+/// What the farm costs while nothing happens.
+#[derive(Clone, Debug, Serialize)]
+pub struct IdleCost {
+    pub seconds: f64,
+    /// CPU time over wall time: 1.0 is one core kept busy.
+    pub master_cpu_share: f64,
+    pub builders_cpu_share: f64,
+    pub master_requests_per_s: f64,
+}
+
+impl Cost {
+    pub fn peer_reads_per_claim(&self) -> f64 {
+        self.peer_reads as f64 / self.claim_attempts.max(1) as f64
+    }
+}
+
+/// Builds `graph` on a local farm and measures it.
+pub async fn run(
+    graph: &Graph,
+    options: &FarmOptions,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<FarmReport> {
+    if options.builders == 0 {
+        bail!("a farm needs at least one builder");
+    }
+    let names = source::package_names(graph)?;
+    source::write_packages(graph, &names, &options.dir.join("packages"))?;
+    source::write_history(graph, &names, &options.dir.join("history.csv"))?;
+    let spec = FarmSpec {
+        dir: options.dir.clone(),
+        builders: options.builders,
+        bin_dir: options.bin_dir.clone(),
+        // The .SRCINFO files say everything; evaluating PKGBUILDs would only slow the scan.
+        master_extra: format!(
+            "[scan]\nevaluate_pkgbuilds = false\n\n[builds]\nhistory = \"history.csv\"\ndefault_estimate = {}\n\n[[source]]\nname = \"graph\"\nkind = \"git\"\npath = \"packages\"\n",
+            graph.estimate.div_ceil(1000)
+        ),
+        builder_extra: format!(
+            "driver = \"sim\"\n\n[sim]\ntime_scale = {:?}\n",
+            options.time_scale
+        ),
+    };
+    let started = Instant::now();
+    let mut farm = LocalFarm::start(&spec).await?;
+    let outcome = tokio::select! {
+        () = shutdown => Err(anyhow::anyhow!("interrupted")),
+        settled = wait_settled(&mut farm, options.timeout) => settled,
+    };
+    let measured = match outcome {
+        Ok(state) => measure_cost(&farm, options)
+            .await
+            .map(|cost| (state, cost, started.elapsed())),
+        Err(e) => Err(e),
+    };
+    farm.stop(Duration::from_secs(10)).await?;
+    let (state, cost, wall) = measured?;
+
+    let db = crate::db::Db::open(&farm.master_state_dir().join("master.sqlite"))
+        .context("opening the master's database")?;
+    let node_of: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let builds: Vec<Recorded> = db
+        .timeline()?
+        .iter()
+        .filter_map(|(row, recorded)| Recorded::from_row(row, *recorded, &node_of))
+        .collect();
+    let count = |k: &str| state.counts.get(k).copied().unwrap_or(0);
+    Ok(FarmReport {
+        builders: options.builders,
+        time_scale: options.time_scale,
+        wall_s: wall.as_secs_f64(),
+        blocked: count("blocked") + count("indirect-failed"),
+        failed: count("failed"),
+        timeline: measure::timeline(&builds, &graph.deps),
+        cost,
+    })
+}
+
+/// Follows the master until nothing is left to build, printing progress now and then.
+async fn wait_settled(farm: &mut LocalFarm, timeout: Duration) -> anyhow::Result<MasterState> {
+    let client = farm.client(&farm.master);
+    let started = Instant::now();
+    let mut etag: Option<String> = None;
+    let mut last_print = Instant::now();
+    let mut last: Option<MasterState> = None;
+    loop {
+        farm.check_running()?;
+        if started.elapsed() > timeout {
+            let counts = last.map(|s| s.counts).unwrap_or_default();
+            bail!(
+                "the farm had not settled after {timeout:?} ({counts:?}); see the logs in {}",
+                farm.dir.display()
+            );
+        }
+        match client
+            .state::<MasterState>(Role::Master, etag.as_deref(), Duration::from_secs(1))
+            .await
+        {
+            Ok(Fetched::New { state, etag: e }) => {
+                etag = Some(e);
+                if crate::localfarm::settled(&state.content) {
+                    return Ok(state.content);
+                }
+                last = Some(state.content);
+            }
+            Ok(Fetched::Unchanged) => {}
+            Err(e) => tracing::debug!("reading the master: {e}"),
+        }
+        if last_print.elapsed() >= Duration::from_secs(5)
+            && let Some(state) = &last
+        {
+            last_print = Instant::now();
+            let counts: Vec<String> = state
+                .counts
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect();
+            println!(
+                "[{:>7.1} s] {}",
+                started.elapsed().as_secs_f64(),
+                counts.join(", ")
+            );
+        }
+    }
+}
+
+/// The nodes' counters and CPU time, after the build and after an idle spell.
+async fn measure_cost(farm: &LocalFarm, options: &FarmOptions) -> anyhow::Result<Cost> {
+    let snapshot = Snapshot::take(farm).await?;
+    let idle = if options.idle.is_zero() {
+        None
+    } else {
+        println!(
+            "Watching the farm idle for {:.0} s...",
+            options.idle.as_secs_f64()
+        );
+        tokio::time::sleep(options.idle).await;
+        let after = Snapshot::take(farm).await?;
+        let seconds = (after.at - snapshot.at).as_secs_f64();
+        Some(IdleCost {
+            seconds,
+            master_cpu_share: (after.master_cpu - snapshot.master_cpu) / seconds,
+            builders_cpu_share: (after.builders_cpu - snapshot.builders_cpu) / seconds,
+            master_requests_per_s: (after.master_requests - snapshot.master_requests) as f64
+                / seconds,
+        })
+    };
+    let sum = |k: &str| {
+        snapshot
+            .builder_counters
+            .iter()
+            .map(|c| c.get(k).copied().unwrap_or(0))
+            .sum()
+    };
+    Ok(Cost {
+        builds_started: sum(CLAIMS_WON),
+        claim_attempts: sum(CLAIM_ATTEMPTS),
+        peer_reads: sum(PEER_READS),
+        peer_reads_unchanged: sum(PEER_READS_UNCHANGED),
+        master_requests: snapshot.master_requests,
+        builder_requests: sum(REQUESTS),
+        master_cpu_s: snapshot.master_cpu,
+        builders_cpu_s: snapshot.builders_cpu,
+        idle,
+    })
+}
+
+/// The farm's counters and CPU time at one moment.
+struct Snapshot {
+    at: Instant,
+    master_cpu: f64,
+    builders_cpu: f64,
+    master_requests: u64,
+    builder_counters: Vec<std::collections::BTreeMap<String, u64>>,
+}
+
+impl Snapshot {
+    async fn take(farm: &LocalFarm) -> anyhow::Result<Self> {
+        let at = Instant::now();
+        let master_cpu = farm.master.cpu_time()?.as_secs_f64();
+        let mut builders_cpu = 0.0;
+        for b in &farm.builders {
+            builders_cpu += b.cpu_time()?.as_secs_f64();
+        }
+        let master_requests = farm
+            .health(&farm.master)
+            .await?
+            .counters
+            .get(REQUESTS)
+            .copied()
+            .unwrap_or(0);
+        let mut builder_counters = Vec::with_capacity(farm.builders.len());
+        for b in &farm.builders {
+            builder_counters.push(farm.health(b).await?.counters);
+        }
+        Ok(Snapshot {
+            at,
+            master_cpu,
+            builders_cpu,
+            master_requests,
+            builder_counters,
+        })
+    }
+}
