@@ -266,10 +266,10 @@ impl Node {
         let Some(master) = master.as_ref() else {
             return Pick::Nothing;
         };
+        // Any claim the master shows, in whatever phase, and this builder's own.
         let taken: HashSet<Key> = master
             .claims
             .iter()
-            .filter(|c| c.phase >= ClaimPhase::Claimed)
             .map(|c| (c.pkgbase.clone(), c.version.clone(), c.arch.clone()))
             .chain(claims.iter().map(crate::claims::review::key_of))
             .collect();

@@ -90,32 +90,32 @@ fn main() {
     let t = Instant::now();
     repos.rewrite(RepoKind::Build, "x86_64", &entries).unwrap();
     let scratch_write = t.elapsed();
-    // Quarters, per acceptance: one more package, the databases rewritten from the entries.
-    let t = Instant::now();
-    repos.rewrite(RepoKind::Build, "x86_64", &entries).unwrap();
-    let rewrite = t.elapsed();
 
+    // Quarters, per acceptance: a running master that has written the databases for the
+    // others accepts one more package, and rewrites them from the entries.
+    let running = Repos::new(&dir.path().join("running"), "quarters").unwrap();
+    running
+        .rewrite(RepoKind::Build, "x86_64", &entries[..n - 1])
+        .unwrap();
     // repo-add for one more package, starting from the database Quarters wrote for the others:
     // repo-add reads it as its own, which also shows the format is pacman's.
     let repo_dir = dir.path().join("repo-add");
     std::fs::create_dir_all(&repo_dir).unwrap();
     let db = repo_dir.join("bench.db.tar.gz");
     let (head, last) = files.split_at(n - 1);
-    repos
-        .rewrite(RepoKind::Build, "x86_64", &entries[..n - 1])
-        .unwrap();
+    let written = dir.path().join("running/repos/build/x86_64");
+    std::fs::copy(written.join("quarters-build.db.tar.gz"), &db).unwrap();
     std::fs::copy(
-        dir.path()
-            .join("quarters/repos/build/x86_64/quarters-build.db.tar.gz"),
-        &db,
-    )
-    .unwrap();
-    std::fs::copy(
-        dir.path()
-            .join("quarters/repos/build/x86_64/quarters-build.files.tar.gz"),
+        written.join("quarters-build.files.tar.gz"),
         repo_dir.join("bench.files.tar.gz"),
     )
     .unwrap();
+    let t = Instant::now();
+    running
+        .rewrite(RepoKind::Build, "x86_64", &entries)
+        .unwrap();
+    let rewrite = t.elapsed();
+
     let t = Instant::now();
     let status = Command::new("repo-add")
         .arg("-q")
@@ -158,7 +158,7 @@ fn main() {
         secs(repo_add_scratch)
     );
     println!(
-        "| one more package into a database of {} | {} (full rewrite from SQLite entries) | {} |",
+        "| one more package into a database of {} | {} (the one new entry compressed, the rest reused) | {} |",
         n - 1,
         secs(rewrite),
         secs(repo_add_one)

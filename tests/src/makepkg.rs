@@ -77,26 +77,13 @@ pub fn build(recipe: &Recipe, out: &Path) -> PathBuf {
         .unwrap();
     fs::set_permissions(work.path(), fs::Permissions::from_mode(0o777)).unwrap();
     fs::write(work.path().join("PKGBUILD"), &recipe.pkgbuild).unwrap();
-    let status = Command::new("setpriv")
-        .args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            "--",
-        ])
-        .args([
-            "env",
-            "-i",
-            "PATH=/usr/bin:/bin",
-            "HOME=/tmp",
-            "PACKAGER=Pat Packager <pat@example.org>",
-        ])
-        .args(["makepkg", "--nodeps", "--noconfirm", "--force"])
-        .current_dir(work.path())
-        .output()
-        .expect("makepkg and setpriv are installed (contrib/test.sh installs them)");
+    let status = as_nobody(
+        &["PACKAGER=Pat Packager <pat@example.org>"],
+        &["makepkg", "--nodeps", "--noconfirm", "--force"],
+    )
+    .current_dir(work.path())
+    .output()
+    .expect("makepkg and setpriv are installed (contrib/test.sh installs them)");
     assert!(
         status.status.success(),
         "makepkg failed for {}:\n{}\n{}",
@@ -113,4 +100,22 @@ pub fn build(recipe: &Recipe, out: &Path) -> PathBuf {
     let dest = out.join(built.file_name().unwrap());
     fs::copy(&built, &dest).unwrap();
     dest
+}
+
+/// `command` as user 65534 with a clean environment plus `env` (`NAME=value`): makepkg refuses
+/// to run as root, and must not see the test's environment.
+pub fn as_nobody(env: &[&str], command: &[&str]) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid",
+        "65534",
+        "--regid",
+        "65534",
+        "--clear-groups",
+        "--",
+    ])
+    .args(["env", "-i", "PATH=/usr/bin:/bin", "HOME=/tmp"])
+    .args(env)
+    .args(command);
+    c
 }

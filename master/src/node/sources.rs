@@ -92,16 +92,15 @@ impl Master {
         let mut model = self.model();
         model.requested.remove(&key);
         let Some(tarball) = made else { return };
-        let (source, path, _) = &key;
-        let (source, path) = (*source, path.clone());
-        model.tarballs.insert(key, tarball);
         // Only a ready package's tarball changes what the master publishes; the others are
         // made ahead of time and show up when their package becomes ready.
-        let name = &model.sources[source].name;
+        let (source, path, _) = &key;
+        let name = &model.sources[*source].name;
         let ready = model.plan.ready.iter().any(|&i| {
             let spec = &model.plan.units[i].spec;
-            &spec.source == name && spec.path == path
+            &spec.source == name && &spec.path == path
         });
+        model.tarballs.insert(key, tarball);
         drop(model);
         if ready {
             self.request_replan();

@@ -40,10 +40,13 @@ struct Chunk {
 }
 
 impl Chunk {
-    fn new(bytes: &[u8]) -> io::Result<Self> {
-        let mut compress = Compress::new(Compression::default(), false);
+    /// Compresses `bytes` with `compress`, reset first so that the piece refers to nothing
+    /// before it. One compressor serves many pieces: setting one up costs more than a small
+    /// entry's compression.
+    fn new(compress: &mut Compress, bytes: &[u8]) -> io::Result<Self> {
+        compress.reset();
         let mut deflated = Vec::with_capacity(bytes.len() / 2 + 64);
-        deflate(&mut compress, bytes, &mut deflated, FlushCompress::Full)?;
+        deflate(compress, bytes, &mut deflated, FlushCompress::Full)?;
         let mut crc = crc32fast::Hasher::new();
         crc.update(bytes);
         Ok(Chunk { deflated, crc })
@@ -90,38 +93,38 @@ pub struct Chunks {
 }
 
 impl Chunks {
-    fn get(&mut self, e: &DbEntry<'_>) -> io::Result<&Cached> {
-        let dir = format!("{}-{}", e.pkgname, e.version);
-        let mut h = std::hash::DefaultHasher::new();
-        (e.desc, e.files).hash(&mut h);
-        let made_from = h.finish();
-        let fresh = self
-            .entries
-            .get(&dir)
-            .is_some_and(|c| c.made_from == made_from);
-        if !fresh {
-            let mtime = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let desc = tar_entries(&dir, &[("desc", e.desc)], mtime)?;
-            let files = tar_entries(&dir, &[("desc", e.desc), ("files", e.files)], mtime)?;
-            let cached = Cached {
-                made_from,
-                db: Chunk::new(&desc)?,
-                files: Chunk::new(&files)?,
+    /// Keeps the pieces of exactly `entries`: those already made from the same text are
+    /// reused, the others made now, and those of packages no longer listed dropped.
+    fn refresh(&mut self, entries: &[&DbEntry<'_>]) -> io::Result<()> {
+        let mut old = std::mem::take(&mut self.entries);
+        let mut compress = Compress::new(Compression::default(), false);
+        let mtime = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for e in entries {
+            let dir = format!("{}-{}", e.pkgname, e.version);
+            let mut h = std::hash::DefaultHasher::new();
+            (e.desc, e.files).hash(&mut h);
+            let made_from = h.finish();
+            let cached = match old.remove(&dir) {
+                Some(c) if c.made_from == made_from => c,
+                _ => {
+                    let desc = tar_entries(&dir, &[("desc", e.desc)], mtime)?;
+                    let files = tar_entries(&dir, &[("desc", e.desc), ("files", e.files)], mtime)?;
+                    Cached {
+                        made_from,
+                        db: Chunk::new(&mut compress, &desc)?,
+                        files: Chunk::new(&mut compress, &files)?,
+                    }
+                }
             };
-            self.entries.insert(dir.clone(), cached);
+            self.entries.insert(dir, cached);
         }
-        Ok(&self.entries[&dir])
+        Ok(())
     }
 
-    /// Forgets the packages not in `keep`.
-    fn retain(&mut self, keep: &[&DbEntry<'_>]) {
-        let keep: std::collections::HashSet<String> = keep
-            .iter()
-            .map(|e| format!("{}-{}", e.pkgname, e.version))
-            .collect();
-        self.entries.retain(|dir, _| keep.contains(dir));
+    fn get(&self, e: &DbEntry<'_>) -> &Cached {
+        &self.entries[&format!("{}-{}", e.pkgname, e.version)]
     }
 }
 
@@ -136,16 +139,10 @@ pub fn write_databases(
     fs::create_dir_all(dir)?;
     let mut sorted: Vec<&DbEntry<'_>> = entries.iter().collect();
     sorted.sort_by(|a, b| a.pkgname.cmp(b.pkgname));
-    chunks.retain(&sorted);
-    let mut db = Vec::new();
-    let mut files = Vec::new();
-    for e in &sorted {
-        let cached = chunks.get(e)?;
-        db.push(cached.db.clone());
-        files.push(cached.files.clone());
-    }
-    let db = gzip(&db)?;
-    let files = gzip(&files)?;
+    chunks.refresh(&sorted)?;
+    let cached: Vec<&Cached> = sorted.iter().map(|e| chunks.get(e)).collect();
+    let db = gzip(cached.iter().map(|c| &c.db))?;
+    let files = gzip(cached.iter().map(|c| &c.files))?;
     for (file, bytes) in [
         (format!("{name}.db.tar.gz"), &db),
         (format!("{name}.db"), &db),
@@ -184,19 +181,22 @@ fn tar_entries(dir: &str, files: &[(&str, &str)], mtime: u64) -> io::Result<Vec<
 const END_OF_ARCHIVE: usize = 1024;
 
 /// One gzip member from `pieces` and the tar end marker.
-fn gzip(pieces: &[Chunk]) -> io::Result<Vec<u8>> {
-    let end = Chunk::new(&[0; END_OF_ARCHIVE])?;
-    let mut out = Vec::with_capacity(pieces.iter().map(|c| c.deflated.len()).sum::<usize>() + 64);
+fn gzip<'a>(pieces: impl Iterator<Item = &'a Chunk>) -> io::Result<Vec<u8>> {
+    let mut compress = Compress::new(Compression::default(), false);
+    let end = Chunk::new(&mut compress, &[0; END_OF_ARCHIVE])?;
+    let mut out = Vec::new();
     // Header: magic, deflate, no flags, no mtime, no extra flags, Unix.
     out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]);
     let mut crc = crc32fast::Hasher::new();
-    for piece in pieces.iter().chain([&end]) {
+    let mut append = |piece: &Chunk| {
         out.extend_from_slice(&piece.deflated);
         crc.combine(&piece.crc);
-    }
+    };
+    pieces.for_each(&mut append);
+    append(&end);
     // The final, empty block.
-    let mut last = Compress::new(Compression::default(), false);
-    deflate(&mut last, &[], &mut out, FlushCompress::Finish)?;
+    compress.reset();
+    deflate(&mut compress, &[], &mut out, FlushCompress::Finish)?;
     let len = crc.total_len();
     out.extend_from_slice(&crc.finalize().to_le_bytes());
     // ISIZE is the length modulo 2^32, as RFC 1952 says.

@@ -56,23 +56,7 @@ fn every_srcinfo_is_what_makepkg_prints() {
             .arg(work.path())
             .status()
             .unwrap();
-        let out = Command::new("setpriv")
-            .args([
-                "--reuid",
-                "65534",
-                "--regid",
-                "65534",
-                "--clear-groups",
-                "--",
-            ])
-            .args([
-                "env",
-                "-i",
-                "PATH=/usr/bin:/bin",
-                "HOME=/tmp",
-                "makepkg",
-                "--printsrcinfo",
-            ])
+        let out = quarters_tests::makepkg::as_nobody(&[], &["makepkg", "--printsrcinfo"])
             .current_dir(&copy)
             .output()
             .expect("makepkg and setpriv are installed");
