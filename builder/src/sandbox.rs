@@ -21,7 +21,7 @@ use std::process::{Command, ExitCode};
 use nix::mount::{MsFlags, mount};
 use nix::sys::resource::{Resource, UsageWho, getrusage, setrlimit};
 use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitStatus, wait};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, wait, waitpid};
 use nix::unistd::{Pid, chdir, chroot, sethostname};
 use serde::{Deserialize, Serialize};
 
@@ -132,6 +132,13 @@ fn run_inner(spec: &Spec) -> Result<ExitCode, String> {
             Err(e) => return Err(format!("waiting for {program}: {e}")),
         }
     }
+    // Orphans that exited just before the command did are zombies waiting for this process:
+    // reaped now, they are not taken for processes left running.
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
     report.left_behind = survivors();
     if !report.left_behind.is_empty() {
         // Everything in this PID namespace but its init (this process).
@@ -207,6 +214,19 @@ fn make_dev(dev: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether the process at `/proc/PID` has exited and only waits to be reaped.
+fn is_zombie(proc_dir: &Path) -> bool {
+    // The state is the first field after the command name, which is in parentheses and may
+    // itself contain spaces and parentheses.
+    fs::read_to_string(proc_dir.join("stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            rest.split_whitespace().next().map(|state| state == "Z")
+        })
+        .unwrap_or(false)
+}
+
 /// Every process of this PID namespace but init, as `pid command line`.
 fn survivors() -> Vec<String> {
     let Ok(entries) = fs::read_dir("/proc") else {
@@ -218,7 +238,7 @@ fn survivors() -> Vec<String> {
         let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
-        if pid == 1 {
+        if pid == 1 || is_zombie(&entry.path()) {
             continue;
         }
         let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
