@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use quarters_master::db::RepoEntry;
 use quarters_master::plan::binaries::RepoKind;
-use quarters_master::repo::{Repos, package::inspect};
+use std::sync::atomic::AtomicBool;
+
+use quarters_master::repo::Repos;
+use quarters_master::repo::package::{FileFacts, Limits, inspect};
 use sha2::{Digest, Sha256};
 
 fn write_package(dir: &Path, i: usize) -> std::path::PathBuf {
@@ -58,7 +61,7 @@ fn main() {
     std::fs::create_dir_all(&pkgs).unwrap();
     let files: Vec<_> = (0..n).map(|i| write_package(&pkgs, i)).collect();
 
-    // Quarters, from scratch: inspect every package (alpm-package), then write the databases.
+    // Quarters, from scratch: inspect every package (as pacman reads them), then write the databases.
     let t = Instant::now();
     let entries: Vec<RepoEntry> = files
         .iter()
@@ -68,20 +71,27 @@ fn main() {
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect();
-            let p = inspect(f, &sha, bytes.len() as u64).unwrap();
+            let filename = f.file_name().unwrap().to_string_lossy().into_owned();
+            let facts = FileFacts {
+                file_name: &filename,
+                size: bytes.len() as u64,
+                sha256: &sha,
+                pgpsig: None,
+            };
+            let p = inspect(f, facts, &Limits::default(), &AtomicBool::new(false)).unwrap();
             RepoEntry {
                 repo: RepoKind::Build,
                 arch: "x86_64".into(),
-                filename: f.file_name().unwrap().to_string_lossy().into_owned(),
-                pkgname: p.pkgname,
-                pkgbase: p.pkgbase,
-                version: p.version,
-                pkg_arch: p.arch,
-                sha256: sha,
+                pkgname: p.pkginfo.pkgname,
+                pkgbase: p.pkginfo.pkgbase,
+                version: p.pkginfo.version,
+                pkg_arch: p.pkginfo.arch,
+                sha256: sha.clone(),
                 size: bytes.len() as u64,
-                provides: p.provides,
+                provides: p.pkginfo.provides,
                 desc: p.desc,
                 files: p.files,
+                filename,
             }
         })
         .collect();

@@ -102,6 +102,12 @@ pub struct BuildsSection {
     /// that seeds expected durations until the farm has accepted builds of its own.
     #[serde(default)]
     pub history: Option<PathBuf>,
+    /// How often one version may be refused before it counts as failed.
+    #[serde(default = "default_max_refusals")]
+    pub max_refusals: u32,
+    /// Largest uncompressed size of a package the master reads, in bytes.
+    #[serde(default = "default_max_unpacked")]
+    pub max_unpacked_size: u64,
 }
 
 impl Default for BuildsSection {
@@ -112,6 +118,8 @@ impl Default for BuildsSection {
             default_estimate: default_estimate(),
             poll_interval: default_poll(),
             history: None,
+            max_refusals: default_max_refusals(),
+            max_unpacked_size: default_max_unpacked(),
         }
     }
 }
@@ -122,6 +130,14 @@ fn default_arch() -> Vec<String> {
 
 fn default_repo_name() -> String {
     "quarters".to_owned()
+}
+
+fn default_max_refusals() -> u32 {
+    2
+}
+
+fn default_max_unpacked() -> u64 {
+    64 << 30
 }
 
 fn default_max_artifact() -> u64 {
@@ -183,6 +199,10 @@ pub struct MasterConfig {
     pub build_root: std::collections::HashSet<String>,
     pub max_artifact_size: u64,
     pub max_log_size: u64,
+    /// Refusals of one version before it counts as failed (at least 1).
+    pub max_refusals: usize,
+    /// What the master reads of a package archive at most.
+    pub archive_limits: crate::repo::package::Limits,
     pub default_estimate: Duration,
     /// Expected durations by pkgbase, in milliseconds, from `builds.history`.
     pub history: std::collections::HashMap<String, u64>,
@@ -301,6 +321,11 @@ impl MasterConfig {
             build_root,
             max_artifact_size: file.builds.max_artifact_size,
             max_log_size: file.builds.max_log_size,
+            max_refusals: usize::try_from(file.builds.max_refusals.max(1)).unwrap_or(usize::MAX),
+            archive_limits: crate::repo::package::Limits {
+                total_bytes: file.builds.max_unpacked_size,
+                ..crate::repo::package::Limits::default()
+            },
             default_estimate: Duration::from_secs(file.builds.default_estimate),
             history,
             poll_interval: Duration::from_secs(file.builds.poll_interval.max(1)),

@@ -19,6 +19,7 @@ pub mod scan;
 pub mod server;
 pub mod simulate;
 pub mod spool;
+pub mod verdict;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -130,6 +131,8 @@ pub async fn run(
     )
     .await
     .context("serving HTTPS")?;
+    // Packages being read stop at once rather than hold the runtime's shutdown.
+    master.stop_reading();
     tasks.join_all().await;
     Ok(())
 }

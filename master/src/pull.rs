@@ -1,16 +1,20 @@
 //! Pulling a finished build from a builder: every artifact streamed to disk under a size limit,
-//! its sha256 checked against the builder's announcement, its .PKGINFO checked against what
-//! was claimed, and every package of the build present. Only then may it enter a repository.
+//! its sha256 checked against the builder's announcement, read as pacman reads it, and checked
+//! as a distribution's repository tooling (Arch's dbscripts) checks a package before it enters
+//! a repository. Only then may it enter a repository.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
-use quarters_common::api::v1::{Build, artifact_path, log_path};
+use quarters_common::api::v1::{BUILDDIR, Build, artifact_path, log_path};
 use quarters_common::client::{PeerClient, PeerError};
 
-use crate::repo::package::{Inspected, inspect};
+use crate::repo::package::{ArchiveError, FileFacts, InspectError, Inspected, Limits, inspect};
+pub use crate::verdict::Blame;
 
-/// What the build must contain.
+/// What the build must contain, as the master handed it out.
 #[derive(Clone, Copy, Debug)]
 pub struct Expectation<'a> {
     pub pkgbase: &'a str,
@@ -18,6 +22,20 @@ pub struct Expectation<'a> {
     /// The build's architecture (a machine architecture, or `any`).
     pub arch: &'a str,
     pub pkgnames: &'a [String],
+    /// The packager the master published for the build.
+    pub packager: &'a str,
+    /// The sha256 of the PKGBUILD in the source tarball the master handed out, once known.
+    pub pkgbuild_sha256: Option<&'a str>,
+}
+
+/// Limits and cancellation for pulls.
+#[derive(Clone, Debug)]
+pub struct PullLimits {
+    /// Bytes of one artifact.
+    pub max_bytes: u64,
+    pub archive: Limits,
+    /// Set when the master shuts down: reading a package stops within moments.
+    pub cancel: Arc<AtomicBool>,
 }
 
 /// A verified package file, in the staging directory.
@@ -30,14 +48,25 @@ pub struct Pulled {
     pub package: Inspected,
 }
 
+/// A build that must never enter a repository, with whose fault it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub blame: Blame,
+    pub reason: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
     /// The build is wrong; it must never enter a repository.
-    #[error("{0}")]
-    Rejected(String),
-    /// The builder could not be read now; try again later.
+    #[error("{}", .0.reason)]
+    Refused(Refusal),
+    /// The builder could not be read now, or the master is stopping; try again later.
     #[error("{0}")]
     Unavailable(String),
+}
+
+fn refuse<T>(blame: Blame, reason: String) -> Result<T, PullError> {
+    Err(PullError::Refused(Refusal { blame, reason }))
 }
 
 fn from_peer(e: PeerError) -> PullError {
@@ -46,7 +75,10 @@ fn from_peer(e: PeerError) -> PullError {
         PeerError::Status { status, .. } if status.is_server_error() => {
             PullError::Unavailable(e.to_string())
         }
-        other => PullError::Rejected(other.to_string()),
+        other => PullError::Refused(Refusal {
+            blame: Blame::Builder,
+            reason: other.to_string(),
+        }),
     }
 }
 
@@ -56,23 +88,27 @@ pub async fn pull(
     build: &Build,
     expect: Expectation<'_>,
     staging: &Path,
-    max_bytes: u64,
+    limits: &PullLimits,
 ) -> Result<Vec<Pulled>, PullError> {
-    let reject = |m: String| Err(PullError::Rejected(m));
+    use Blame::Builder;
     if build.artifacts.is_empty() {
-        return reject("the build announces no packages".to_owned());
+        return refuse(Builder, "the build announces no packages".to_owned());
     }
+    let max_bytes = limits.max_bytes;
     let mut pulled: Vec<Pulled> = Vec::new();
     for artifact in &build.artifacts {
         let file = &artifact.file;
         if file.contains('/') || alpm_types::PackageFileName::from_str(file).is_err() {
-            return reject(format!("{file:?} is not a package file name"));
+            return refuse(Builder, format!("{file:?} is not a package file name"));
         }
         if artifact.size > max_bytes {
-            return reject(format!(
-                "{file} is announced at {} bytes, over the limit of {max_bytes}",
-                artifact.size
-            ));
+            return refuse(
+                Builder,
+                format!(
+                    "{file} is announced at {} bytes, over the limit of {max_bytes}",
+                    artifact.size
+                ),
+            );
         }
         let dest = staging.join(file);
         let (sha256, size) = client
@@ -84,23 +120,24 @@ pub async fn pull(
             .await
             .map_err(from_peer)?;
         if sha256 != artifact.sha256 || size != artifact.size {
-            return reject(format!(
-                "{file}: sha256 {sha256} ({size} bytes) does not match the announced {} ({} bytes)",
-                artifact.sha256, artifact.size
-            ));
+            return refuse(
+                Builder,
+                format!(
+                    "{file}: sha256 {sha256} ({size} bytes) does not match the announced {} ({} bytes)",
+                    artifact.sha256, artifact.size
+                ),
+            );
         }
-        let path = dest.clone();
-        let sha = sha256.clone();
-        let package = tokio::task::spawn_blocking(move || inspect(&path, &sha, size))
-            .await
-            .map_err(|e| PullError::Unavailable(format!("inspecting {file}: {e}")))?
-            .map_err(|e| PullError::Rejected(format!("{file}: {e}")))?;
+        let package = read_package(&dest, file, &sha256, size, limits).await?;
         check(&package, file, expect)?;
-        if pulled.iter().any(|p| p.package.pkgname == package.pkgname) {
-            return reject(format!(
-                "{file}: a second package named {}",
-                package.pkgname
-            ));
+        if pulled
+            .iter()
+            .any(|p| p.package.pkginfo.pkgname == package.pkginfo.pkgname)
+        {
+            return refuse(
+                Builder,
+                format!("{file}: a second package named {}", package.pkginfo.pkgname),
+            );
         }
         pulled.push(Pulled {
             filename: file.clone(),
@@ -113,38 +150,138 @@ pub async fn pull(
     let missing: Vec<&str> = expect
         .pkgnames
         .iter()
-        .filter(|n| !pulled.iter().any(|p| &p.package.pkgname == *n))
+        .filter(|n| !pulled.iter().any(|p| &p.package.pkginfo.pkgname == *n))
         .map(String::as_str)
         .collect();
     if !missing.is_empty() {
-        return reject(format!("the build lacks {}", missing.join(", ")));
+        return refuse(
+            Blame::Package,
+            format!("the build lacks {}", missing.join(", ")),
+        );
     }
     Ok(pulled)
 }
 
+async fn read_package(
+    path: &Path,
+    file: &str,
+    sha256: &str,
+    size: u64,
+    limits: &PullLimits,
+) -> Result<Inspected, PullError> {
+    let (path, name, sha) = (path.to_owned(), file.to_owned(), sha256.to_owned());
+    let (archive, cancel) = (limits.archive, limits.cancel.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        let facts = FileFacts {
+            file_name: &name,
+            size,
+            sha256: &sha,
+            pgpsig: None,
+        };
+        inspect(&path, facts, &archive, &cancel)
+    })
+    .await;
+    match result {
+        Ok(Ok(package)) => Ok(package),
+        Ok(Err(InspectError::Archive(ArchiveError::Cancelled))) => {
+            Err(PullError::Unavailable("the master is stopping".to_owned()))
+        }
+        Ok(Err(e)) => refuse(Blame::Builder, format!("{file}: {e}")),
+        Err(e) => Err(PullError::Unavailable(format!("inspecting {file}: {e}"))),
+    }
+}
+
+/// Compression suffixes of package files that the master can read (makepkg's `PKGEXT`).
+const EXTENSIONS: &[&str] = &["", ".gz", ".bz2", ".xz", ".zst"];
+
 fn check(package: &Inspected, file: &str, expect: Expectation<'_>) -> Result<(), PullError> {
-    let wrong = |what: &str, got: &str, want: &str| {
-        Err(PullError::Rejected(format!(
-            "{file}: its .PKGINFO names {what} {got:?}, but {want:?} was claimed"
-        )))
+    use Blame::{Builder, Package};
+    let info = &package.pkginfo;
+    let wrong = |blame, what: &str, got: &str, want: &str| {
+        refuse(
+            blame,
+            format!("{file}: its .PKGINFO names {what} {got:?}, but {want:?} was claimed"),
+        )
     };
-    if package.pkgbase != expect.pkgbase {
-        return wrong("pkgbase", &package.pkgbase, expect.pkgbase);
+    if info.pkgbase != expect.pkgbase {
+        return wrong(Package, "pkgbase", &info.pkgbase, expect.pkgbase);
     }
-    if package.version != expect.version {
-        return wrong("version", &package.version, expect.version);
+    if info.version != expect.version {
+        return wrong(Package, "version", &info.version, expect.version);
     }
-    if !expect.pkgnames.contains(&package.pkgname) {
-        return Err(PullError::Rejected(format!(
-            "{file}: its .PKGINFO names pkgname {:?}, which {} does not build ({})",
-            package.pkgname,
-            expect.pkgbase,
-            expect.pkgnames.join(", ")
-        )));
+    // makepkg's `options=(debug)` adds `PKGBASE-debug`, which no .SRCINFO lists.
+    let debug = format!("{}-debug", expect.pkgbase);
+    if !expect.pkgnames.contains(&info.pkgname) && info.pkgname != debug {
+        return refuse(
+            Package,
+            format!(
+                "{file}: its .PKGINFO names pkgname {:?}, which {} does not build ({})",
+                info.pkgname,
+                expect.pkgbase,
+                expect.pkgnames.join(", ")
+            ),
+        );
     }
     // A machine build may contain `any` packages; an `any` build contains nothing else.
-    if package.arch != expect.arch && !(package.arch == "any" && expect.arch != "any") {
-        return wrong("arch", &package.arch, expect.arch);
+    if info.arch != expect.arch && !(info.arch == "any" && expect.arch != "any") {
+        return wrong(Package, "arch", &info.arch, expect.arch);
+    }
+    // dbscripts' checks, where they apply to a farm. makepkg names the file from .PKGINFO.
+    let stem = format!("{}-{}-{}.pkg.tar", info.pkgname, info.version, info.arch);
+    let named_right = file
+        .strip_prefix(&stem)
+        .is_some_and(|ext| EXTENSIONS.contains(&ext));
+    if !named_right {
+        return refuse(
+            Builder,
+            format!("{file}: the file name check failed: its .PKGINFO makes it {stem}.*"),
+        );
+    }
+    if info.packager.as_deref() != Some(expect.packager) {
+        return refuse(
+            Builder,
+            format!(
+                "{file}: the packager check failed: .PKGINFO says {:?}, the master published {:?}",
+                info.packager.as_deref().unwrap_or(""),
+                expect.packager
+            ),
+        );
+    }
+    let Some(buildinfo) = &package.buildinfo else {
+        return refuse(
+            Builder,
+            format!("{file}: the .BUILDINFO check failed: the package has none"),
+        );
+    };
+    if buildinfo.builddir.as_deref() != Some(BUILDDIR) {
+        return refuse(
+            Builder,
+            format!(
+                "{file}: the clean-root check failed: .BUILDINFO says builddir {:?}, builders build in {BUILDDIR:?}",
+                buildinfo.builddir.as_deref().unwrap_or("")
+            ),
+        );
+    }
+    if buildinfo.packager.as_deref() != Some(expect.packager) {
+        return refuse(
+            Builder,
+            format!(
+                "{file}: the packager check failed: .BUILDINFO says {:?}, the master published {:?}",
+                buildinfo.packager.as_deref().unwrap_or(""),
+                expect.packager
+            ),
+        );
+    }
+    if let Some(want) = expect.pkgbuild_sha256
+        && buildinfo.pkgbuild_sha256sum.as_deref() != Some(want)
+    {
+        return refuse(
+            Builder,
+            format!(
+                "{file}: the PKGBUILD check failed: .BUILDINFO says pkgbuild_sha256sum {:?}, the master handed out {want}",
+                buildinfo.pkgbuild_sha256sum.as_deref().unwrap_or("")
+            ),
+        );
     }
     Ok(())
 }

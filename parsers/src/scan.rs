@@ -35,6 +35,19 @@ pub enum PackageError {
 pub struct Scanned {
     pub content_id: String,
     pub result: Result<PkgBase, PackageError>,
+    /// The `.SRCINFO` made by evaluating the PKGBUILD, for a package that has none: it goes
+    /// into the package's source tarball, so that builders read the very metadata the master
+    /// planned with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated_srcinfo: Option<String>,
+}
+
+/// A source tarball as made for builders.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MadeTarball {
+    pub sha256: String,
+    /// The sha256 of its PKGBUILD, as makepkg records it in `.BUILDINFO`.
+    pub pkgbuild_sha256: Option<String>,
 }
 
 /// What one poll did.
@@ -169,7 +182,7 @@ impl Scanner {
         let files = self.source.read(&listing.revision, &stale);
         let mut parsed = Vec::with_capacity(stale.len());
         for (entry, files) in stale.into_iter().zip(files) {
-            let result = self.parse(&listing.revision, &entry, files);
+            let (result, generated_srcinfo) = self.parse(&listing.revision, &entry, files);
             if let Err(e) = &result {
                 tracing::debug!(source = %self.name, package = %entry.path, "{e}");
             }
@@ -179,6 +192,7 @@ impl Scanner {
                 Scanned {
                     content_id: entry.content_id,
                     result,
+                    generated_srcinfo,
                 },
             );
         }
@@ -194,11 +208,25 @@ impl Scanner {
         Ok(report)
     }
 
+    /// The package's metadata, and the `.SRCINFO` evaluation made if it had none.
     fn parse(
         &mut self,
         revision: &Revision,
         entry: &Entry,
         files: Result<Files, SourceError>,
+    ) -> (Result<PkgBase, PackageError>, Option<String>) {
+        let mut generated = None;
+        let result = self.parse_into(revision, entry, files, &mut generated);
+        let generated = generated.filter(|_| result.is_ok());
+        (result, generated)
+    }
+
+    fn parse_into(
+        &mut self,
+        revision: &Revision,
+        entry: &Entry,
+        files: Result<Files, SourceError>,
+        generated: &mut Option<String>,
     ) -> Result<PkgBase, PackageError> {
         let files = files.map_err(|e| match e {
             SourceError::Package(m) | SourceError::Refused(m) | SourceError::Unavailable(m) => {
@@ -217,7 +245,11 @@ impl Scanner {
                     "no .SRCINFO, and evaluating PKGBUILDs is turned off".to_owned(),
                 ));
             }
-            None => self.evaluate(revision, &entry.path)?,
+            None => {
+                let text = self.evaluate(revision, &entry.path)?;
+                *generated = Some(text.clone());
+                text
+            }
         };
         let mut meta =
             PkgBase::from_srcinfo(&srcinfo).map_err(|e| PackageError::Metadata(e.to_string()))?;
@@ -259,21 +291,39 @@ impl Scanner {
     }
 
     /// Writes the package at `path` as of `revision` as a reproducible tarball `out`, with its
-    /// files under `prefix/`, and returns its sha256.
+    /// files under `prefix/`. A package without `.SRCINFO` gets the one its evaluation made,
+    /// if the scan evaluated this very content (`content_id`).
     pub fn tarball(
         &mut self,
         revision: &Revision,
         path: &str,
+        content_id: &str,
         prefix: &str,
         out: &Path,
-    ) -> Result<String, SourceError> {
+    ) -> Result<MadeTarball, SourceError> {
         let tmp = tempfile::tempdir().map_err(|e| {
             SourceError::Unavailable(format!("creating a temporary directory: {e}"))
         })?;
         let dir = tmp.path().join("export");
         self.source.export(revision, path, &dir)?;
-        tarball::write_tarball(&dir, prefix, out)
-            .map_err(|e| SourceError::Unavailable(format!("writing {}: {e}", out.display())))
+        let written =
+            |e: std::io::Error| SourceError::Unavailable(format!("writing {}: {e}", out.display()));
+        let srcinfo = dir.join(".SRCINFO");
+        if fs::symlink_metadata(&srcinfo).is_err()
+            && let Some(text) = self
+                .packages
+                .get(path)
+                .filter(|p| p.content_id == content_id)
+                .and_then(|p| p.generated_srcinfo.as_deref())
+        {
+            fs::write(&srcinfo, text).map_err(written)?;
+        }
+        let pkgbuild_sha256 = tarball::file_sha256(&dir.join("PKGBUILD")).map_err(written)?;
+        let sha256 = tarball::write_tarball(&dir, prefix, out).map_err(written)?;
+        Ok(MadeTarball {
+            sha256,
+            pkgbuild_sha256,
+        })
     }
 
     /// Which packages changed between `since` and the newest revision.

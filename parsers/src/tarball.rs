@@ -34,6 +34,46 @@ pub fn write_tarball(dir: &Path, prefix: &str, out: &Path) -> io::Result<String>
     Ok(digest)
 }
 
+/// The sha256 of the regular file at `path`, or `None` if there is none (a symlink counts as
+/// none: makepkg would read through it, the master does not).
+pub fn file_sha256(path: &Path) -> io::Result<Option<String>> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(Some(sha256_of(fs::File::open(path)?)?)),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The sha256 of `PREFIX/PKGBUILD` in a tarball made by [`write_tarball`], read under a
+/// limit; `None` if it has none.
+pub fn pkgbuild_sha256_in(tarball: &Path) -> io::Result<Option<String>> {
+    const MAX_PKGBUILD: u64 = 16 << 20;
+    let gz = flate2::read::GzDecoder::new(fs::File::open(tarball)?);
+    let mut archive = tar::Archive::new(io::Read::take(gz, 1 << 30));
+    for entry in archive.entries()? {
+        let entry = entry?;
+        let path = entry.path()?.into_owned();
+        let mut parts = path.components();
+        let is_pkgbuild = parts.next().is_some()
+            && parts.next().is_some_and(|c| c.as_os_str() == "PKGBUILD")
+            && parts.next().is_none();
+        if is_pkgbuild && entry.header().entry_type().is_file() {
+            return Ok(Some(sha256_of(io::Read::take(entry, MAX_PKGBUILD))?));
+        }
+    }
+    Ok(None)
+}
+
+fn sha256_of(mut reader: impl io::Read) -> io::Result<String> {
+    let mut hashing = HashingWriter {
+        inner: io::sink(),
+        hash: Sha256::new(),
+    };
+    io::copy(&mut reader, &mut hashing)?;
+    Ok(hex(&hashing.hash.finalize()))
+}
+
 fn append_dir<W: Write>(tar: &mut tar::Builder<W>, dir: &Path, name: &Path) -> io::Result<()> {
     let mut header = new_header(tar::EntryType::Directory, 0o755, 0);
     tar.append_data(&mut header, name, io::empty())?;
@@ -120,5 +160,11 @@ mod tests {
         let listing = String::from_utf8_lossy(&out.stdout);
         assert!(listing.contains("x-1/PKGBUILD"), "{listing}");
         assert!(listing.contains("x-1/link -> PKGBUILD"), "{listing}");
+        let expected = file_sha256(&pkg.join("PKGBUILD")).unwrap().unwrap();
+        assert_eq!(expected, hex(&Sha256::digest(b"pkgname=x\n")));
+        assert_eq!(
+            pkgbuild_sha256_in(&dir.path().join("a.tar.gz")).unwrap(),
+            Some(expected)
+        );
     }
 }

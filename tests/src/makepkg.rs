@@ -69,7 +69,10 @@ pub fn git_commit_all(dir: &Path, message: &str) -> String {
 }
 
 /// Builds `recipe` with makepkg as user 65534 (no dependency checks: the test provides what
-/// the package needs) and returns the package file, moved into `out`.
+/// the package needs) and returns the package file, moved into `out`. It builds as a builder
+/// does, in `BUILDDIR` (a private tmpfs at `/build` in a mount namespace of its own) and as
+/// packager `Pat Packager`, the author of `git_commit_all`'s commits, so that the master's
+/// repository checks pass.
 pub fn build(recipe: &Recipe, out: &Path) -> PathBuf {
     let work = tempfile::Builder::new()
         .prefix("quarters-makepkg")
@@ -77,13 +80,13 @@ pub fn build(recipe: &Recipe, out: &Path) -> PathBuf {
         .unwrap();
     fs::set_permissions(work.path(), fs::Permissions::from_mode(0o777)).unwrap();
     fs::write(work.path().join("PKGBUILD"), &recipe.pkgbuild).unwrap();
-    let status = as_nobody(
+    let status = in_builddir(
         &["PACKAGER=Pat Packager <pat@example.org>"],
         &["makepkg", "--nodeps", "--noconfirm", "--force"],
     )
     .current_dir(work.path())
     .output()
-    .expect("makepkg and setpriv are installed (contrib/test.sh installs them)");
+    .expect("makepkg, unshare and setpriv are installed (contrib/test.sh installs them)");
     assert!(
         status.status.success(),
         "makepkg failed for {}:\n{}\n{}",
@@ -100,6 +103,32 @@ pub fn build(recipe: &Recipe, out: &Path) -> PathBuf {
     let dest = out.join(built.file_name().unwrap());
     fs::copy(&built, &dest).unwrap();
     dest
+}
+
+/// `command` as [`as_nobody`] runs it, with makepkg's `BUILDDIR` the farm's: a tmpfs mounted at
+/// `/build` in a new mount namespace, so that builds running side by side never meet, and the
+/// host keeps only an empty `/build` directory to mount it on.
+pub fn in_builddir(env: &[&str], command: &[&str]) -> Command {
+    let builddir = quarters_common::api::v1::BUILDDIR;
+    fs::create_dir_all("/build").expect("creating /build (the tests run as root)");
+    let script = format!(
+        "mount -t tmpfs -o mode=0755 quarters-build /build && install -d -m 0777 {builddir} && exec \"$@\""
+    );
+    let inner = as_nobody(&[env, &[&format!("BUILDDIR={builddir}")]].concat(), command);
+    let mut c = Command::new("unshare");
+    c.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        &script,
+        "sh",
+    ])
+    .arg(inner.get_program())
+    .args(inner.get_args());
+    c
 }
 
 /// `command` as user 65534 with a clean environment plus `env` (`NAME=value`): makepkg refuses

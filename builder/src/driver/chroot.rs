@@ -223,19 +223,14 @@ impl ChrootDriver {
     }
 
     fn env(&self, job: &Job) -> Vec<(String, String)> {
-        let packager = job
-            .package
-            .packager
-            .clone()
-            .filter(|p| p.contains('<') && p.contains('>'))
-            .unwrap_or_else(|| "Quarters build farm <builds@quarters.invalid>".to_owned());
+        let packager = super::packager(job);
         [
             ("PATH", "/usr/local/bin:/usr/bin:/bin"),
             ("HOME", "/build"),
             ("LANG", "C"),
             ("SRCDEST", "/srcdest"),
             ("PKGDEST", "/build/out"),
-            ("BUILDDIR", "/build/work"),
+            ("BUILDDIR", quarters_common::api::v1::BUILDDIR),
         ]
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -73,6 +73,16 @@ impl Finished {
 }
 
 /// Appends a line to a stage's log.
+/// The `PACKAGER` a build runs with: the one the master published for it (its checks expect
+/// that very value), unless it could break makepkg's environment.
+pub fn packager(job: &Job) -> String {
+    job.package
+        .packager
+        .clone()
+        .filter(|p| !p.is_empty() && !p.chars().any(char::is_control))
+        .unwrap_or_else(|| "Quarters build farm <builds@quarters.invalid>".to_owned())
+}
+
 pub async fn log(job: &Job, stage: &str, line: &str) {
     let path = job.logs.join(format!("{stage}.log"));
     if let Ok(mut f) = tokio::fs::OpenOptions::new()

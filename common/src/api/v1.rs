@@ -27,6 +27,11 @@ pub const STATE_PATH: &str = "/v1/state";
 /// Path of the liveness probe.
 pub const HEALTH_PATH: &str = "/v1/health";
 
+/// Where every builder's makepkg builds (its `BUILDDIR`), and so what every package's
+/// `.BUILDINFO` says as `builddir`: the master refuses a package built elsewhere, as Arch's
+/// dbscripts refuse one not built in a clean chroot.
+pub const BUILDDIR: &str = "/build/work";
+
 /// What kind of node published a state.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -225,6 +230,9 @@ pub struct BuildVerdict {
     pub verdict: Verdict,
     /// Why, for a rejection or a failure.
     pub reason: Option<String>,
+    /// What was odd about its packages but did not stop them (the alpm schemas' complaints).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,31 +21,7 @@ pub struct Db {
     conn: Connection,
 }
 
-/// What a finished build came to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VerdictKind {
-    Accepted,
-    Rejected,
-    Failed,
-}
-
-impl VerdictKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            VerdictKind::Accepted => "accepted",
-            VerdictKind::Rejected => "rejected",
-            VerdictKind::Failed => "failed",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "accepted" => VerdictKind::Accepted,
-            "failed" => VerdictKind::Failed,
-            _ => VerdictKind::Rejected,
-        }
-    }
-}
+pub use crate::verdict::{Blame, VerdictKind};
 
 /// One build as recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +40,8 @@ pub struct BuildRow {
     pub log_dir: Option<String>,
     /// When the build started, by its builder's clock.
     pub started_at: Option<OffsetDateTime>,
+    /// What was odd about its packages but did not stop them (lint warnings), one line each.
+    pub warnings: Vec<String>,
 }
 
 /// A failed build, as the planner and the published state need it.
@@ -86,6 +64,23 @@ impl Failure {
     pub fn stage(&self) -> &str {
         self.reason.split(':').next().unwrap_or("build").trim()
     }
+}
+
+/// A build's verdict as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    pub verdict: VerdictKind,
+    pub reason: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+/// How often one version was refused, and by whom.
+#[derive(Debug, Default)]
+struct Refusals {
+    package: usize,
+    builder: usize,
+    builders: std::collections::HashSet<String>,
+    last: Option<Failure>,
 }
 
 /// A package file in a repository.
@@ -120,6 +115,8 @@ pub enum DbError {
     },
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database: {0}")]
+    Corrupt(#[from] crate::verdict::UnknownVerdict),
 }
 
 fn repo_str(r: RepoKind) -> &'static str {
@@ -163,7 +160,7 @@ impl Db {
         Ok(Db { conn })
     }
 
-    /// Records a failed or rejected build. Recording the same builder's build twice is a no-op.
+    /// Records a build that was not accepted. Recording the same builder's build twice is a no-op.
     pub fn record_build(&mut self, row: &BuildRow) -> Result<(), DbError> {
         debug_assert_ne!(row.verdict, VerdictKind::Accepted, "use accept()");
         insert_build(&self.conn, row)?;
@@ -205,17 +202,19 @@ impl Db {
     }
 
     /// Whether this builder's build has a verdict already, and which.
-    pub fn verdict_of(
-        &self,
-        builder: &str,
-        build_id: &str,
-    ) -> Result<Option<(VerdictKind, Option<String>)>, DbError> {
+    pub fn verdict_of(&self, builder: &str, build_id: &str) -> Result<Option<Recorded>, DbError> {
         Ok(self
             .conn
             .query_row(
-                "SELECT verdict, reason FROM builds WHERE builder = ?1 AND build_id = ?2",
+                "SELECT verdict, blame, reason, warnings FROM builds WHERE builder = ?1 AND build_id = ?2",
                 params![builder, build_id],
-                |r| Ok((VerdictKind::parse(&r.get::<_, String>(0)?), r.get(1)?)),
+                |r| {
+                    Ok(Recorded {
+                        verdict: verdict_at(r, 0, 1)?,
+                        reason: r.get(2)?,
+                        warnings: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+                    })
+                },
             )
             .optional()?)
     }
@@ -233,8 +232,60 @@ impl Db {
             .is_some())
     }
 
-    /// Failed builds not retried since, by what they built: the newest for each.
-    pub fn failures(&self) -> Result<std::collections::HashMap<UnitKey, Failure>, DbError> {
+    /// Failed builds not retried since, by what they built: the newest for each. A version
+    /// refused too often counts as failed too, so that it is not built again and again:
+    /// `max_refusals` refusals that were the package's fault, or refusals that were builders'
+    /// faults from `max_refusals` different builders (or twice as many from fewer, so that a
+    /// farm of one builder stops too).
+    pub fn failures(
+        &self,
+        max_refusals: usize,
+    ) -> Result<std::collections::HashMap<UnitKey, Failure>, DbError> {
+        let mut failures = std::collections::HashMap::new();
+        let mut stmt = self.conn.prepare(
+            "SELECT pkgbase, version, arch, builder, build_id, blame, reason FROM builds
+             WHERE verdict = 'refused' AND retried = 0 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let key: UnitKey = (r.get(0)?, r.get(1)?, r.get(2)?);
+            let blame = Blame::parse(&r.get::<_, String>(5)?).unwrap_or(Blame::Builder);
+            let last = Failure {
+                builder: r.get(3)?,
+                build_id: r.get(4)?,
+                reason: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                has_logs: false,
+            };
+            Ok((key, blame, last))
+        })?;
+        let mut refusals: std::collections::HashMap<UnitKey, Refusals> =
+            std::collections::HashMap::new();
+        for row in rows {
+            let (key, blame, last) = row?;
+            let tally = refusals.entry(key).or_default();
+            match blame {
+                Blame::Package => tally.package += 1,
+                Blame::Builder => {
+                    tally.builder += 1;
+                    tally.builders.insert(last.builder.clone());
+                }
+            }
+            tally.last = Some(last);
+        }
+        for (key, tally) in refusals {
+            let too_many = tally.package >= max_refusals
+                || tally.builders.len() >= max_refusals
+                || tally.builder >= 2 * max_refusals;
+            if let Some(last) = tally.last.filter(|_| too_many) {
+                let n = tally.package + tally.builder;
+                failures.insert(
+                    key,
+                    Failure {
+                        reason: format!("refused {n} times, last: {}", last.reason),
+                        ..last
+                    },
+                );
+            }
+        }
         let mut stmt = self.conn.prepare(
             "SELECT pkgbase, version, arch, builder, build_id, reason, log_dir FROM builds
              WHERE verdict = 'failed' AND retried = 0 ORDER BY id",
@@ -253,13 +304,19 @@ impl Db {
             };
             Ok((key, failure))
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        for row in rows {
+            let (key, failure) = row?;
+            failures.insert(key, failure);
+        }
+        Ok(failures)
     }
 
-    /// Puts the failed builds of `pkgbase` back in the running; returns how many there were.
+    /// Puts the failed and refused builds of `pkgbase` back in the running; returns how many
+    /// there were.
     pub fn retry(&mut self, pkgbase: &str) -> Result<usize, DbError> {
         let n = self.conn.execute(
-            "UPDATE builds SET retried = 1 WHERE pkgbase = ?1 AND verdict = 'failed' AND retried = 0",
+            "UPDATE builds SET retried = 1
+             WHERE pkgbase = ?1 AND verdict IN ('failed', 'refused') AND retried = 0",
             params![pkgbase],
         )?;
         if n > 0 {
@@ -288,10 +345,10 @@ impl Db {
             "SELECT {BUILD_COLUMNS}, recorded_at FROM builds ORDER BY id"
         ))?;
         let rows = stmt.query_map([], |r| {
-            let recorded: String = r.get(12)?;
+            let recorded: String = r.get(14)?;
             let recorded = parse_time(&recorded).ok_or_else(|| {
                 rusqlite::Error::FromSqlConversionFailure(
-                    12,
+                    14,
                     rusqlite::types::Type::Text,
                     format!("recorded_at {recorded:?} is not RFC 3339").into(),
                 )
@@ -415,7 +472,20 @@ impl Db {
     }
 }
 
-const BUILD_COLUMNS: &str = "builder, build_id, pkgbase, version, arch, verdict, reason, wall_ms, cpu_ms, peak_memory_kb, log_dir, started_at";
+const BUILD_COLUMNS: &str = "builder, build_id, pkgbase, version, arch, verdict, blame, reason, wall_ms, cpu_ms, peak_memory_kb, log_dir, started_at, warnings";
+
+/// The verdict stored in columns `verdict` and `blame`.
+fn verdict_at(
+    r: &rusqlite::Row<'_>,
+    verdict: usize,
+    blame: usize,
+) -> rusqlite::Result<VerdictKind> {
+    let text: String = r.get(verdict)?;
+    let blame_text: Option<String> = r.get(blame)?;
+    VerdictKind::parse(&text, blame_text.as_deref()).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(verdict, rusqlite::types::Type::Text, e.into())
+    })
+}
 
 /// A [`BuildRow`] from the first columns of a row, in the order of [`BUILD_COLUMNS`].
 fn build_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRow> {
@@ -425,20 +495,21 @@ fn build_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRow> {
         pkgbase: r.get(2)?,
         version: r.get(3)?,
         arch: r.get(4)?,
-        verdict: VerdictKind::parse(&r.get::<_, String>(5)?),
-        reason: r.get(6)?,
-        wall_ms: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
-        cpu_ms: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
-        peak_memory_kb: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
-        log_dir: r.get(10)?,
-        started_at: r.get::<_, Option<String>>(11)?.and_then(|t| parse_time(&t)),
+        verdict: verdict_at(r, 5, 6)?,
+        reason: r.get(7)?,
+        wall_ms: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+        cpu_ms: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
+        peak_memory_kb: r.get::<_, Option<i64>>(10)?.map(|v| v as u64),
+        log_dir: r.get(11)?,
+        started_at: r.get::<_, Option<String>>(12)?.and_then(|t| parse_time(&t)),
+        warnings: serde_json::from_str(&r.get::<_, String>(13)?).unwrap_or_default(),
     })
 }
 
 fn insert_build(conn: &Connection, row: &BuildRow) -> Result<(), rusqlite::Error> {
     conn.execute(
-        "INSERT INTO builds (builder, build_id, pkgbase, version, arch, verdict, reason, recorded_at, wall_ms, cpu_ms, peak_memory_kb, log_dir, started_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+        "INSERT INTO builds (builder, build_id, pkgbase, version, arch, verdict, blame, reason, recorded_at, wall_ms, cpu_ms, peak_memory_kb, log_dir, started_at, warnings)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
          ON CONFLICT (builder, build_id) DO NOTHING",
         params![
             row.builder,
@@ -447,6 +518,7 @@ fn insert_build(conn: &Connection, row: &BuildRow) -> Result<(), rusqlite::Error
             row.version,
             row.arch,
             row.verdict.as_str(),
+            row.verdict.blame().map(Blame::as_str),
             row.reason,
             now(),
             row.wall_ms.map(|v| v as i64),
@@ -454,6 +526,7 @@ fn insert_build(conn: &Connection, row: &BuildRow) -> Result<(), rusqlite::Error
             row.peak_memory_kb.map(|v| v as i64),
             row.log_dir,
             row.started_at.map(format_time),
+            serde_json::to_string(&row.warnings).expect("strings serialize"),
         ],
     )?;
     Ok(())

@@ -2,7 +2,7 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[FIRST, SECOND];
+const MIGRATIONS: &[&str] = &[FIRST, SECOND, THIRD];
 
 /// 1: builds, repositories, promotions, events.
 pub(super) const FIRST: &str = "CREATE TABLE builds (
@@ -52,6 +52,46 @@ pub(super) const FIRST: &str = "CREATE TABLE builds (
 
 /// 2: when each build started, by its builder's clock, to measure how long packages wait.
 const SECOND: &str = "ALTER TABLE builds ADD COLUMN started_at TEXT;";
+
+/// 3: verdicts that say what they mean. `rejected` was both a refused build and one that was
+/// not needed; refusals now keep whose fault they were (`blame`), and every build keeps the
+/// warnings its packages raised. SQLite cannot change a CHECK constraint in place, so the table
+/// is made anew and filled from the old one.
+const THIRD: &str = "CREATE TABLE builds_new (
+        id INTEGER PRIMARY KEY,
+        builder TEXT NOT NULL,
+        build_id TEXT NOT NULL,
+        pkgbase TEXT NOT NULL,
+        version TEXT NOT NULL,
+        arch TEXT NOT NULL,
+        verdict TEXT NOT NULL CHECK (verdict IN ('accepted', 'refused', 'failed', 'unneeded')),
+        blame TEXT CHECK (blame IN ('package', 'builder')),
+        reason TEXT,
+        recorded_at TEXT NOT NULL,
+        wall_ms INTEGER,
+        cpu_ms INTEGER,
+        peak_memory_kb INTEGER,
+        log_dir TEXT,
+        retried INTEGER NOT NULL DEFAULT 0,
+        started_at TEXT,
+        warnings TEXT NOT NULL DEFAULT '[]',
+        UNIQUE (builder, build_id),
+        CHECK ((verdict = 'refused') = (blame IS NOT NULL))
+    );
+    INSERT INTO builds_new (id, builder, build_id, pkgbase, version, arch, verdict, blame, reason,
+        recorded_at, wall_ms, cpu_ms, peak_memory_kb, log_dir, retried, started_at)
+    SELECT id, builder, build_id, pkgbase, version, arch,
+        CASE WHEN verdict = 'rejected' AND reason LIKE 'not needed:%' THEN 'unneeded'
+             WHEN verdict = 'rejected' THEN 'refused'
+             ELSE verdict END,
+        CASE WHEN verdict = 'rejected' AND reason NOT LIKE 'not needed:%' THEN 'builder' END,
+        reason, recorded_at, wall_ms, cpu_ms, peak_memory_kb, log_dir, retried, started_at
+    FROM builds;
+    DROP TABLE builds;
+    ALTER TABLE builds_new RENAME TO builds;
+    CREATE UNIQUE INDEX builds_accepted_once ON builds (pkgbase, version, arch) WHERE verdict = 'accepted';
+    CREATE INDEX builds_by_pkgbase ON builds (pkgbase);
+    CREATE INDEX builds_refused ON builds (pkgbase, version, arch) WHERE verdict = 'refused' AND retried = 0;";
 
 /// Brings the database up to the newest schema.
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {

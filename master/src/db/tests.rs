@@ -14,6 +14,7 @@ fn row(builder: &str, id: &str, verdict: VerdictKind) -> BuildRow {
         peak_memory_kb: Some(2048),
         log_dir: None,
         started_at: Some(time::macros::datetime!(2026-11-21 10:00:00.123456 UTC)),
+        warnings: Vec::new(),
     }
 }
 
@@ -48,7 +49,7 @@ fn a_version_is_accepted_at_most_once() {
             .unwrap()
     );
     assert_eq!(
-        db.verdict_of("b1", "7").unwrap().unwrap().0,
+        db.verdict_of("b1", "7").unwrap().unwrap().verdict,
         VerdictKind::Accepted
     );
     assert_eq!(
@@ -67,7 +68,7 @@ fn failures_hold_until_retried() {
         .unwrap();
     db.record_build(&row("b1", "1", VerdictKind::Failed))
         .unwrap();
-    let failures = db.failures().unwrap();
+    let failures = db.failures(2).unwrap();
     assert_eq!(failures.len(), 1);
     let failure = failures.values().next().unwrap();
     assert!(
@@ -76,7 +77,7 @@ fn failures_hold_until_retried() {
     );
     assert_eq!(failure.stage(), "build");
     assert_eq!(db.retry("foo").unwrap(), 1);
-    assert!(db.failures().unwrap().is_empty());
+    assert!(db.failures(2).unwrap().is_empty());
     assert_eq!(db.retry("foo").unwrap(), 0);
     let builds = db.builds_of("foo", 10).unwrap();
     assert_eq!(builds, [row("b1", "1", VerdictKind::Failed)]);
@@ -150,4 +151,86 @@ fn a_database_of_the_first_schema_gains_the_start_times() {
     );
     assert_eq!(timeline[1].0, newer);
     assert!(timeline[1].1 > timeline[0].1);
+}
+
+fn refusal(builder: &str, id: &str, blame: Blame) -> BuildRow {
+    BuildRow {
+        reason: Some(format!("refusal {id}")),
+        ..row(builder, id, VerdictKind::Refused(blame))
+    }
+}
+
+/// A version refused again and again stops being built: after `max_refusals` refusals that are
+/// the package's fault, or builders' refusals from that many builders (twice as many from one).
+#[test]
+fn refusals_fail_a_version_once_there_are_enough_of_them() {
+    let key = ("foo".to_owned(), "1-1".to_owned(), "x86_64".to_owned());
+    let mut db = Db::in_memory().unwrap();
+    db.record_build(&refusal("b1", "1", Blame::Package))
+        .unwrap();
+    assert!(db.failures(2).unwrap().is_empty());
+    db.record_build(&refusal("b2", "2", Blame::Package))
+        .unwrap();
+    let failure = &db.failures(2).unwrap()[&key];
+    assert_eq!(failure.reason, "refused 2 times, last: refusal 2");
+    assert_eq!(failure.builder, "b2");
+    assert_eq!(db.retry("foo").unwrap(), 2);
+    assert!(db.failures(2).unwrap().is_empty());
+
+    // The builders' fault: one builder alone does not fail the package until it did so four
+    // times; a second builder with the same complaint does.
+    for id in ["3", "4", "5"] {
+        db.record_build(&refusal("b1", id, Blame::Builder)).unwrap();
+    }
+    assert!(db.failures(2).unwrap().is_empty());
+    db.record_build(&refusal("b2", "6", Blame::Builder))
+        .unwrap();
+    assert!(db.failures(2).unwrap().contains_key(&key));
+    db.retry("foo").unwrap();
+    for id in ["7", "8", "9", "10"] {
+        db.record_build(&refusal("b1", id, Blame::Builder)).unwrap();
+    }
+    assert!(db.failures(2).unwrap().contains_key(&key));
+    assert_eq!(
+        db.builds_of("foo", 1).unwrap()[0].verdict,
+        VerdictKind::Refused(Blame::Builder)
+    );
+}
+
+/// A database of the second schema, with its `rejected` verdicts, comes through the third
+/// migration with every build and the right verdict for each.
+#[test]
+fn rejected_builds_of_the_old_schema_become_refused_or_unneeded() {
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch(schema::FIRST).unwrap();
+    conn.execute_batch("ALTER TABLE builds ADD COLUMN started_at TEXT;")
+        .unwrap();
+    conn.pragma_update(None, "user_version", 2).unwrap();
+    for (id, verdict, reason) in [
+        ("1", "rejected", "not needed: the sources are at 2-1 now"),
+        ("2", "rejected", "x.pkg.tar.zst: sha256 mismatch"),
+        ("3", "accepted", ""),
+        ("4", "failed", "build: exit status 2"),
+    ] {
+        conn.execute(
+            "INSERT INTO builds (builder, build_id, pkgbase, version, arch, verdict, reason, recorded_at)
+             VALUES ('b1', ?1, 'foo', '1-1', 'x86_64', ?2, ?3, '2026-11-21T10:00:00Z')",
+            params![id, verdict, reason],
+        )
+        .unwrap();
+    }
+    let db = Db::init(conn).unwrap();
+    let verdicts: Vec<VerdictKind> = ["1", "2", "3", "4"]
+        .iter()
+        .map(|id| db.verdict_of("b1", id).unwrap().unwrap().verdict)
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            VerdictKind::Unneeded,
+            VerdictKind::Refused(Blame::Builder),
+            VerdictKind::Accepted,
+            VerdictKind::Failed
+        ]
+    );
 }

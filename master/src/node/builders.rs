@@ -13,7 +13,7 @@ use super::Master;
 use crate::db::{BuildRow, DbError, RepoEntry, VerdictKind};
 use crate::plan::State;
 use crate::plan::binaries::RepoKind;
-use crate::pull::{Expectation, PullError, pull, pull_logs};
+use crate::pull::{Expectation, PullError, PullLimits, pull, pull_logs};
 
 impl Master {
     fn builder_event(self: &Arc<Self>, index: usize, event: PeerEvent<BuilderState>) {
@@ -96,13 +96,14 @@ impl Master {
             pkgbase: build.pkgbase.clone(),
             version: build.version.clone(),
             arch: build.arch.clone(),
-            verdict: VerdictKind::Rejected,
+            verdict: VerdictKind::Unneeded,
             reason: None,
             wall_ms: build.wall_ms,
             cpu_ms: build.cpu_ms,
             peak_memory_kb: build.peak_memory_kb,
             log_dir: None,
             started_at: Some(build.started_at),
+            warnings: Vec::new(),
         };
         let unit = self.model().plan.unit(&build.pkgbase, &build.arch).cloned();
         let key = (
@@ -163,25 +164,47 @@ impl Master {
                     tracing::error!("creating {}: {e}", staging.display());
                     return;
                 }
+                let pkgbuild_sha256 = self.handed_out_pkgbuild(&unit.spec);
+                if pkgbuild_sha256.is_none() {
+                    row.warnings.push(
+                        "the master has no source tarball of this version left to check its PKGBUILD against"
+                            .to_owned(),
+                    );
+                }
+                let packager = unit.spec.makepkg_packager();
                 let expect = Expectation {
                     pkgbase: &build.pkgbase,
                     version: &build.version,
                     arch: &build.arch,
                     pkgnames: &unit.spec.pkgnames,
+                    packager: &packager,
+                    pkgbuild_sha256: pkgbuild_sha256.as_deref(),
                 };
-                let result = pull(
-                    client,
-                    build,
-                    expect,
-                    &staging,
-                    self.config.max_artifact_size,
-                )
-                .await;
+                let limits = PullLimits {
+                    max_bytes: self.config.max_artifact_size,
+                    archive: self.config.archive_limits,
+                    cancel: self.stopping.clone(),
+                };
+                let result = pull(client, build, expect, &staging, &limits).await;
                 match result {
-                    Ok(pulled) => self.accept(&mut row, &pulled),
-                    Err(PullError::Rejected(reason)) => {
-                        tracing::warn!(%builder, build = %build.id, "rejected: {reason}");
-                        row.reason = Some(reason);
+                    Ok(pulled) => {
+                        for p in &pulled {
+                            row.warnings.extend(
+                                p.package
+                                    .warnings
+                                    .iter()
+                                    .map(|w| format!("{}: {w}", p.filename)),
+                            );
+                        }
+                        if !row.warnings.is_empty() {
+                            tracing::info!(%builder, build = %build.id, "warnings: {}", row.warnings.join("; "));
+                        }
+                        self.accept(&mut row, &pulled);
+                    }
+                    Err(PullError::Refused(refusal)) => {
+                        tracing::warn!(%builder, build = %build.id, blame = refusal.blame.as_str(), "refused: {}", refusal.reason);
+                        row.verdict = VerdictKind::Refused(refusal.blame);
+                        row.reason = Some(refusal.reason);
                         self.record(&row);
                     }
                     Err(PullError::Unavailable(reason)) => {
@@ -199,19 +222,19 @@ impl Master {
             tracing::error!("recording build {} of {}: {e}", row.build_id, row.builder);
         }
         let message = format!(
-            "{} {} ({}) from {} build {}: {}",
+            "{} {} ({}) from {} build {}: {}{}",
             row.pkgbase,
             row.version,
             row.arch,
             row.builder,
             row.build_id,
-            row.reason.as_deref().unwrap_or("")
+            row.verdict.describe(),
+            row.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
         );
-        let kind = match row.verdict {
-            VerdictKind::Failed => "failed",
-            _ => "rejected",
-        };
-        let _ = db.event(kind, &row.pkgbase, &message);
+        let _ = db.event(row.verdict.as_str(), &row.pkgbase, &message);
     }
 
     /// Moves verified packages into the pool, commits the acceptance, and rewrites the build
@@ -224,23 +247,24 @@ impl Master {
                 tracing::error!("moving {} into the pool: {e}", p.filename);
                 return;
             }
-            let arches: Vec<String> = if p.package.arch == "any" {
+            let info = &p.package.pkginfo;
+            let arches: Vec<String> = if info.arch == "any" {
                 self.config.arch.clone()
             } else {
-                vec![p.package.arch.clone()]
+                vec![info.arch.clone()]
             };
             for arch in arches {
                 entries.push(RepoEntry {
                     repo: RepoKind::Build,
                     arch,
                     filename: p.filename.clone(),
-                    pkgname: p.package.pkgname.clone(),
-                    pkgbase: p.package.pkgbase.clone(),
-                    version: p.package.version.clone(),
-                    pkg_arch: p.package.arch.clone(),
+                    pkgname: info.pkgname.clone(),
+                    pkgbase: info.pkgbase.clone(),
+                    version: info.version.clone(),
+                    pkg_arch: info.arch.clone(),
                     sha256: p.sha256.clone(),
                     size: p.size,
-                    provides: p.package.provides.clone(),
+                    provides: info.provides.clone(),
                     desc: p.package.desc.clone(),
                     files: p.package.files.clone(),
                 });
@@ -252,7 +276,7 @@ impl Master {
             Ok(()) => {}
             Err(DbError::AlreadyAccepted { .. }) => {
                 drop(db);
-                row.verdict = VerdictKind::Rejected;
+                row.verdict = VerdictKind::Unneeded;
                 row.reason =
                     Some("not needed: another build of this version was accepted first".to_owned());
                 self.record(row);

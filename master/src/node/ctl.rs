@@ -141,7 +141,7 @@ impl Master {
                 State::Failed { reason } => {
                     let _ = writeln!(
                         out,
-                        "  failed: {reason}\n  `quartersctl retry {}` puts it back in the ready list",
+                        "  failed: {reason}\n  `quartersctl retry {}` puts it back in the ready list, its refusals forgotten",
                         s.pkgbase
                     );
                 }
@@ -167,9 +167,12 @@ impl Master {
                         b.build_id,
                         b.builder,
                         b.version,
-                        format!("{:?}", b.verdict).to_lowercase(),
+                        b.verdict.describe(),
                         b.reason.map(|r| format!(" ({r})")).unwrap_or_default()
                     );
+                    for warning in &b.warnings {
+                        let _ = writeln!(out, "    warning: {warning}");
+                    }
                 }
             }
         }
@@ -190,13 +193,16 @@ impl Master {
         };
         let retried = self.db().retry(&pkgbase);
         match retried {
-            Ok(0) => (false, format!("{pkgbase} has no failed build to retry\n")),
+            Ok(0) => (
+                false,
+                format!("{pkgbase} has no failed or refused build to retry\n"),
+            ),
             Ok(n) => {
                 self.replan_now();
                 (
                     true,
                     format!(
-                        "{pkgbase}: {n} failed build(s) cleared; it is ready again once its dependencies are\n"
+                        "{pkgbase}: {n} failed or refused build(s) cleared; it is ready again once its dependencies are\n"
                     ),
                 )
             }

@@ -43,6 +43,8 @@ pub struct Master {
     replan: Notify,
     republish: Notify,
     tarballs: Vec<mpsc::Sender<TarballRequest>>,
+    /// Set when the master stops: package reads in progress give up.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug, Default)]
@@ -113,6 +115,8 @@ type TarballKey = (usize, String, String);
 struct Tarball {
     filename: String,
     sha256: String,
+    /// What makepkg will record as `pkgbuild_sha256sum` for a build from it.
+    pkgbuild_sha256: Option<String>,
 }
 
 impl Master {
@@ -160,9 +164,16 @@ impl Master {
             replan: Notify::new(),
             republish: Notify::new(),
             tarballs,
+            stopping: Arc::default(),
         });
         master.replan_now();
         master
+    }
+
+    /// Makes every package read in progress give up: the master is stopping.
+    pub fn stop_reading(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn publisher(&self) -> &StatePublisher {
@@ -205,7 +216,7 @@ impl Master {
     pub fn republish_now(&self) {
         let model = self.model();
         let db = self.db();
-        let failures = match db.failures() {
+        let failures = match db.failures(self.config.max_refusals) {
             Ok(failures) => failures,
             Err(e) => {
                 tracing::error!("reading the database: {e}");
@@ -225,8 +236,13 @@ impl Master {
         // plan does not count as built.
         let mut model = self.model();
         let db = self.db();
-        let read =
-            (|| Ok::<_, crate::db::DbError>((db.failures()?, db.durations()?, db.binaries()?)))();
+        let read = (|| {
+            Ok::<_, crate::db::DbError>((
+                db.failures(self.config.max_refusals)?,
+                db.durations()?,
+                db.binaries()?,
+            ))
+        })();
         let (failures, durations, binaries) = match read {
             Ok(read) => read,
             Err(e) => {

@@ -61,12 +61,7 @@ impl Master {
                     .get(&spec.path)?
                     .content_id
                     .clone();
-                let short: String = content_id.chars().take(16).collect();
-                let filename = format!(
-                    "{}-{}-{short}.tar.gz",
-                    spec.pkgbase,
-                    spec.version.replace(':', "_")
-                );
+                let filename = tarball_filename(spec, &content_id);
                 Some(((source, spec.path.clone(), content_id), filename))
             })
             .filter(|(key, _)| !model.tarballs.contains_key(key) && !model.requested.contains(key))
@@ -85,6 +80,34 @@ impl Master {
             if self.tarballs[source].try_send(request).is_ok() {
                 model.requested.insert((source, path, content_id));
             }
+        }
+    }
+
+    /// The sha256 of the PKGBUILD the master hands out for `spec` as its sources are now:
+    /// from the tarball made this run, or else from the tarball file an earlier run left.
+    pub(super) fn handed_out_pkgbuild(&self, spec: &crate::plan::UnitSpec) -> Option<String> {
+        let (path, made) = {
+            let model = self.model();
+            let source = model.sources.iter().position(|s| s.name == spec.source)?;
+            let content_id = model.sources[source]
+                .packages
+                .get(&spec.path)?
+                .content_id
+                .clone();
+            let made = model
+                .tarballs
+                .get(&(source, spec.path.clone(), content_id.clone()))
+                .map(|t| t.pkgbuild_sha256.clone());
+            let file = self
+                .tarball_dir(&spec.source)
+                .join(tarball_filename(spec, &content_id));
+            (file, made)
+        };
+        match made {
+            Some(sha) => sha,
+            None => quarters_parsers::tarball::pkgbuild_sha256_in(&path)
+                .ok()
+                .flatten(),
         }
     }
 
@@ -212,14 +235,26 @@ fn make_tarball(
         return None;
     }
     let out = dir.join(&request.filename);
-    match scanner.tarball(&revision, &request.path, &prefix, &out) {
-        Ok(sha256) => Some(Tarball {
+    match scanner.tarball(&revision, &request.path, &request.content_id, &prefix, &out) {
+        Ok(made) => Some(Tarball {
             filename: request.filename.clone(),
-            sha256,
+            sha256: made.sha256,
+            pkgbuild_sha256: made.pkgbuild_sha256,
         }),
         Err(e) => {
             tracing::warn!(source = scanner.name(), package = %request.path, "source tarball: {e}");
             None
         }
     }
+}
+
+/// The file name of a package's source tarball: stable for one content, so that a restarted
+/// master finds the tarballs it made before.
+fn tarball_filename(spec: &crate::plan::UnitSpec, content_id: &str) -> String {
+    let short: String = content_id.chars().take(16).collect();
+    format!(
+        "{}-{}-{short}.tar.gz",
+        spec.pkgbase,
+        spec.version.replace(':', "_")
+    )
 }

@@ -56,7 +56,7 @@ impl Master {
                         .join(&format!("repo/build/{repo_arch}/"))
                         .expect("plain names join onto a base URL"),
                     repo_db: self.repos.db_name(crate::plan::binaries::RepoKind::Build),
-                    packager: u.spec.packager.clone(),
+                    packager: Some(u.spec.makepkg_packager()),
                 })
             })
             .collect();
@@ -75,19 +75,22 @@ impl Master {
                 if matches!(build.outcome, BuildOutcome::Running { .. }) {
                     continue;
                 }
-                if let Ok(Some((verdict, reason))) = db.verdict_of(b.name.as_str(), &build.id) {
+                if let Ok(Some(recorded)) = db.verdict_of(b.name.as_str(), &build.id) {
                     results.push(BuildVerdict {
                         builder: b.name.to_string(),
                         build: build.id.clone(),
                         pkgbase: build.pkgbase.clone(),
                         version: build.version.clone(),
                         arch: build.arch.clone(),
-                        verdict: match verdict {
+                        // Builders only need to know whether to clean up; the wire keeps
+                        // its three verdicts.
+                        verdict: match recorded.verdict {
                             VerdictKind::Accepted => Verdict::Accepted,
-                            VerdictKind::Rejected => Verdict::Rejected,
+                            VerdictKind::Refused(_) | VerdictKind::Unneeded => Verdict::Rejected,
                             VerdictKind::Failed => Verdict::Failed,
                         },
-                        reason,
+                        reason: recorded.reason,
+                        warnings: recorded.warnings,
                     });
                 }
             }

@@ -14,6 +14,9 @@ use quarters_parsers::PkgBase;
 use self::binaries::{Binaries, RepoKind};
 use self::relation::{Requirement, provision, vercmp};
 
+/// The packager of builds whose source names none that makepkg would take.
+pub const FARM_PACKAGER: &str = "Quarters build farm <builds@quarters.invalid>";
+
 /// One build the farm may have to do: a pkgbase, for one architecture (or `any`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnitSpec {
@@ -74,6 +77,17 @@ impl UnitSpec {
                 })
             })
             .collect()
+    }
+
+    /// The `PACKAGER` the build runs with, and so what its `.PKGINFO` and `.BUILDINFO` must
+    /// say: the author of the package's last change when that reads as makepkg's
+    /// `Name <email>`, the farm otherwise.
+    pub fn makepkg_packager(&self) -> String {
+        self.packager
+            .as_deref()
+            .filter(|p| p.contains('<') && p.ends_with('>') && !p.chars().any(char::is_control))
+            .unwrap_or(FARM_PACKAGER)
+            .to_owned()
     }
 
     /// Every dependency, run-time and build-time, in one numbering (see [`Wait::dep`]).

@@ -113,13 +113,27 @@ fn expect(names: &[String]) -> Expectation<'_> {
         version: "1:2.0-1",
         arch: "x86_64",
         pkgnames: names,
+        packager: testpkg::PACKAGER,
+        pkgbuild_sha256: Some(testpkg::PKGBUILD_SHA256),
+    }
+}
+
+fn refused(err: &PullError) -> Option<(Blame, &str)> {
+    match err {
+        PullError::Refused(r) => Some((r.blame, r.reason.as_str())),
+        PullError::Unavailable(_) => None,
     }
 }
 
 async fn try_pull(b: &TestBuilder, build: &Build) -> Result<Vec<Pulled>, PullError> {
     let staging = tempfile::tempdir().unwrap();
     let names: Vec<String> = NAMES.iter().map(|s| (*s).to_owned()).collect();
-    let result = pull(&b.client, build, expect(&names), staging.path(), 1 << 20).await;
+    let limits = PullLimits {
+        max_bytes: 1 << 20,
+        archive: Limits::default(),
+        cancel: Arc::default(),
+    };
+    let result = pull(&b.client, build, expect(&names), staging.path(), &limits).await;
     if let Ok(pulled) = &result {
         for p in pulled {
             assert!(p.path.is_file());
@@ -137,7 +151,7 @@ async fn a_complete_split_build_is_pulled_and_verified() {
         .await
         .unwrap();
     assert_eq!(pulled.len(), 2);
-    assert_eq!(pulled[1].package.arch, "any");
+    assert_eq!(pulled[1].package.pkginfo.arch, "any");
     b.stop.cancel();
 }
 
@@ -153,7 +167,7 @@ async fn tampered_wrong_missing_and_oversized_builds_are_rejected() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, PullError::Rejected(m) if m.contains("does not match the announced")),
+        matches!(refused(&err), Some((Blame::Builder, m)) if m.contains("does not match the announced")),
         "{err}"
     );
 
@@ -164,7 +178,7 @@ async fn tampered_wrong_missing_and_oversized_builds_are_rejected() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, PullError::Rejected(m) if m.contains(r#"names pkgbase "evil", but "split-b" was claimed"#)),
+        matches!(refused(&err), Some((Blame::Package, m)) if m.contains(r#"names pkgbase "evil", but "split-b" was claimed"#)),
         "{err}"
     );
 
@@ -173,7 +187,7 @@ async fn tampered_wrong_missing_and_oversized_builds_are_rejected() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, PullError::Rejected(m) if m.contains("the build lacks b-bin")),
+        matches!(refused(&err), Some((Blame::Package, m)) if m.contains("the build lacks b-bin")),
         "{err}"
     );
 
@@ -183,7 +197,7 @@ async fn tampered_wrong_missing_and_oversized_builds_are_rejected() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, PullError::Rejected(m) if m.contains("over the limit")),
+        matches!(refused(&err), Some((Blame::Builder, m)) if m.contains("over the limit")),
         "{err}"
     );
 
@@ -191,7 +205,7 @@ async fn tampered_wrong_missing_and_oversized_builds_are_rejected() {
     bad_name.file = "../../etc/passwd".into();
     let err = try_pull(&b, &build(vec![bad_name])).await.unwrap_err();
     assert!(
-        matches!(&err, PullError::Rejected(m) if m.contains("not a package file name")),
+        matches!(refused(&err), Some((Blame::Builder, m)) if m.contains("not a package file name")),
         "{err}"
     );
 
@@ -201,4 +215,143 @@ async fn tampered_wrong_missing_and_oversized_builds_are_rejected() {
         .await
         .unwrap_err();
     assert!(matches!(err, PullError::Unavailable(_)), "{err}");
+}
+
+/// Each of the checks a distribution's repository tooling makes, each refused with the check
+/// named and the values, and blamed on the builder: makepkg on an honest builder passes them.
+#[tokio::test]
+async fn packages_failing_the_repository_checks_are_refused_naming_the_check() {
+    let b = test_builder().await;
+    let bin = testpkg::write(&b.files, "b-bin", "split-b", "1:2.0-1", "x86_64", "");
+    let standard = |pkginfo_extra: &str, buildinfo: &str| {
+        let pkginfo = format!(
+            "pkgname = b-lib\npkgbase = split-b\npkgver = 1:2.0-1\narch = x86_64\nsize = 1\n{pkginfo_extra}"
+        );
+        testpkg::write_members(
+            &b.files,
+            "b-lib-1:2.0-1-x86_64.pkg.tar.gz",
+            &[
+                (".PKGINFO", pkginfo.as_bytes()),
+                (".BUILDINFO", buildinfo.as_bytes()),
+                ("usr/", b""),
+            ],
+        )
+    };
+    let good_buildinfo = format!(
+        "format = 2\npkgbuild_sha256sum = {}\npackager = {}\nbuilddir = {}\n",
+        testpkg::PKGBUILD_SHA256,
+        testpkg::PACKAGER,
+        quarters_common::api::v1::BUILDDIR
+    );
+    let packager = format!("packager = {}\n", testpkg::PACKAGER);
+    let cases: Vec<(String, String, &str)> = vec![
+        (
+            String::new(),
+            good_buildinfo.clone(),
+            "the packager check failed: .PKGINFO says \"\"",
+        ),
+        (
+            packager.clone(),
+            good_buildinfo.replace(quarters_common::api::v1::BUILDDIR, "/home/me/src"),
+            "the clean-root check failed: .BUILDINFO says builddir \"/home/me/src\"",
+        ),
+        (
+            packager.clone(),
+            good_buildinfo.replace(testpkg::PKGBUILD_SHA256, &"c".repeat(64)),
+            "the PKGBUILD check failed",
+        ),
+        (
+            packager.clone(),
+            good_buildinfo.replace(testpkg::PACKAGER, "Mallory <m@evil>"),
+            "the packager check failed: .BUILDINFO says \"Mallory <m@evil>\"",
+        ),
+    ];
+    for (pkginfo_extra, buildinfo, expected) in cases {
+        let lib = standard(&pkginfo_extra, &buildinfo);
+        let err = try_pull(&b, &build(vec![artifact(&lib), artifact(&bin)]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused(&err), Some((Blame::Builder, m)) if m.contains(expected)),
+            "{expected}: {err}"
+        );
+    }
+
+    // No .BUILDINFO at all.
+    let pkginfo =
+        format!("pkgname = b-lib\npkgbase = split-b\npkgver = 1:2.0-1\narch = x86_64\n{packager}");
+    let lib = testpkg::write_members(
+        &b.files,
+        "b-lib-1:2.0-1-x86_64.pkg.tar.gz",
+        &[(".PKGINFO", pkginfo.as_bytes())],
+    );
+    let err = try_pull(&b, &build(vec![artifact(&lib), artifact(&bin)]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused(&err), Some((Blame::Builder, m)) if m.contains("the .BUILDINFO check failed")),
+        "{err}"
+    );
+
+    // A file named unlike its .PKGINFO, though a valid package file name.
+    let lib = testpkg::write(&b.files, "b-lib", "split-b", "1:2.0-1", "x86_64", "");
+    let renamed = b.files.join("b-lib-1:2.0-1-any.pkg.tar.gz");
+    std::fs::rename(&lib, &renamed).unwrap();
+    let err = try_pull(&b, &build(vec![artifact(&renamed), artifact(&bin)]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused(&err), Some((Blame::Builder, m)) if m.contains("the file name check failed")),
+        "{err}"
+    );
+    b.stop.cancel();
+}
+
+/// What makepkg writes for real PKGBUILDs that the alpm schema does not take (an empty url, a
+/// licence that is no SPDX expression) and the debug package `options=(debug)` adds: accepted,
+/// with warnings.
+#[tokio::test]
+async fn what_pacman_installs_is_accepted_with_warnings() {
+    let b = test_builder().await;
+    let lib = testpkg::write(
+        &b.files,
+        "b-lib",
+        "split-b",
+        "1:2.0-1",
+        "x86_64",
+        "url = \nlicense = my own licence\n",
+    );
+    let bin = testpkg::write(&b.files, "b-bin", "split-b", "1:2.0-1", "x86_64", "");
+    let debug = testpkg::write(
+        &b.files,
+        "split-b-debug",
+        "split-b",
+        "1:2.0-1",
+        "x86_64",
+        "",
+    );
+    let pulled = try_pull(
+        &b,
+        &build(vec![artifact(&lib), artifact(&bin), artifact(&debug)]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pulled.len(), 3);
+    assert!(
+        pulled[0]
+            .package
+            .warnings
+            .iter()
+            .any(|w| w.contains("does not follow the alpm schema")),
+        "{:?}",
+        pulled[0].package.warnings
+    );
+    assert!(!pulled[0].package.desc.contains("%URL%"));
+    assert!(
+        pulled[0]
+            .package
+            .desc
+            .contains("%LICENSE%\nmy own licence\n")
+    );
+    b.stop.cancel();
 }

@@ -95,19 +95,26 @@ fn scans_changes_exports_and_bumps_a_git_tree() {
 
     // A reproducible tarball for builders.
     let out = dir.path().join("lib-a.tar.gz");
-    let sha = scanner
-        .tarball(&second, "lib-a", "lib-a-1.0-1", &out)
+    let content = scanner.packages()["lib-a"].content_id.clone();
+    let made = scanner
+        .tarball(&second, "lib-a", &content, "lib-a-1.0-1", &out)
         .unwrap();
-    assert_eq!(sha.len(), 64);
+    assert_eq!(made.sha256.len(), 64);
+    let pkgbuild = exported_pkgbuild(&mut scanner, &second, "lib-a");
+    assert_eq!(
+        made.pkgbuild_sha256.as_deref(),
+        Some(sha256_hex(pkgbuild.as_bytes()).as_str())
+    );
     let again = scanner
         .tarball(
             &second,
             "lib-a",
+            &content,
             "lib-a-1.0-1",
             &dir.path().join("2.tar.gz"),
         )
         .unwrap();
-    assert_eq!(sha, again);
+    assert_eq!(made, again);
 
     // A pkgrel bump round-trips: committed, seen by the next poll, both files agree.
     let bumped = scanner.bump_pkgrel("lib-a", "lib-a: rebuild").unwrap();
@@ -222,4 +229,12 @@ fn a_commit_wakes_the_watcher() {
             .expect("the watcher reports a commit")
             .unwrap();
     });
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

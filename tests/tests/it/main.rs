@@ -2,6 +2,7 @@
 
 mod chroot_builds;
 mod config_errors;
+mod corpus;
 mod demo;
 mod e2e;
 mod e2e_faults;
@@ -11,6 +12,7 @@ mod master_crash;
 mod master_flow;
 mod pki_cli;
 mod readme;
+mod refusals;
 mod scan_cli;
 mod simulate;
 mod state_protocol;

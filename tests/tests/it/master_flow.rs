@@ -313,7 +313,7 @@ async fn the_master_plans_pulls_verifies_and_serves_a_repository_pacman_installs
     master
         .wait_for("fails ready again", |s| ready(s).contains(&"fails"))
         .await;
-    let (ok, text) = ctl(&["retry", "hello"]);
-    assert!(!ok && text.contains("no failed build"), "{text}");
+    let (ok, text) = ctl(&["retry", "libhello"]);
+    assert!(!ok && text.contains("no failed or refused build"), "{text}");
     builder.stop();
 }
