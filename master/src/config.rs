@@ -58,6 +58,9 @@ pub struct ScanSection {
     /// Seconds a PKGBUILD gets to evaluate.
     #[serde(default = "twenty")]
     pub pkgbuild_timeout: u64,
+    /// PKGBUILDs evaluated at once; by default one per core.
+    #[serde(default)]
+    pub pkgbuild_jobs: Option<usize>,
 }
 
 impl Default for ScanSection {
@@ -65,6 +68,7 @@ impl Default for ScanSection {
         ScanSection {
             evaluate_pkgbuilds: true,
             pkgbuild_timeout: twenty(),
+            pkgbuild_jobs: None,
         }
     }
 }
@@ -335,6 +339,11 @@ impl MasterConfig {
             evaluation: Evaluation {
                 enabled: file.scan.evaluate_pkgbuilds,
                 timeout: Duration::from_secs(file.scan.pkgbuild_timeout),
+                jobs: file
+                    .scan
+                    .pkgbuild_jobs
+                    .unwrap_or_else(quarters_parsers::scan::default_jobs)
+                    .max(1),
             },
             builders,
         })

@@ -73,6 +73,8 @@ pub struct Evaluation {
     /// Evaluate them with `makepkg --printsrcinfo` in a sandbox; if not, they are errors.
     pub enabled: bool,
     pub timeout: Duration,
+    /// How many PKGBUILDs are evaluated at once (each in its own sandbox).
+    pub jobs: usize,
 }
 
 impl Default for Evaluation {
@@ -80,9 +82,18 @@ impl Default for Evaluation {
         Evaluation {
             enabled: true,
             timeout: Duration::from_secs(20),
+            jobs: default_jobs(),
         }
     }
 }
+
+/// One evaluation per core: evaluating a PKGBUILD is bash and makepkg's own work.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// How often a long evaluation reports its progress in the log.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 const CACHE_FORMAT: u32 = 1;
 
@@ -180,9 +191,10 @@ impl Scanner {
             self.packages.remove(path);
         }
         let files = self.source.read(&listing.revision, &stale);
+        let mut evaluated = self.evaluate_all(&listing.revision, &stale, &files);
         let mut parsed = Vec::with_capacity(stale.len());
-        for (entry, files) in stale.into_iter().zip(files) {
-            let (result, generated_srcinfo) = self.parse(&listing.revision, &entry, files);
+        for ((entry, files), evaluated) in stale.into_iter().zip(files).zip(evaluated.drain(..)) {
+            let (result, generated_srcinfo) = self.parse(&entry, files, evaluated);
             if let Err(e) = &result {
                 tracing::debug!(source = %self.name, package = %entry.path, "{e}");
             }
@@ -210,22 +222,22 @@ impl Scanner {
 
     /// The package's metadata, and the `.SRCINFO` evaluation made if it had none.
     fn parse(
-        &mut self,
-        revision: &Revision,
+        &self,
         entry: &Entry,
         files: Result<Files, SourceError>,
+        evaluated: Option<Result<String, PackageError>>,
     ) -> (Result<PkgBase, PackageError>, Option<String>) {
         let mut generated = None;
-        let result = self.parse_into(revision, entry, files, &mut generated);
+        let result = self.parse_into(entry, files, evaluated, &mut generated);
         let generated = generated.filter(|_| result.is_ok());
         (result, generated)
     }
 
     fn parse_into(
-        &mut self,
-        revision: &Revision,
+        &self,
         entry: &Entry,
         files: Result<Files, SourceError>,
+        evaluated: Option<Result<String, PackageError>>,
         generated: &mut Option<String>,
     ) -> Result<PkgBase, PackageError> {
         let files = files.map_err(|e| match e {
@@ -246,7 +258,11 @@ impl Scanner {
                 ));
             }
             None => {
-                let text = self.evaluate(revision, &entry.path)?;
+                let text = evaluated.unwrap_or_else(|| {
+                    Err(PackageError::Source(
+                        "the PKGBUILD was not evaluated".to_owned(),
+                    ))
+                })?;
                 *generated = Some(text.clone());
                 text
             }
@@ -264,20 +280,107 @@ impl Scanner {
         Ok(meta)
     }
 
-    fn evaluate(&mut self, revision: &Revision, path: &str) -> Result<String, PackageError> {
+    /// Evaluates the PKGBUILDs of the packages among `entries` that have no `.SRCINFO`, on
+    /// `evaluation.jobs` threads at once, each in its own sandbox, and logs progress while it
+    /// takes long. One result per entry, `None` where there was nothing to evaluate.
+    fn evaluate_all(
+        &mut self,
+        revision: &Revision,
+        entries: &[Entry],
+        files: &[Result<Files, SourceError>],
+    ) -> Vec<Option<Result<String, PackageError>>> {
+        let mut results: Vec<Option<Result<String, PackageError>>> = vec![None; entries.len()];
+        if !self.evaluation.enabled {
+            return results;
+        }
+        // Exports come from the source, one at a time; the evaluations run side by side.
+        let mut exported = Vec::new();
+        for (i, (entry, files)) in entries.iter().zip(files).enumerate() {
+            let Ok(files) = files else { continue };
+            if files.srcinfo.is_some() || !files.has_pkgbuild {
+                continue;
+            }
+            match self.export_for_evaluation(revision, &entry.path) {
+                Ok(dir) => exported.push((i, dir)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        let total = exported.len();
+        if total == 0 {
+            return results;
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicUsize::new(0);
+        let timeout = self.evaluation.timeout;
+        let jobs = self.evaluation.jobs.clamp(1, total);
+        let started = std::time::Instant::now();
+        let evaluated: Vec<(usize, Result<String, PackageError>)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..jobs)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut out = Vec::new();
+                        loop {
+                            let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some((i, dir)) = exported.get(n) else {
+                                return out;
+                            };
+                            let result = evaluate_exported(dir, timeout);
+                            if result.is_err() {
+                                failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            out.push((*i, result));
+                        }
+                    })
+                })
+                .collect();
+            let mut last_report = std::time::Instant::now();
+            while workers.iter().any(|w| !w.is_finished()) {
+                std::thread::sleep(Duration::from_millis(100));
+                if last_report.elapsed() >= PROGRESS_EVERY {
+                    last_report = std::time::Instant::now();
+                    let done = done.load(std::sync::atomic::Ordering::Relaxed);
+                    let elapsed = started.elapsed().as_secs_f64();
+                    let rate = done as f64 / elapsed.max(0.001);
+                    let left = (total - done) as f64 / rate.max(0.001);
+                    tracing::info!(
+                        source = %self.name,
+                        "evaluating PKGBUILDs without .SRCINFO: {done} of {total}, {} failed, {rate:.1}/s on {jobs} cores, about {left:.0} s left",
+                        failed.load(std::sync::atomic::Ordering::Relaxed)
+                    );
+                }
+            }
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("evaluation threads do not panic"))
+                .collect()
+        });
+        tracing::info!(
+            source = %self.name,
+            "evaluated {total} PKGBUILDs without .SRCINFO in {:.1} s on {jobs} cores, {} failed",
+            started.elapsed().as_secs_f64(),
+            failed.load(std::sync::atomic::Ordering::Relaxed)
+        );
+        for (i, result) in evaluated {
+            results[i] = Some(result);
+        }
+        results
+    }
+
+    /// Exports the package at `path` into a scratch directory for `printsrcinfo`.
+    fn export_for_evaluation(
+        &mut self,
+        revision: &Revision,
+        path: &str,
+    ) -> Result<tempfile::TempDir, PackageError> {
         let tmp = tempfile::tempdir()
             .map_err(|e| PackageError::Source(format!("creating a temporary directory: {e}")))?;
         make_world_readable(tmp.path());
-        let dir = tmp.path().join("pkg");
         self.source
-            .export(revision, path, &dir)
+            .export(revision, path, &tmp.path().join("pkg"))
             .map_err(|e| PackageError::Source(e.to_string()))?;
-        printsrcinfo::evaluate(&dir, self.evaluation.timeout).map_err(|e| match e {
-            EvalError::Sandbox(_) => PackageError::Source(format!("no .SRCINFO, and {e}")),
-            EvalError::TimedOut(_) | EvalError::Failed(_) => {
-                PackageError::Metadata(format!("no .SRCINFO, and {e}"))
-            }
-        })
+        Ok(tmp)
     }
 
     /// Writes the package at `path` as of `revision` into the new directory `dest`.
@@ -390,4 +493,14 @@ fn load_cache(path: &Path) -> CacheFile {
 fn make_world_readable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o755));
+}
+
+/// Evaluates the PKGBUILD exported into `tmp/pkg`.
+fn evaluate_exported(tmp: &tempfile::TempDir, timeout: Duration) -> Result<String, PackageError> {
+    printsrcinfo::evaluate(&tmp.path().join("pkg"), timeout).map_err(|e| match e {
+        EvalError::Sandbox(_) => PackageError::Source(format!("no .SRCINFO, and {e}")),
+        EvalError::TimedOut(_) | EvalError::Failed(_) => {
+            PackageError::Metadata(format!("no .SRCINFO, and {e}"))
+        }
+    })
 }

@@ -60,6 +60,7 @@ fn pkgbuilds_without_srcinfo_are_evaluated_only_in_the_sandbox() {
         quarters_parsers::open(&spec(&work, Layout::default(), &[]), Path::new("/")).unwrap();
     let evaluation = Evaluation {
         enabled: true,
+        jobs: 2,
         timeout: Duration::from_secs(8),
     };
     let mut scanner = Scanner::new("hostile", source, None, evaluation);
