@@ -3,10 +3,20 @@
 //! the persisted cache.
 //!
 //! `cargo bench -p quarters-parsers --bench scan -- [--packages N] [--kinds git,svn,cvs]`
+//!
+//! With `--kinds git-history`, a long git history instead: N packages (default 10,000) in
+//! `category/pkgbase/` directories (`--categories`, default 40; 0 for `pkgbase/`) and
+//! `--commits C` commits (default 100,000), each touching one to four random packages, written
+//! with `git fast-import`; a cold scan has to find every package's last author in it.
+//!
+//! `cargo bench -p quarters-parsers --bench scan -- --kinds git-history [--packages N]
+//! [--categories K] [--commits C] [--seed S]`
 
+use std::collections::BTreeMap;
 use std::fs;
+use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use git2::{Oid, Repository, Signature};
@@ -174,6 +184,226 @@ fn run(cmd: &mut Command) {
     );
 }
 
+/// A generated long history: what it holds, and who changed each package last.
+struct History {
+    packages: Vec<String>,
+    last_author: BTreeMap<String, String>,
+    generated: Duration,
+}
+
+/// Packages never changed after the first commit, as every real tree has: the cold scan has to
+/// walk the whole history for them.
+const DORMANT_PERCENT: usize = 5;
+
+/// `cat-NN/pkg-NNNNN`, or with no categories `pkg-NNNNN`.
+fn history_path(i: usize, categories: usize) -> String {
+    if categories == 0 {
+        name(i)
+    } else {
+        format!("cat-{:02}/{}", i % categories, name(i))
+    }
+}
+
+fn author(k: u32) -> (String, String) {
+    (format!("Packager {k:02}"), format!("p{k:02}@example.org"))
+}
+
+/// Writes `commits` commits over `n` packages into a new bare repository with one
+/// `git fast-import`: the first adds every package, each later one changes one to four of them.
+fn git_history(path: &Path, n: usize, categories: usize, commits: usize, seed: u64) -> History {
+    let started = Instant::now();
+    run(Command::new("git")
+        .args(["init", "-q", "--bare", "--initial-branch=master"])
+        .arg(path));
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(path)
+        .args(["fast-import", "--quiet", "--done"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufWriter::with_capacity(1 << 20, child.stdin.take().unwrap());
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let packages: Vec<String> = (0..n).map(|i| history_path(i, categories)).collect();
+    let mut rel = vec![1_u32; n];
+    let mut last_author = BTreeMap::new();
+    let inline = |out: &mut BufWriter<_>, path: &str, content: &str| {
+        write!(
+            out,
+            "M 100644 inline {path}\ndata {}\n{content}\n",
+            content.len()
+        )
+        .unwrap();
+    };
+    let active = (n * (100 - DORMANT_PERCENT) / 100).max(1);
+    for c in 0..commits {
+        let (who, email) = if c == 0 {
+            ("Importer".to_owned(), "import@example.org".to_owned())
+        } else {
+            author(rng.u32(..64))
+        };
+        let touched: Vec<usize> = if c == 0 {
+            (0..n).collect()
+        } else {
+            let k = if rng.u32(..8) == 0 {
+                rng.usize(2..=4)
+            } else {
+                1
+            };
+            (0..k).map(|_| rng.usize(..active)).collect()
+        };
+        let message = format!("commit {c}");
+        let time = 1_600_000_000 + c as u64 * 60;
+        write!(
+            out,
+            "commit refs/heads/master\nauthor {who} <{email}> {time} +0000\ncommitter {who} <{email}> {time} +0000\ndata {}\n{message}\n",
+            message.len()
+        )
+        .unwrap();
+        for i in touched {
+            if c > 0 {
+                rel[i] += 1;
+            }
+            let pkg = &packages[i];
+            inline(
+                &mut out,
+                &format!("{pkg}/.SRCINFO"),
+                &srcinfo(&name(i), rel[i]),
+            );
+            inline(
+                &mut out,
+                &format!("{pkg}/PKGBUILD"),
+                &pkgbuild(&name(i), rel[i]),
+            );
+            last_author.insert(pkg.clone(), format!("{who} <{email}>"));
+        }
+        out.write_all(b"\n").unwrap();
+    }
+    out.write_all(b"done\n").unwrap();
+    drop(out.into_inner().unwrap());
+    assert!(child.wait().unwrap().success(), "git fast-import failed");
+    History {
+        packages,
+        last_author,
+        generated: started.elapsed(),
+    }
+}
+
+/// The tree `tree` with the package at `path` (its components) given a new `.SRCINFO`.
+fn with_change(repo: &Repository, tree: &git2::Tree<'_>, path: &[&str], rel: u32) -> Oid {
+    let mut b = repo.treebuilder(Some(tree)).unwrap();
+    match path {
+        [] => unreachable!("a package path has components"),
+        [pkg] => {
+            let pkg_tree = repo.find_tree(tree.get_name(pkg).unwrap().id()).unwrap();
+            let mut p = repo.treebuilder(Some(&pkg_tree)).unwrap();
+            p.insert(
+                ".SRCINFO",
+                repo.blob(srcinfo(pkg, rel).as_bytes()).unwrap(),
+                0o100_644,
+            )
+            .unwrap();
+            b.insert(pkg, p.write().unwrap(), 0o040_000).unwrap();
+        }
+        [dir, rest @ ..] => {
+            let sub = repo.find_tree(tree.get_name(dir).unwrap().id()).unwrap();
+            b.insert(dir, with_change(repo, &sub, rest, rel), 0o040_000)
+                .unwrap();
+        }
+    }
+    b.write().unwrap()
+}
+
+/// Commits a change of the package at `path` on HEAD, as `who`.
+fn git_change_path(repo: &Repository, path: &str, rel: u32, who: (&str, &str)) -> Oid {
+    let head = repo.head().unwrap().peel_to_commit().unwrap();
+    let parts: Vec<&str> = path.split('/').collect();
+    let tree = with_change(repo, &head.tree().unwrap(), &parts, rel);
+    let tree = repo.find_tree(tree).unwrap();
+    let sig = Signature::now(who.0, who.1).unwrap();
+    repo.commit(Some("HEAD"), &sig, &sig, "change", &tree, &[&head])
+        .unwrap()
+}
+
+/// Every package's packager as the scanner has it, against who changed it last; the count of
+/// those that differ.
+fn wrong_packagers(s: &Scanner, expected: &BTreeMap<String, String>) -> usize {
+    expected
+        .iter()
+        .filter(|(path, who)| {
+            let got = s.packages()[path.as_str()]
+                .result
+                .as_ref()
+                .ok()
+                .and_then(|p| p.packager.as_deref());
+            got != Some(who.as_str())
+        })
+        .count()
+}
+
+/// Times a cold scan of a long history, warm polls, and a poll after one more commit.
+fn measure_history(n: usize, categories: usize, commits: usize, seed: u64, dir: &Path) {
+    let path = dir.join("git-history");
+    let mut history = git_history(&path, n, categories, commits, seed);
+    let spec = SourceSpec {
+        name: "git-history".into(),
+        kind: "git".into(),
+        layout: Layout {
+            depth: if categories == 0 { 1 } else { 2 },
+            subdir: None,
+        },
+        options: [(
+            "path".to_owned(),
+            toml::Value::String(path.display().to_string()),
+        )]
+        .into_iter()
+        .collect(),
+    };
+    let cache = dir.join("git-history-cache.json");
+    let mut s = scanner(&spec, &cache);
+    let started = Instant::now();
+    let report = s.poll().unwrap();
+    let cold = started.elapsed();
+    assert_eq!(report.parsed.len(), n, "every package parsed");
+    assert!(s.packages().values().all(|p| p.result.is_ok()));
+    let wrong_cold = wrong_packagers(&s, &history.last_author);
+
+    let warm = median(
+        (0..15)
+            .map(|_| {
+                let t = Instant::now();
+                assert!(!s.poll().unwrap().changed());
+                t.elapsed()
+            })
+            .collect(),
+    );
+
+    let repo = Repository::open(&path).unwrap();
+    let one = history.packages[n / 3].clone();
+    let who = ("Newcomer", "new@example.org");
+    git_change_path(&repo, &one, 999, who);
+    history
+        .last_author
+        .insert(one.clone(), format!("{} <{}>", who.0, who.1));
+    let t = Instant::now();
+    let report = s.poll().unwrap();
+    let after_one = t.elapsed();
+    assert_eq!(report.parsed, [one], "{report:?}");
+    let wrong_after = wrong_packagers(&s, &history.last_author);
+    println!(
+        "| {n} | {categories} | {commits} | {:.1} s | {} | {:.3} ms | {} |",
+        history.generated.as_secs_f64(),
+        ms(cold),
+        warm.as_secs_f64() * 1000.0,
+        ms(after_one),
+    );
+    assert_eq!(
+        (wrong_cold, wrong_after),
+        (0, 0),
+        "packagers that are not the last author, after the cold scan and after one commit"
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |flag: &str| {
@@ -182,9 +412,21 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let n: usize = arg("--packages").map_or(15_000, |v| v.parse().unwrap());
     let kinds = arg("--kinds").unwrap_or_else(|| "git,svn,cvs".to_owned());
     let dir = tempfile::tempdir().unwrap();
+    if kinds == "git-history" {
+        let n: usize = arg("--packages").map_or(10_000, |v| v.parse().unwrap());
+        let commits: usize = arg("--commits").map_or(100_000, |v| v.parse().unwrap());
+        let categories: usize = arg("--categories").map_or(40, |v| v.parse().unwrap());
+        let seed: u64 = arg("--seed").map_or(1, |v| v.parse().unwrap());
+        println!(
+            "| packages | categories | commits | generating (git fast-import) | cold scan | warm poll, nothing new (median of 15) | poll after one commit touching one package |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        measure_history(n, categories, commits, seed, dir.path());
+        return;
+    }
+    let n: usize = arg("--packages").map_or(15_000, |v| v.parse().unwrap());
     println!(
         "| kind | packages | cold scan | warm poll, nothing changed (median of 15) | poll after one package changed | restart on the persisted cache |"
     );

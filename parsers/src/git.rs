@@ -5,12 +5,14 @@
 //! A remote repository is mirrored locally (`git clone --mirror`, then `git fetch` from a timer
 //! or hook); the source reads the mirror, and its watcher sees each fetch at once.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fs;
+use std::ops::Bound;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use git2::{ObjectType, Oid, Repository, Signature, Tree};
+use git2::{ObjectType, Oid, Repository, Signature, Tree, TreeEntry};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -33,9 +35,6 @@ pub struct GitOptions {
     #[serde(default)]
     pub repository_per_package: bool,
 }
-
-/// How far back the packager of a package is looked for.
-const MAX_HISTORY_WALK: usize = 20_000;
 
 /// Opens a git source.
 pub fn open(options: GitOptions, layout: Layout) -> Result<Box<dyn Source>, String> {
@@ -142,7 +141,7 @@ impl Source for GitTree {
             .iter()
             .map(|e| self.layout.build_dir(&e.path))
             .collect();
-        let packagers = last_changes(&commit, &dirs);
+        let packagers = last_changes(&self.repo, &commit, &dirs);
         let tree = match commit.tree() {
             Ok(t) => t,
             Err(e) => {
@@ -365,8 +364,8 @@ impl Source for GitRepos {
                 self.with_repo(revision, &entry.path, |repo, commit| {
                     let tree = commit.tree().map_err(|e| e.message().to_owned())?;
                     let mut files = read_files(repo, &tree, &dir)?;
-                    files.packager =
-                        last_changes(&commit, std::slice::from_ref(&dir)).remove(dir.as_str());
+                    files.packager = last_changes(repo, &commit, std::slice::from_ref(&dir))
+                        .remove(dir.as_str());
                     Ok(files)
                 })
             })
@@ -511,42 +510,274 @@ fn read_files(repo: &Repository, tree: &Tree<'_>, dir: &str) -> Result<Files, St
 }
 
 /// For each directory, the author of the newest commit (following first parents from `start`)
-/// that changed it: `Name <email>`.
-fn last_changes(start: &git2::Commit<'_>, dirs: &[String]) -> HashMap<String, String> {
+/// that changed it: `Name <email>`. A directory no commit is seen changing has no entry.
+///
+/// Each commit's tree is compared with its first parent's from the root down, descending only
+/// into entries whose ids differ and under which a directory still looked for lies, so a commit
+/// costs what it changed, not the number of directories. The walk ends once every directory is
+/// found, or at a root commit, which changed everything in it.
+fn last_changes(
+    repo: &Repository,
+    start: &git2::Commit<'_>,
+    dirs: &[String],
+) -> HashMap<String, String> {
     let mut found = HashMap::new();
-    let mut pending: Vec<&str> = dirs.iter().map(String::as_str).collect();
-    let id_at = |tree: &Tree<'_>, dir: &str| -> Option<Oid> {
-        if dir.is_empty() {
-            Some(tree.id())
-        } else {
-            tree.get_path(Path::new(dir)).ok().map(|e| e.id())
-        }
-    };
+    let mut pending = Pending::new(dirs);
     let mut commit = start.clone();
-    for _ in 0..MAX_HISTORY_WALK {
-        if pending.is_empty() {
-            break;
-        }
-        let Ok(tree) = commit.tree() else { break };
+    let Ok(mut tree) = commit.tree() else {
+        return found;
+    };
+    while !pending.dirs.is_empty() {
         let parent = commit.parent(0).ok();
         let parent_tree = parent.as_ref().and_then(|p| p.tree().ok());
-        let who = author_of(&commit);
-        pending.retain(|dir| {
-            let here = id_at(&tree, dir);
-            let before = parent_tree.as_ref().and_then(|t| id_at(t, dir));
-            if here != before {
-                found.insert((*dir).to_owned(), who.clone());
-                false
-            } else {
-                true
+        if parent_tree.as_ref().map(Tree::id) != Some(tree.id()) {
+            let mut diff = TreeDiff {
+                repo,
+                pending: &pending,
+                path: String::new(),
+                changed: Vec::new(),
+            };
+            diff.trees(Some(&tree), parent_tree.as_ref());
+            if !diff.changed.is_empty() {
+                let changed = diff.changed;
+                let who = author_of(&commit);
+                for dir in changed {
+                    pending.remove(&dir);
+                    found.insert(dir, who.clone());
+                }
             }
-        });
-        match parent {
-            Some(p) => commit = p,
-            None => break,
+        }
+        match (parent, parent_tree) {
+            (Some(p), Some(t)) => {
+                commit = p;
+                tree = t;
+            }
+            _ => break,
         }
     }
     found
+}
+
+/// The directories [`last_changes`] has not found yet.
+struct Pending {
+    /// Sorted, so that the directories under a path are one range.
+    dirs: BTreeSet<String>,
+    /// For each path with pending directories strictly under it, how many: `""` for all but
+    /// `""` itself, then `core`, `core/foo` (for `core/foo/trunk`)...
+    under: HashMap<String, usize>,
+}
+
+impl Pending {
+    fn new(dirs: &[String]) -> Self {
+        let mut pending = Pending {
+            dirs: BTreeSet::new(),
+            under: HashMap::new(),
+        };
+        for dir in dirs {
+            if pending.dirs.insert(dir.clone()) {
+                for ancestor in ancestors(dir) {
+                    *pending.under.entry(ancestor.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        pending
+    }
+
+    fn remove(&mut self, dir: &str) {
+        if !self.dirs.remove(dir) {
+            return;
+        }
+        for ancestor in ancestors(dir) {
+            if let Some(n) = self.under.get_mut(ancestor) {
+                *n -= 1;
+                if *n == 0 {
+                    self.under.remove(ancestor);
+                }
+            }
+        }
+    }
+
+    /// How many pending directories lie strictly under `path`.
+    fn under(&self, path: &str) -> usize {
+        self.under.get(path).copied().unwrap_or(0)
+    }
+
+    /// The names of the entries of `path` that pending directories lie at or under.
+    fn children<'s>(&'s self, path: &str) -> Vec<&'s str> {
+        let base = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        };
+        let mut names: Vec<&str> = self
+            .dirs
+            .range::<str, _>((Bound::Included(base.as_str()), Bound::Unbounded))
+            .map_while(|dir| dir.strip_prefix(base.as_str()))
+            .filter(|rest| !rest.is_empty())
+            .map(|rest| rest.split_once('/').map_or(rest, |(name, _)| name))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}
+
+/// The paths strictly above `dir`: `""`, then each of its leading components.
+fn ancestors(dir: &str) -> impl Iterator<Item = &str> {
+    let parents = dir.match_indices('/').map(|(i, _)| &dir[..i]);
+    (!dir.is_empty()).then_some("").into_iter().chain(parents)
+}
+
+/// One side of a tree entry being compared: its id, and whether it is a tree.
+type Side = Option<(Oid, bool)>;
+
+fn side(entry: Option<&TreeEntry<'_>>) -> Side {
+    entry.map(|e| (e.id(), e.kind() == Some(ObjectType::Tree)))
+}
+
+/// Git's order of tree entries: by name, a directory's name read as if it ended in `/`.
+fn git_order(a: &TreeEntry<'_>, b: &TreeEntry<'_>) -> Ordering {
+    fn key<'e>(e: &'e TreeEntry<'_>) -> impl Iterator<Item = &'e u8> {
+        let slash = (e.kind() == Some(ObjectType::Tree)).then_some(&b'/');
+        e.name_bytes().iter().chain(slash)
+    }
+    key(a).cmp(key(b))
+}
+
+/// The comparison of one commit's tree with its parent's, for [`last_changes`].
+struct TreeDiff<'a, 'r> {
+    repo: &'r Repository,
+    pending: &'a Pending,
+    /// The path being compared, relative to the root: `""`, `core`, `core/foo`...
+    path: String,
+    /// Pending directories that differ between the two trees, possibly more than once.
+    changed: Vec<String>,
+}
+
+impl TreeDiff<'_, '_> {
+    /// `self.path` has different ids on the two sides (or exists on one only): records it if
+    /// it is pending, and compares what lies under it if some pending directory does.
+    fn entry(&mut self, new: Side, old: Side) {
+        let tree = |side: Side| {
+            side.filter(|(_, is_tree)| *is_tree)
+                .and_then(|(id, _)| self.repo.find_tree(id).ok())
+        };
+        if self.pending.under(&self.path) > 0 {
+            self.trees(tree(new).as_ref(), tree(old).as_ref());
+        } else if self.pending.dirs.contains(self.path.as_str()) {
+            self.changed.push(self.path.clone());
+        }
+    }
+
+    /// [`Self::entry`], with the trees (if they are trees) at hand.
+    fn trees(&mut self, new: Option<&Tree<'_>>, old: Option<&Tree<'_>>) {
+        if self.pending.dirs.contains(self.path.as_str()) {
+            self.changed.push(self.path.clone());
+        }
+        let under = self.pending.under(&self.path);
+        if under == 0 {
+            return;
+        }
+        let entries = new.map_or(0, Tree::len) + old.map_or(0, Tree::len);
+        // With few pending directories below, looking them up by name is cheaper than walking
+        // every entry of both trees (a flat tree of thousands of packages, late in the walk).
+        if under <= entries / 16 {
+            let pending = self.pending;
+            self.by_names(new, old, &pending.children(&self.path));
+            return;
+        }
+        let mark = self.changed.len();
+        if !self.merge(new, old) {
+            // A tree out of git's order: a merge could pair the wrong entries.
+            self.changed.truncate(mark);
+            self.unordered(new, old);
+        }
+    }
+
+    /// Compares the entry `name` of both trees, and goes into it if it differs and matters.
+    fn child(&mut self, name: &str, new: Side, old: Side) {
+        if new.map(|(id, _)| id) == old.map(|(id, _)| id) {
+            return;
+        }
+        let len = self.path.len();
+        if !self.path.is_empty() {
+            self.path.push('/');
+        }
+        self.path.push_str(name);
+        if self.pending.dirs.contains(self.path.as_str()) || self.pending.under(&self.path) > 0 {
+            self.entry(new, old);
+        }
+        self.path.truncate(len);
+    }
+
+    fn by_names(&mut self, new: Option<&Tree<'_>>, old: Option<&Tree<'_>>, names: &[&str]) {
+        for name in names {
+            let new_side = side(new.and_then(|t| t.get_name(name)).as_ref());
+            let old_side = side(old.and_then(|t| t.get_name(name)).as_ref());
+            self.child(name, new_side, old_side);
+        }
+    }
+
+    /// Pairs the entries of both trees by name, whatever their order.
+    fn unordered(&mut self, new: Option<&Tree<'_>>, old: Option<&Tree<'_>>) {
+        let entries = |tree: Option<&Tree<'_>>| -> HashMap<String, Side> {
+            tree.into_iter()
+                .flat_map(|t| t.iter())
+                .filter_map(|e| Some((e.name().ok()?.to_owned(), side(Some(&e)))))
+                .collect()
+        };
+        let (new, old) = (entries(new), entries(old));
+        let names: BTreeSet<&String> = new.keys().chain(old.keys()).collect();
+        for name in names {
+            let (a, b) = (
+                new.get(name).copied().flatten(),
+                old.get(name).copied().flatten(),
+            );
+            self.child(name, a, b);
+        }
+    }
+
+    /// Walks the entries of both trees side by side, in git's order (a directory sorts as if
+    /// its name ended in `/`). False if either tree is not in that order.
+    fn merge(&mut self, new: Option<&Tree<'_>>, old: Option<&Tree<'_>>) -> bool {
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let (a, b) = (new.and_then(|t| t.get(i)), old.and_then(|t| t.get(j)));
+            let order = match (&a, &b) {
+                (None, None) => return true,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(x), Some(y)) => git_order(x, y),
+            };
+            let a = a.filter(|_| order.is_le());
+            let b = b.filter(|_| order.is_ge());
+            let Some(entry) = a.as_ref().or(b.as_ref()) else {
+                return true;
+            };
+            // A pending directory is UTF-8: no other name leads to one.
+            if let Ok(name) = std::str::from_utf8(entry.name_bytes()) {
+                self.child(name, side(a.as_ref()), side(b.as_ref()));
+            }
+            if let Some(x) = &a {
+                i += 1;
+                if new
+                    .and_then(|t| t.get(i))
+                    .is_some_and(|next| git_order(x, &next).is_ge())
+                {
+                    return false;
+                }
+            }
+            if let Some(y) = &b {
+                j += 1;
+                if old
+                    .and_then(|t| t.get(j))
+                    .is_some_and(|next| git_order(y, &next).is_ge())
+                {
+                    return false;
+                }
+            }
+        }
+    }
 }
 
 fn author_of(commit: &git2::Commit<'_>) -> String {
@@ -729,4 +960,234 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
             let _ = write!(s, "{b:02x}");
             s
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `files` (path → content) as nested trees; returns the root tree.
+    fn tree_of(repo: &Repository, files: &BTreeMap<String, String>, prefix: &str) -> Oid {
+        let mut builder = repo.treebuilder(None).unwrap();
+        let mut subdirs = BTreeSet::new();
+        for (path, content) in files.range(prefix.to_owned()..) {
+            let Some(rest) = path.strip_prefix(prefix) else {
+                break;
+            };
+            match rest.split_once('/') {
+                Some((dir, _)) => {
+                    subdirs.insert(dir.to_owned());
+                }
+                None => {
+                    let blob = repo.blob(content.as_bytes()).unwrap();
+                    builder.insert(rest, blob, 0o100_644).unwrap();
+                }
+            }
+        }
+        for dir in subdirs {
+            let id = tree_of(repo, files, &format!("{prefix}{dir}/"));
+            builder.insert(&dir, id, 0o040_000).unwrap();
+        }
+        builder.write().unwrap()
+    }
+
+    fn commit(
+        repo: &Repository,
+        files: &BTreeMap<String, String>,
+        who: &str,
+        parents: &[Oid],
+    ) -> Oid {
+        let tree = repo.find_tree(tree_of(repo, files, "")).unwrap();
+        let sig = Signature::now(who, &format!("{}@example.org", who.to_lowercase())).unwrap();
+        let parents: Vec<git2::Commit<'_>> = parents
+            .iter()
+            .map(|p| repo.find_commit(*p).unwrap())
+            .collect();
+        let parents: Vec<&git2::Commit<'_>> = parents.iter().collect();
+        repo.commit(None, &sig, &sig, who, &tree, &parents).unwrap()
+    }
+
+    /// The walk as it was: every directory looked up in every commit's tree and its parent's.
+    fn naive(start: &git2::Commit<'_>, dirs: &[String]) -> HashMap<String, String> {
+        let id_at = |tree: &Tree<'_>, dir: &str| -> Option<Oid> {
+            if dir.is_empty() {
+                Some(tree.id())
+            } else {
+                tree.get_path(Path::new(dir)).ok().map(|e| e.id())
+            }
+        };
+        let mut found = HashMap::new();
+        let mut pending: Vec<&str> = dirs.iter().map(String::as_str).collect();
+        let mut commit = start.clone();
+        loop {
+            let tree = commit.tree().unwrap();
+            let parent = commit.parent(0).ok();
+            let parent_tree = parent.as_ref().map(|p| p.tree().unwrap());
+            pending.retain(|dir| {
+                let before = parent_tree.as_ref().and_then(|t| id_at(t, dir));
+                if id_at(&tree, dir) == before {
+                    return true;
+                }
+                found.insert((*dir).to_owned(), author_of(&commit));
+                false
+            });
+            match parent {
+                Some(p) => commit = p,
+                None => return found,
+            }
+        }
+    }
+
+    fn set(files: &mut BTreeMap<String, String>, path: &str, content: &str) {
+        files.insert(path.to_owned(), content.to_owned());
+    }
+
+    #[test]
+    fn last_changes_names_the_newest_author_of_every_package() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let mut files = BTreeMap::new();
+        for pkg in [
+            "core/a",
+            "core/b",
+            "extra/c",
+            "extra/d",
+            "community/e",
+            "testing/g/trunk",
+            "testing/g/repos/x",
+        ] {
+            set(&mut files, &format!("{pkg}/PKGBUILD"), "1");
+        }
+        for i in 0..40 {
+            set(&mut files, &format!("big/p{i:02}/PKGBUILD"), "1");
+        }
+        let root = commit(&repo, &files, "Root", &[]);
+        set(&mut files, "core/a/PKGBUILD", "2");
+        let alice = commit(&repo, &files, "Alice", &[root]);
+        // Three categories and two packages of one at once, and a file beside the packages.
+        set(&mut files, "extra/c/PKGBUILD", "2");
+        set(&mut files, "big/p07/PKGBUILD", "2");
+        set(&mut files, "big/p31/PKGBUILD", "2");
+        set(&mut files, "core/README", "1");
+        let bob = commit(&repo, &files, "Bob", &[alice]);
+        // A side branch...
+        let mut side = files.clone();
+        set(&mut side, "core/b/PKGBUILD", "2");
+        let carol = commit(&repo, &side, "Carol", &[bob]);
+        set(&mut side, "extra/d/PKGBUILD", "2");
+        set(&mut side, "testing/g/repos/x/PKGBUILD", "2");
+        let dave = commit(&repo, &side, "Dave", &[carol]);
+        // ... while the main line changes two packages and adds one...
+        set(&mut files, "core/a/PKGBUILD", "3");
+        set(&mut files, "testing/g/trunk/PKGBUILD", "2");
+        set(&mut files, "core/n/PKGBUILD", "1");
+        let erin = commit(&repo, &files, "Erin", &[bob]);
+        // ... then merges the branch: what it brings is the merge's change.
+        for path in [
+            "core/b/PKGBUILD",
+            "extra/d/PKGBUILD",
+            "testing/g/repos/x/PKGBUILD",
+        ] {
+            files.insert(path.to_owned(), side[path].clone());
+        }
+        let merge = commit(&repo, &files, "Merger", &[erin, dave]);
+        // Files outside every package.
+        set(&mut files, "core/README", "2");
+        set(&mut files, "README", "1");
+        let head = commit(&repo, &files, "Zed", &[merge]);
+        let head = repo.find_commit(head).unwrap();
+
+        let mut expected: BTreeMap<&str, &str> = BTreeMap::from([
+            ("", "Zed"),
+            ("core", "Zed"),
+            ("core/a", "Erin"),
+            ("core/b", "Merger"),
+            ("core/n", "Erin"),
+            ("extra/c", "Bob"),
+            ("extra/d", "Merger"),
+            ("community/e", "Root"),
+            ("testing/g/trunk", "Erin"),
+            ("big/p07", "Bob"),
+            ("big/p31", "Bob"),
+        ]);
+        let others: Vec<String> = (0..40)
+            .filter(|i| *i != 7 && *i != 31)
+            .map(|i| format!("big/p{i:02}"))
+            .collect();
+        for pkg in &others {
+            expected.insert(pkg, "Root");
+        }
+        let mut dirs: Vec<String> = expected.keys().map(|d| (*d).to_owned()).collect();
+        dirs.push("nowhere/x".to_owned());
+        dirs.push("core/a/nothing".to_owned());
+        let got = last_changes(&repo, &head, &dirs);
+        let want: HashMap<String, String> = expected
+            .iter()
+            .map(|(d, who)| {
+                let email = who.to_lowercase();
+                ((*d).to_owned(), format!("{who} <{email}@example.org>"))
+            })
+            .collect();
+        let sorted = |m: HashMap<String, String>| m.into_iter().collect::<BTreeMap<_, _>>();
+        assert_eq!(sorted(got.clone()), sorted(want));
+        assert_eq!(got, naive(&head, &dirs));
+
+        // One directory at a time, and a few in one large category: looked up by name, two of
+        // them changed by one commit.
+        for dir in &dirs {
+            let one = std::slice::from_ref(dir);
+            assert_eq!(last_changes(&repo, &head, one), naive(&head, one), "{dir}");
+        }
+        let few = ["big/p07", "big/p31", "big/p33"].map(str::to_owned);
+        assert_eq!(last_changes(&repo, &head, &few), naive(&head, &few));
+        assert_eq!(last_changes(&repo, &head, &[]), HashMap::new());
+    }
+
+    #[test]
+    fn last_changes_pairs_entries_of_trees_out_of_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let odb = repo.odb().unwrap();
+        let blob = |s: &str| repo.blob(s.as_bytes()).unwrap();
+        // A tree written by hand, entries out of git's order, as old converters left some.
+        let raw = |entries: &[(&str, &str, Oid)]| {
+            let mut bytes = Vec::new();
+            for (mode, name, id) in entries {
+                bytes.extend_from_slice(format!("{mode} {name}\0").as_bytes());
+                bytes.extend_from_slice(id.as_bytes());
+            }
+            odb.write(ObjectType::Tree, &bytes).unwrap()
+        };
+        let pkg = |v: &str| raw(&[("100644", "PKGBUILD", blob(v))]);
+        let sig = Signature::now("Root", "root@example.org").unwrap();
+        let first = raw(&[("40000", "zeta", pkg("1")), ("40000", "alpha", pkg("1"))]);
+        let first = repo
+            .commit(
+                None,
+                &sig,
+                &sig,
+                "root",
+                &repo.find_tree(first).unwrap(),
+                &[],
+            )
+            .unwrap();
+        let first = repo.find_commit(first).unwrap();
+        let sig = Signature::now("Bob", "bob@example.org").unwrap();
+        let second = raw(&[("40000", "zeta", pkg("2")), ("40000", "alpha", pkg("1"))]);
+        let second = repo
+            .commit(
+                None,
+                &sig,
+                &sig,
+                "zeta 2",
+                &repo.find_tree(second).unwrap(),
+                &[&first],
+            )
+            .unwrap();
+        let head = repo.find_commit(second).unwrap();
+        let dirs = ["alpha".to_owned(), "zeta".to_owned()];
+        let got = last_changes(&repo, &head, &dirs);
+        assert_eq!(got["alpha"], "Root <root@example.org>");
+        assert_eq!(got["zeta"], "Bob <bob@example.org>");
+    }
 }
