@@ -237,38 +237,33 @@ fn check(package: &Inspected, file: &str, expect: Expectation<'_>) -> Result<(),
             format!("{file}: the file name check failed: its .PKGINFO makes it {stem}.*"),
         );
     }
-    if info.packager.as_deref() != Some(expect.packager) {
-        return refuse(
-            Builder,
-            format!(
-                "{file}: the packager check failed: .PKGINFO says {:?}, the master published {:?}",
-                info.packager.as_deref().unwrap_or(""),
-                expect.packager
-            ),
-        );
-    }
     let Some(buildinfo) = &package.buildinfo else {
         return refuse(
             Builder,
             format!("{file}: the .BUILDINFO check failed: the package has none"),
         );
     };
+    for (member, packager) in [
+        (".PKGINFO", &info.packager),
+        (".BUILDINFO", &buildinfo.packager),
+    ] {
+        if packager.as_deref() != Some(expect.packager) {
+            return refuse(
+                Builder,
+                format!(
+                    "{file}: the packager check failed: {member} says {:?}, the master published {:?}",
+                    packager.as_deref().unwrap_or(""),
+                    expect.packager
+                ),
+            );
+        }
+    }
     if buildinfo.builddir.as_deref() != Some(BUILDDIR) {
         return refuse(
             Builder,
             format!(
                 "{file}: the clean-root check failed: .BUILDINFO says builddir {:?}, builders build in {BUILDDIR:?}",
                 buildinfo.builddir.as_deref().unwrap_or("")
-            ),
-        );
-    }
-    if buildinfo.packager.as_deref() != Some(expect.packager) {
-        return refuse(
-            Builder,
-            format!(
-                "{file}: the packager check failed: .BUILDINFO says {:?}, the master published {:?}",
-                buildinfo.packager.as_deref().unwrap_or(""),
-                expect.packager
             ),
         );
     }

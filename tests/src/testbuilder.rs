@@ -9,7 +9,9 @@ use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::response::Response;
 use axum::routing::get;
-use quarters_common::api::v1::{Artifact, Build, BuilderState, PeerStatus, PeerView, Role};
+use quarters_common::api::v1::{
+    Artifact, Build, BuildOutcome, BuilderState, PeerStatus, PeerView, Role,
+};
 use quarters_common::files::{is_plain_name, serve_file};
 use quarters_common::state::StatePublisher;
 use quarters_common::tls::{Identity, TlsFiles};
@@ -17,6 +19,25 @@ use quarters_common::{NodeName, pki};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use url::Url;
+
+/// A finished build of `pkgbase` at `version` for this machine's architecture, as a builder
+/// would show it; the test adds artifacts or logs.
+pub fn finished_build(id: &str, pkgbase: &str, version: &str, outcome: BuildOutcome) -> Build {
+    Build {
+        id: id.into(),
+        pkgbase: pkgbase.into(),
+        version: version.into(),
+        arch: std::env::consts::ARCH.into(),
+        outcome,
+        started_at: time::OffsetDateTime::now_utc(),
+        finished_at: Some(time::OffsetDateTime::now_utc()),
+        logs: vec![],
+        artifacts: vec![],
+        wall_ms: Some(1000),
+        cpu_ms: Some(900),
+        peak_memory_kb: Some(1000),
+    }
+}
 
 pub struct TestBuilder {
     pub name: NodeName,

@@ -80,7 +80,7 @@ pub fn packager(job: &Job) -> String {
         .packager
         .clone()
         .filter(|p| !p.is_empty() && !p.chars().any(char::is_control))
-        .unwrap_or_else(|| "Quarters build farm <builds@quarters.invalid>".to_owned())
+        .unwrap_or_else(|| quarters_common::api::v1::FARM_PACKAGER.to_owned())
 }
 
 pub async fn log(job: &Job, stage: &str, line: &str) {

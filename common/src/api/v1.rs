@@ -32,6 +32,10 @@ pub const HEALTH_PATH: &str = "/v1/health";
 /// dbscripts refuse one not built in a clean chroot.
 pub const BUILDDIR: &str = "/build/work";
 
+/// The packager of builds whose source names none that makepkg would take: the master
+/// publishes it in [`ReadyPackage::packager`], and a builder falls back on it.
+pub const FARM_PACKAGER: &str = "Quarters build farm <builds@quarters.invalid>";
+
 /// What kind of node published a state.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]

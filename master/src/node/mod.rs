@@ -63,6 +63,15 @@ struct Model {
     in_flight: HashSet<(String, String)>,
 }
 
+impl Model {
+    /// The tarball of `spec` as its source holds it now, if the source lists the package.
+    fn tarball_key(&self, spec: &UnitSpec) -> Option<TarballKey> {
+        let source = self.sources.iter().position(|s| s.name == spec.source)?;
+        let content_id = &self.sources[source].packages.get(&spec.path)?.content_id;
+        Some((source, spec.path.clone(), content_id.clone()))
+    }
+}
+
 #[derive(Debug)]
 struct BuilderSlot {
     name: NodeName,

@@ -55,14 +55,9 @@ impl Master {
             .chain(&waiting)
             .map(|&i| &model.plan.units[i].spec)
             .filter_map(|spec| {
-                let source = model.sources.iter().position(|s| s.name == spec.source)?;
-                let content_id = model.sources[source]
-                    .packages
-                    .get(&spec.path)?
-                    .content_id
-                    .clone();
-                let filename = tarball_filename(spec, &content_id);
-                Some(((source, spec.path.clone(), content_id), filename))
+                let key = model.tarball_key(spec)?;
+                let filename = tarball_filename(spec, &key.2);
+                Some((key, filename))
             })
             .filter(|(key, _)| !model.tarballs.contains_key(key) && !model.requested.contains(key))
             .take(TARBALLS_AT_ONCE)
@@ -88,19 +83,11 @@ impl Master {
     pub(super) fn handed_out_pkgbuild(&self, spec: &crate::plan::UnitSpec) -> Option<String> {
         let (path, made) = {
             let model = self.model();
-            let source = model.sources.iter().position(|s| s.name == spec.source)?;
-            let content_id = model.sources[source]
-                .packages
-                .get(&spec.path)?
-                .content_id
-                .clone();
-            let made = model
-                .tarballs
-                .get(&(source, spec.path.clone(), content_id.clone()))
-                .map(|t| t.pkgbuild_sha256.clone());
+            let key = model.tarball_key(spec)?;
+            let made = model.tarballs.get(&key).map(|t| t.pkgbuild_sha256.clone());
             let file = self
                 .tarball_dir(&spec.source)
-                .join(tarball_filename(spec, &content_id));
+                .join(tarball_filename(spec, &key.2));
             (file, made)
         };
         match made {

@@ -25,12 +25,7 @@ impl Master {
             .take(shown(&model.builders))
             .map(|&i| &model.plan.units[i])
             .filter_map(|u| {
-                let source = model.sources.iter().position(|s| s.name == u.spec.source)?;
-                let content_id = &model.sources[source].packages.get(&u.spec.path)?.content_id;
-                let tarball =
-                    model
-                        .tarballs
-                        .get(&(source, u.spec.path.clone(), content_id.clone()))?;
+                let tarball = model.tarballs.get(&model.tarball_key(&u.spec)?)?;
                 let repo_arch = if u.spec.arch == "any" {
                     primary
                 } else {

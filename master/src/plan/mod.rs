@@ -14,9 +14,6 @@ use quarters_parsers::PkgBase;
 use self::binaries::{Binaries, RepoKind};
 use self::relation::{Requirement, provision, vercmp};
 
-/// The packager of builds whose source names none that makepkg would take.
-pub const FARM_PACKAGER: &str = "Quarters build farm <builds@quarters.invalid>";
-
 /// One build the farm may have to do: a pkgbase, for one architecture (or `any`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnitSpec {
@@ -86,7 +83,7 @@ impl UnitSpec {
         self.packager
             .as_deref()
             .filter(|p| p.contains('<') && p.ends_with('>') && !p.chars().any(char::is_control))
-            .unwrap_or(FARM_PACKAGER)
+            .unwrap_or(quarters_common::api::v1::FARM_PACKAGER)
             .to_owned()
     }
 

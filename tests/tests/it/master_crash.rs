@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use quarters_common::api::v1::{Build, BuildOutcome, Verdict};
+use quarters_common::api::v1::{BuildOutcome, Verdict};
 use quarters_master::localfarm::free_ports;
 use quarters_tests::makepkg::{self, recipe};
 use quarters_tests::master::{MasterProcess, farm_pki};
 use quarters_tests::pacman::PacmanRoot;
-use quarters_tests::testbuilder::TestBuilder;
+use quarters_tests::testbuilder::{TestBuilder, finished_build};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_master_killed_mid_pull_recovers_and_accepts_exactly_once() {
@@ -45,20 +45,8 @@ async fn a_master_killed_mid_pull_recovers_and_accepts_exactly_once() {
     let package = makepkg::build(&big, &dir.path().join("built"));
     builder.throttle(Some(Duration::from_millis(40)));
     let started = builder.pull_started();
-    let build = Build {
-        id: "b1".into(),
-        pkgbase: "big".into(),
-        version: "1.0-1".into(),
-        arch: std::env::consts::ARCH.into(),
-        outcome: BuildOutcome::Succeeded,
-        started_at: time::OffsetDateTime::now_utc(),
-        finished_at: Some(time::OffsetDateTime::now_utc()),
-        logs: vec![],
-        artifacts: vec![builder.artifact("b1", &package)],
-        wall_ms: Some(1000),
-        cpu_ms: None,
-        peak_memory_kb: None,
-    };
+    let mut build = finished_build("b1", "big", "1.0-1", BuildOutcome::Succeeded);
+    build.artifacts = vec![builder.artifact("b1", &package)];
     builder.show(build);
     tokio::time::timeout(Duration::from_secs(30), started)
         .await

@@ -7,23 +7,10 @@ use quarters_common::api::v1::{Build, BuildOutcome, MasterState, Verdict};
 use quarters_master::localfarm::free_ports;
 use quarters_tests::makepkg::{self, recipe};
 use quarters_tests::master::{MasterProcess, farm_pki};
-use quarters_tests::testbuilder::TestBuilder;
+use quarters_tests::testbuilder::{TestBuilder, finished_build};
 
 fn build(id: &str) -> Build {
-    Build {
-        id: id.into(),
-        pkgbase: "stale".into(),
-        version: "1.0-1".into(),
-        arch: std::env::consts::ARCH.into(),
-        outcome: BuildOutcome::Succeeded,
-        started_at: time::OffsetDateTime::now_utc(),
-        finished_at: Some(time::OffsetDateTime::now_utc()),
-        logs: vec![],
-        artifacts: vec![],
-        wall_ms: Some(1000),
-        cpu_ms: Some(900),
-        peak_memory_kb: Some(1000),
-    }
+    finished_build(id, "stale", "1.0-1", BuildOutcome::Succeeded)
 }
 
 fn problem<'a>(state: &'a MasterState, pkgbase: &str) -> Option<&'a str> {
