@@ -8,8 +8,8 @@ use quarters_common::NodeName;
 use quarters_common::config::{self, ConfigError, PeerSection, TlsSection};
 use quarters_common::tls::Identity;
 use quarters_parsers::SourceSpec;
+use quarters_parsers::evaluate::Evaluation;
 use quarters_parsers::layout::Layout;
-use quarters_parsers::scan::Evaluation;
 use serde::Deserialize;
 use url::Url;
 
@@ -342,7 +342,7 @@ impl MasterConfig {
                 jobs: file
                     .scan
                     .pkgbuild_jobs
-                    .unwrap_or_else(quarters_parsers::scan::default_jobs)
+                    .unwrap_or_else(quarters_parsers::evaluate::default_jobs)
                     .max(1),
             },
             builders,

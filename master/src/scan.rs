@@ -1,6 +1,6 @@
 //! The master's sources: scanners built from the config, and `quarters-master scan`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::Context;
@@ -42,7 +42,14 @@ pub fn print_scan(
 ) -> anyhow::Result<bool> {
     let mut all_read = true;
     let mut report = Vec::new();
-    for mut scanner in scanners(config)? {
+    for scanner in scanners(config)? {
+        // On a terminal, one line redrawn in place; otherwise the plain log lines.
+        let mut scanner = if std::io::stderr().is_terminal() {
+            let observer = terminal_progress(scanner.name());
+            scanner.with_progress(observer)
+        } else {
+            scanner
+        };
         let polled = scanner.poll();
         if let Err(e) = &polled {
             all_read = false;
@@ -112,6 +119,21 @@ pub fn print_scan(
         writeln!(out)?;
     }
     Ok(all_read)
+}
+
+/// Draws an evaluation's progress on one terminal line, redrawn every tick and ended by a
+/// newline when the run has finished.
+fn terminal_progress(source: &str) -> quarters_parsers::evaluate::Observer {
+    let source = source.to_owned();
+    std::sync::Arc::new(move |p: &quarters_parsers::evaluate::Progress| {
+        let mut err = std::io::stderr().lock();
+        // `\r` and "erase line" rather than a cursor library: one line is all there is.
+        let _ = write!(err, "\r\x1b[2Ksource {source}: {p}");
+        if p.finished() {
+            let _ = writeln!(err);
+        }
+        let _ = err.flush();
+    })
 }
 
 fn error_json(e: &PackageError) -> serde_json::Value {

@@ -10,6 +10,7 @@
 pub mod bump;
 pub mod cmd;
 pub mod cvs;
+pub mod evaluate;
 pub mod git;
 pub mod layout;
 pub mod meta;

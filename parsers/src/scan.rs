@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::evaluate::{self, Evaluation, Observer};
 use crate::meta::PkgBase;
 use crate::printsrcinfo::{self, EvalError};
 use crate::source::{Entry, Files, Revision, Source, SourceError};
@@ -67,34 +68,6 @@ impl PollReport {
     }
 }
 
-/// How PKGBUILDs without .SRCINFO are treated.
-#[derive(Clone, Debug)]
-pub struct Evaluation {
-    /// Evaluate them with `makepkg --printsrcinfo` in a sandbox; if not, they are errors.
-    pub enabled: bool,
-    pub timeout: Duration,
-    /// How many PKGBUILDs are evaluated at once (each in its own sandbox).
-    pub jobs: usize,
-}
-
-impl Default for Evaluation {
-    fn default() -> Self {
-        Evaluation {
-            enabled: true,
-            timeout: Duration::from_secs(20),
-            jobs: default_jobs(),
-        }
-    }
-}
-
-/// One evaluation per core: evaluating a PKGBUILD is bash and makepkg's own work.
-pub fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-}
-
-/// How often a long evaluation reports its progress in the log.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-
 const CACHE_FORMAT: u32 = 1;
 
 #[derive(Serialize, Deserialize, Default)]
@@ -105,7 +78,6 @@ struct CacheFile {
 }
 
 /// A source with its scan cache.
-#[derive(Debug)]
 pub struct Scanner {
     name: String,
     source: Box<dyn Source>,
@@ -113,6 +85,22 @@ pub struct Scanner {
     packages: BTreeMap<String, Scanned>,
     cache_path: Option<PathBuf>,
     evaluation: Evaluation,
+    /// Told how an evaluation of PKGBUILDs goes.
+    progress: Observer,
+}
+
+impl std::fmt::Debug for Scanner {
+    // By hand, because the progress observer is a closure.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scanner")
+            .field("name", &self.name)
+            .field("source", &self.source)
+            .field("revision", &self.revision)
+            .field("packages", &self.packages.len())
+            .field("cache_path", &self.cache_path)
+            .field("evaluation", &self.evaluation)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Scanner {
@@ -133,7 +121,15 @@ impl Scanner {
             packages: cache.packages,
             cache_path,
             evaluation,
+            progress: evaluate::log_observer(name),
         }
+    }
+
+    /// Tells `observer`, instead of the log, how evaluations of PKGBUILDs go.
+    #[must_use]
+    pub fn with_progress(mut self, observer: Observer) -> Self {
+        self.progress = observer;
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -281,8 +277,8 @@ impl Scanner {
     }
 
     /// Evaluates the PKGBUILDs of the packages among `entries` that have no `.SRCINFO`, on
-    /// `evaluation.jobs` threads at once, each in its own sandbox, and logs progress while it
-    /// takes long. One result per entry, `None` where there was nothing to evaluate.
+    /// `evaluation.jobs` threads at once, each in its own sandbox, telling the progress observer
+    /// how it goes. One result per entry, `None` where there was nothing to evaluate.
     fn evaluate_all(
         &mut self,
         revision: &Revision,
@@ -305,65 +301,16 @@ impl Scanner {
                 Err(e) => results[i] = Some(Err(e)),
             }
         }
-        let total = exported.len();
-        if total == 0 {
-            return results;
-        }
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let done = std::sync::atomic::AtomicUsize::new(0);
-        let failed = std::sync::atomic::AtomicUsize::new(0);
         let timeout = self.evaluation.timeout;
-        let jobs = self.evaluation.jobs.clamp(1, total);
-        let started = std::time::Instant::now();
-        let evaluated: Vec<(usize, Result<String, PackageError>)> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..jobs)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut out = Vec::new();
-                        loop {
-                            let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some((i, dir)) = exported.get(n) else {
-                                return out;
-                            };
-                            let result = evaluate_exported(dir, timeout);
-                            if result.is_err() {
-                                failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            }
-                            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            out.push((*i, result));
-                        }
-                    })
-                })
-                .collect();
-            let mut last_report = std::time::Instant::now();
-            while workers.iter().any(|w| !w.is_finished()) {
-                std::thread::sleep(Duration::from_millis(100));
-                if last_report.elapsed() >= PROGRESS_EVERY {
-                    last_report = std::time::Instant::now();
-                    let done = done.load(std::sync::atomic::Ordering::Relaxed);
-                    let elapsed = started.elapsed().as_secs_f64();
-                    let rate = done as f64 / elapsed.max(0.001);
-                    let left = (total - done) as f64 / rate.max(0.001);
-                    tracing::info!(
-                        source = %self.name,
-                        "evaluating PKGBUILDs without .SRCINFO: {done} of {total}, {} failed, {rate:.1}/s on {jobs} cores, about {left:.0} s left",
-                        failed.load(std::sync::atomic::Ordering::Relaxed)
-                    );
-                }
-            }
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().expect("evaluation threads do not panic"))
-                .collect()
-        });
-        tracing::info!(
-            source = %self.name,
-            "evaluated {total} PKGBUILDs without .SRCINFO in {:.1} s on {jobs} cores, {} failed",
-            started.elapsed().as_secs_f64(),
-            failed.load(std::sync::atomic::Ordering::Relaxed)
+        let evaluated = evaluate::run_pool(
+            &exported,
+            self.evaluation.jobs,
+            |(_, dir)| evaluate_exported(dir, timeout),
+            Result::is_err,
+            &self.progress,
         );
-        for (i, result) in evaluated {
-            results[i] = Some(result);
+        for ((i, _), result) in exported.iter().zip(evaluated) {
+            results[*i] = Some(result);
         }
         results
     }

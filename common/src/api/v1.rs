@@ -177,6 +177,23 @@ pub struct SourceView {
     pub revision: Option<String>,
     /// Why the last poll failed, if it did.
     pub error: Option<String>,
+    /// How far the running evaluation of PKGBUILDs without `.SRCINFO` has got, or how the
+    /// last one went (`done == total`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<EvaluationProgress>,
+}
+
+/// A scan's evaluation of PKGBUILDs, as it goes.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct EvaluationProgress {
+    pub done: u64,
+    pub total: u64,
+    pub failed: u64,
+    /// Evaluations running side by side.
+    pub jobs: u64,
+    pub elapsed_ms: u64,
+    /// At the rate so far; absent until the first evaluation finished, and once all did.
+    pub left_ms: Option<u64>,
 }
 
 /// A package a builder may build now.

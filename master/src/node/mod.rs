@@ -115,6 +115,9 @@ struct SourceSlot {
     revision: Option<String>,
     error: Option<String>,
     packages: BTreeMap<String, Scanned>,
+    /// How the last evaluation of PKGBUILDs without `.SRCINFO` went, or how far the running
+    /// one has got.
+    evaluation: Option<quarters_parsers::evaluate::Progress>,
 }
 
 /// A source tarball: `(source index, package path, content id)`.

@@ -144,7 +144,7 @@ impl Master {
 pub async fn run_source(
     master: Arc<Master>,
     index: usize,
-    mut scanner: Scanner,
+    scanner: Scanner,
     mut requests: mpsc::Receiver<TarballRequest>,
     cancel: CancellationToken,
 ) {
@@ -162,6 +162,7 @@ pub async fn run_source(
             }
         },
     };
+    let mut scanner = scanner.with_progress(progress_observer(&master, index));
     let interval = master.config.poll_interval;
     let mut poll_now = true;
     loop {
@@ -198,6 +199,21 @@ pub async fn run_source(
             }
         };
     }
+}
+
+/// Logs an evaluation's progress and publishes it in the master's state, so that a cold scan
+/// of a large tree is visible to whoever reads the master.
+fn progress_observer(master: &Arc<Master>, index: usize) -> quarters_parsers::evaluate::Observer {
+    let log = quarters_parsers::evaluate::log_observer(&master.config.sources[index].name);
+    // Weak, so that a scanner outliving the master's last user does not keep it alive.
+    let master = Arc::downgrade(master);
+    Arc::new(move |progress: &quarters_parsers::evaluate::Progress| {
+        log(progress);
+        if let Some(master) = master.upgrade() {
+            master.model().sources[index].evaluation = Some(progress.clone());
+            master.request_republish();
+        }
+    })
 }
 
 fn make_tarball(

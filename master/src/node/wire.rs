@@ -1,8 +1,8 @@
 //! The master's state as published: `api::v1::MasterState` from the model.
 
 use quarters_common::api::v1::{
-    BuildOutcome, BuildVerdict, ClaimView, Download, MasterState, PeerView, Problem, ReadyPackage,
-    SourceView, Verdict,
+    BuildOutcome, BuildVerdict, ClaimView, Download, EvaluationProgress, MasterState, PeerView,
+    Problem, ReadyPackage, SourceView, Verdict,
 };
 
 use super::{Master, Model};
@@ -168,6 +168,17 @@ impl Master {
                     kind: s.kind.clone(),
                     revision: s.revision.clone(),
                     error: s.error.clone(),
+                    evaluation: s.evaluation.as_ref().map(|p| EvaluationProgress {
+                        done: p.done as u64,
+                        total: p.total as u64,
+                        failed: p.failed as u64,
+                        jobs: p.jobs as u64,
+                        elapsed_ms: p.elapsed.as_millis() as u64,
+                        left_ms: p
+                            .left()
+                            .filter(|_| !p.finished())
+                            .map(|d| d.as_millis() as u64),
+                    }),
                 })
                 .collect(),
             ready,

@@ -4,7 +4,8 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use quarters_parsers::scan::{Evaluation, PackageError, Scanner};
+use quarters_parsers::evaluate::Evaluation;
+use quarters_parsers::scan::{PackageError, Scanner};
 use quarters_parsers::{PkgBase, Revision};
 
 pub const LIB_A_SRCINFO: &str = "pkgbase = lib-a

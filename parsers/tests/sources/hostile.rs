@@ -7,8 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use git2::Repository;
+use quarters_parsers::evaluate::Evaluation;
 use quarters_parsers::layout::Layout;
-use quarters_parsers::scan::{Evaluation, PackageError, Scanner};
+use quarters_parsers::scan::{PackageError, Scanner};
 use quarters_parsers::source::{Entry, Files, Listing, Revision, Source, SourceError};
 
 use crate::fixture::*;

@@ -142,6 +142,15 @@ async fn the_farm_builds_accepts_and_pacman_installs_the_corpus() {
         "{:?}",
         state.counts
     );
+    // The master published how its evaluation of the PKGBUILD without .SRCINFO went.
+    let evaluation = state.sources[0]
+        .evaluation
+        .as_ref()
+        .expect("the master publishes its evaluation of PKGBUILDs");
+    assert_eq!(
+        (evaluation.done, evaluation.total, evaluation.failed),
+        (1, 1, 0)
+    );
 
     // Every pkgbase accepted at its first build, none refused; the schema's complaints kept as
     // warnings where makepkg wrote what the alpm schema refuses.

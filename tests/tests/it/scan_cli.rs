@@ -157,3 +157,70 @@ fn config_again(dir: &Path, source: &str) -> std::path::PathBuf {
     fs::write(&path, format!("{head}{source}")).unwrap();
     path
 }
+
+/// A tree of PKGBUILDs without `.SRCINFO`: two that evaluate and one that does not.
+fn pkgbuild_only_tree(dir: &Path) {
+    for name in ["one", "two"] {
+        fs::create_dir_all(dir.join(name)).unwrap();
+        fs::write(
+            dir.join(name).join("PKGBUILD"),
+            format!("pkgname={name}\npkgver=1\npkgrel=1\narch=(any)\npackage() {{ :; }}\n"),
+        )
+        .unwrap();
+    }
+    fs::create_dir_all(dir.join("bad")).unwrap();
+    fs::write(dir.join("bad/PKGBUILD"), "pkgname=bad\nexit 3\n").unwrap();
+    let repo = Repository::init(dir).unwrap();
+    let mut index = repo.index().unwrap();
+    index
+        .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)
+        .unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = Signature::now("Dana", "dana@example.org").unwrap();
+    repo.commit(Some("HEAD"), &sig, &sig, "import", &tree, &[])
+        .unwrap();
+}
+
+#[test]
+fn scan_shows_how_far_the_evaluation_got_on_a_terminal_and_in_plain_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    pkgbuild_only_tree(&dir.path().join("packages"));
+    let config = config(
+        dir.path(),
+        "[[source]]\nname = \"main\"\nkind = \"git\"\npath = \"packages\"\n\n[scan]\npkgbuild_jobs = 2\n",
+    );
+
+    // Not a terminal: plain log lines, the last one saying how the run ended.
+    let out = command("quarters-master")
+        .args(["scan", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_contains(
+        &stderr,
+        &["3 of 3 PKGBUILDs evaluated, 1 failed", "on 2 cores"],
+    );
+    assert!(
+        !stderr.contains('\r'),
+        "no redrawing without a terminal: {stderr}"
+    );
+
+    // On a terminal (script(1) gives the command a pseudo-terminal): one line redrawn in place.
+    fs::remove_dir_all(dir.path().join("state")).unwrap();
+    let binary = quarters_tests::bin("quarters-master");
+    let line = format!(
+        "{} scan --config {} >/dev/null",
+        binary.display(),
+        config.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_contains(
+        &shown,
+        &["\r\x1b[2Ksource main: 3 of 3 PKGBUILDs evaluated, 1 failed"],
+    );
+}
