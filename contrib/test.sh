@@ -24,6 +24,7 @@ tools=(
   "unshare util-linux util-linux"
   "setpriv util-linux util-linux"
   "prlimit util-linux util-linux"
+  "script bsdutils util-linux"
 )
 
 missing_debian=() missing_arch=() missing_cmds=()

@@ -7,11 +7,13 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod conn_guard;
 pub mod counters;
 pub mod follow;
 pub mod fsutil;
 pub mod liveness;
 pub mod name;
+pub mod peer_input;
 pub mod pki;
 pub mod serve;
 pub mod shutdown;

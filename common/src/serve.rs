@@ -15,6 +15,8 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
+use crate::conn_guard::{Activity, GuardedBody, PerAddress};
+
 /// Limits that keep one slow or hostile client from tying up a node.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -24,6 +26,17 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Time an HTTP/1 client gets to send its request headers.
     pub header_timeout: Duration,
+    /// Connections served at once from one address: more are closed at once, so that one
+    /// client cannot take the slots of all the others.
+    pub max_per_address: usize,
+    /// How long a connection may go without a request in flight (before its first, between
+    /// two) before it is closed. A long-poll or a download in progress is not idle.
+    pub idle_timeout: Duration,
+    /// HTTP/2: how often an idle connection is pinged, and how long the answer may take.
+    pub keep_alive_interval: Duration,
+    pub keep_alive_timeout: Duration,
+    /// HTTP/2: requests in flight on one connection.
+    pub max_streams: u32,
     /// After shutdown, how long open connections get to finish.
     pub grace: Duration,
 }
@@ -34,6 +47,11 @@ impl Default for Limits {
             max_connections: 4096,
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(30),
+            max_per_address: 128,
+            idle_timeout: Duration::from_secs(30),
+            keep_alive_interval: Duration::from_secs(30),
+            keep_alive_timeout: Duration::from_secs(20),
+            max_streams: 64,
             grace: Duration::from_secs(5),
         }
     }
@@ -53,10 +71,16 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_address = PerAddress::new(limits.max_per_address);
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
+    http.http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.keep_alive_interval)
+        .keep_alive_timeout(limits.keep_alive_timeout)
+        .max_concurrent_streams(limits.max_streams);
     let http = Arc::new(http);
     tokio::pin!(shutdown);
 
@@ -77,14 +101,20 @@ pub async fn serve(
                 }
             },
         };
+        let Some(address_slot) = per_address.admit(peer.ip()) else {
+            tracing::debug!(%peer, "too many connections from this address; closed");
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let http = http.clone();
         let watcher = graceful.watcher();
         let handshake_timeout = limits.handshake_timeout;
+        let idle_timeout = limits.idle_timeout;
         tokio::spawn(async move {
             let _permit = permit;
+            let _address_slot = address_slot;
             let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
@@ -96,12 +126,30 @@ pub async fn serve(
                     return;
                 }
             };
-            let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
-                app.clone().call(request)
-            });
+            let activity = Activity::new();
+            let service = {
+                let activity = activity.clone();
+                hyper::service::service_fn(move |request: http::Request<Incoming>| {
+                    let guard = activity.start();
+                    let response = app.clone().call(request);
+                    async move {
+                        let response = response.await?;
+                        Ok::<_, std::convert::Infallible>(
+                            response.map(|body| GuardedBody::wrap(body, guard)),
+                        )
+                    }
+                })
+            };
             let conn = http.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, "connection ended with an error: {e}");
+            tokio::select! {
+                served = watcher.watch(conn.into_owned()) => {
+                    if let Err(e) = served {
+                        tracing::debug!(%peer, "connection ended with an error: {e}");
+                    }
+                }
+                () = activity.idle(idle_timeout) => {
+                    tracing::debug!(%peer, "connection idle for {idle_timeout:?}; closed");
+                }
             }
         });
     }

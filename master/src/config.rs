@@ -112,6 +112,10 @@ pub struct BuildsSection {
     /// Largest uncompressed size of a package the master reads, in bytes.
     #[serde(default = "default_max_unpacked")]
     pub max_unpacked_size: u64,
+    /// The longest lease, in seconds, the master grants a builder's claim: longer ones are
+    /// clamped to it and count as protocol violations.
+    #[serde(default = "default_max_lease")]
+    pub max_lease: u64,
 }
 
 impl Default for BuildsSection {
@@ -124,6 +128,7 @@ impl Default for BuildsSection {
             history: None,
             max_refusals: default_max_refusals(),
             max_unpacked_size: default_max_unpacked(),
+            max_lease: default_max_lease(),
         }
     }
 }
@@ -138,6 +143,10 @@ fn default_repo_name() -> String {
 
 fn default_max_refusals() -> u32 {
     2
+}
+
+fn default_max_lease() -> u64 {
+    600
 }
 
 fn default_max_unpacked() -> u64 {
@@ -207,6 +216,8 @@ pub struct MasterConfig {
     pub max_refusals: usize,
     /// What the master reads of a package archive at most.
     pub archive_limits: crate::repo::package::Limits,
+    /// What the master takes of a builder's state.
+    pub builder_limits: quarters_common::peer_input::BuilderLimits,
     pub default_estimate: Duration,
     /// Expected durations by pkgbase, in milliseconds, from `builds.history`.
     pub history: std::collections::HashMap<String, u64>,
@@ -326,6 +337,10 @@ impl MasterConfig {
             max_artifact_size: file.builds.max_artifact_size,
             max_log_size: file.builds.max_log_size,
             max_refusals: usize::try_from(file.builds.max_refusals.max(1)).unwrap_or(usize::MAX),
+            builder_limits: quarters_common::peer_input::BuilderLimits {
+                max_lease: Duration::from_secs(file.builds.max_lease.max(1)),
+                ..quarters_common::peer_input::BuilderLimits::default()
+            },
             archive_limits: crate::repo::package::Limits {
                 total_bytes: file.builds.max_unpacked_size,
                 ..crate::repo::package::Limits::default()

@@ -19,6 +19,7 @@ pub mod scan;
 pub mod server;
 pub mod simulate;
 pub mod spool;
+pub mod store;
 pub mod verdict;
 
 use std::future::Future;

@@ -8,8 +8,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use quarters_common::api::v1::{BUILDDIR, Build, artifact_path, log_path};
+use quarters_common::api::v1::{BUILDDIR, artifact_path, log_path};
 use quarters_common::client::{PeerClient, PeerError};
+use quarters_common::peer_input::CheckedBuild;
 
 use crate::repo::package::{ArchiveError, FileFacts, InspectError, Inspected, Limits, inspect};
 pub use crate::verdict::Blame;
@@ -85,7 +86,7 @@ fn from_peer(e: PeerError) -> PullError {
 /// Pulls and verifies every artifact of `build` into `staging`, which must exist and be empty.
 pub async fn pull(
     client: &PeerClient,
-    build: &Build,
+    build: &CheckedBuild,
     expect: Expectation<'_>,
     staging: &Path,
     limits: &PullLimits,
@@ -97,8 +98,8 @@ pub async fn pull(
     let max_bytes = limits.max_bytes;
     let mut pulled: Vec<Pulled> = Vec::new();
     for artifact in &build.artifacts {
-        let file = &artifact.file;
-        if file.contains('/') || alpm_types::PackageFileName::from_str(file).is_err() {
+        let file = artifact.file.as_str();
+        if alpm_types::PackageFileName::from_str(file).is_err() {
             return refuse(Builder, format!("{file:?} is not a package file name"));
         }
         if artifact.size > max_bytes {
@@ -113,13 +114,13 @@ pub async fn pull(
         let dest = staging.join(file);
         let (sha256, size) = client
             .download(
-                &artifact_path(&build.id, file),
+                &artifact_path(build.id.as_str(), file),
                 &dest,
                 artifact.size.min(max_bytes),
             )
             .await
             .map_err(from_peer)?;
-        if sha256 != artifact.sha256 || size != artifact.size {
+        if artifact.sha256 != *sha256 || size != artifact.size {
             return refuse(
                 Builder,
                 format!(
@@ -140,7 +141,7 @@ pub async fn pull(
             );
         }
         pulled.push(Pulled {
-            filename: file.clone(),
+            filename: file.to_owned(),
             path: dest,
             sha256,
             size,
@@ -285,23 +286,24 @@ fn check(package: &Inspected, file: &str, expect: Expectation<'_>) -> Result<(),
 /// whose logs could be read.
 pub async fn pull_logs(
     client: &PeerClient,
-    build: &Build,
+    build: &CheckedBuild,
     dir: &Path,
     max_bytes: u64,
 ) -> Vec<String> {
     let _ = tokio::fs::create_dir_all(dir).await;
     let mut got = Vec::new();
     for stage in &build.logs {
-        if stage.is_empty() || stage.contains('/') || stage.starts_with('.') {
-            continue;
-        }
-        let dest = dir.join(format!("{stage}.log"));
+        let dest = crate::store::log_file(dir, stage.as_str());
         let _ = tokio::fs::remove_file(&dest).await;
         match client
-            .download(&log_path(&build.id, stage), &dest, max_bytes)
+            .download(
+                &log_path(build.id.as_str(), stage.as_str()),
+                &dest,
+                max_bytes,
+            )
             .await
         {
-            Ok(_) => got.push(stage.clone()),
+            Ok(_) => got.push(stage.to_string()),
             Err(e) => tracing::warn!("log {stage} of {}: {e}", build.id),
         }
     }

@@ -54,15 +54,9 @@ async fn build_log(
     State(master): State<Arc<Master>>,
     Path((builder, build, stage)): Path<(String, String, String)>,
 ) -> Response {
-    if ![&builder, &build, &stage].iter().all(|n| is_plain_name(n)) {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    let path = master
-        .config
-        .state_dir
-        .join("logs")
-        .join(builder)
-        .join(build)
-        .join(format!("{stage}.log"));
+    // The location is the digest of the names, as the master stored it: no URL can reach
+    // outside the logs directory.
+    let dir = crate::store::log_dir(&master.config.state_dir, &builder, &build);
+    let path = crate::store::log_file(&dir, &stage);
     serve_file(&path, "text/plain; charset=utf-8").await
 }

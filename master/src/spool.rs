@@ -17,6 +17,8 @@ use crate::node::Master;
 
 /// Largest request file read.
 const MAX_REQUEST: u64 = 64 * 1024;
+/// Largest reply read (a `why` or `status` of a large farm is long).
+const MAX_REPLY: u64 = 64 << 20;
 /// How often the spool is read even without a file event.
 const RESCAN: Duration = Duration::from_secs(1);
 
@@ -31,6 +33,7 @@ pub fn prepare(spool: &Path) -> io::Result<()> {
         spool.to_owned(),
         spool.join("requests"),
         spool.join("replies"),
+        spool.join("rejected"),
     ] {
         std::fs::create_dir_all(&dir)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o770))?;
@@ -79,13 +82,32 @@ fn answer_all(master: &Master, spool: &Path) {
                 &id,
                 &format!("request id {:?} does not match its file name", request.id),
             ),
-            Err(e) => refusal(&id, &e),
+            Err(RequestError::Malformed(e)) => refusal(&id, &e),
+            Err(RequestError::NotARequest(e)) => {
+                // Not something quartersctl writes: kept aside, out of the way, with the
+                // reason, for whoever put it there to find.
+                tracing::warn!("spool: {} moved aside: {e}", path.display());
+                let aside = spool.join("rejected").join(format!("{id}.json"));
+                if let Err(moved) = std::fs::rename(&path, &aside) {
+                    tracing::error!("moving {} aside: {moved}", path.display());
+                }
+                refusal(&id, &e)
+            }
         };
         if let Err(e) = write_reply(spool, &reply) {
             tracing::error!("writing the reply to {id}: {e}");
         }
         let _ = std::fs::remove_file(&path);
     }
+}
+
+/// Why a request file was not read.
+#[derive(Debug)]
+enum RequestError {
+    /// A regular file that is not a request: answered with the reason.
+    Malformed(String),
+    /// Not a regular file, too large or unreadable: moved aside and answered.
+    NotARequest(String),
 }
 
 fn refusal(id: &str, text: &str) -> Reply {
@@ -96,16 +118,38 @@ fn refusal(id: &str, text: &str) -> Reply {
     }
 }
 
-fn read_request(path: &Path) -> Result<Request, String> {
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    if meta.len() > MAX_REQUEST {
-        return Err(format!(
-            "request is {} bytes, over the limit of {MAX_REQUEST}",
-            meta.len()
-        ));
+fn read_request(path: &Path) -> Result<Request, RequestError> {
+    let bytes = read_regular(path, MAX_REQUEST).map_err(RequestError::NotARequest)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| RequestError::Malformed(format!("malformed request: {e}")))
+}
+
+/// Reads `path` only if it is a regular file of at most `max` bytes: opened without
+/// following a symlink and without blocking (a FIFO would otherwise hang the reader), checked
+/// on the open descriptor, read through the limit.
+fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ELOOP) => "a symbolic link, not a request file".to_owned(),
+            _ => format!("cannot be opened: {e}"),
+        })?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".to_owned());
     }
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("malformed request: {e}"))
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!("over the limit of {max} bytes"));
+    }
+    Ok(bytes)
 }
 
 fn write_reply(spool: &Path, reply: &Reply) -> io::Result<()> {
@@ -143,7 +187,7 @@ pub fn submit(spool: &Path, command: Command, timeout: Duration) -> anyhow::Resu
     let reply_path = spool.join("replies").join(format!("{id}.json"));
     let deadline = std::time::Instant::now() + timeout;
     while std::time::Instant::now() < deadline {
-        if let Ok(bytes) = std::fs::read(&reply_path) {
+        if let Ok(bytes) = read_regular(&reply_path, MAX_REPLY) {
             let reply: Reply = serde_json::from_slice(&bytes)
                 .with_context(|| format!("reading the reply {}", reply_path.display()))?;
             let _ = std::fs::remove_file(&reply_path);

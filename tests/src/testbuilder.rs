@@ -10,7 +10,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::response::Response;
 use axum::routing::get;
 use quarters_common::api::v1::{
-    Artifact, Build, BuildOutcome, BuilderState, PeerStatus, PeerView, Role,
+    Artifact, Build, BuildOutcome, BuilderState, Claim, ClaimPhase, PeerStatus, PeerView, Role,
 };
 use quarters_common::files::{is_plain_name, serve_file};
 use quarters_common::state::StatePublisher;
@@ -36,6 +36,27 @@ pub fn finished_build(id: &str, pkgbase: &str, version: &str, outcome: BuildOutc
         wall_ms: Some(1000),
         cpu_ms: Some(900),
         peak_memory_kb: Some(1000),
+    }
+}
+
+/// A claim renewed now with a lease of five minutes, under the master's default maximum.
+pub fn claim_on(
+    pkgbase: &str,
+    version: &str,
+    arch: &str,
+    phase: ClaimPhase,
+    build: Option<&str>,
+) -> Claim {
+    let now = time::OffsetDateTime::now_utc();
+    Claim {
+        pkgbase: pkgbase.into(),
+        version: version.into(),
+        arch: arch.into(),
+        phase,
+        ticket: 1,
+        renewed_at: now,
+        lease_until: now + time::Duration::minutes(5),
+        build: build.map(Into::into),
     }
 }
 
@@ -187,11 +208,50 @@ impl TestBuilder {
         std::fs::write(dir.join(stage), text).unwrap();
     }
 
-    /// Publishes `build` (replacing a build with the same id).
+    /// Publishes `build` (replacing a build with the same id) with the claim an honest builder
+    /// shows for it: done or failed, naming the build, its lease renewed now.
     pub fn show(&self, build: Build) {
+        let phase = match build.outcome {
+            BuildOutcome::Running { .. } => ClaimPhase::Committed,
+            BuildOutcome::Succeeded => ClaimPhase::Done,
+            BuildOutcome::Failed { .. } => ClaimPhase::Failed,
+        };
+        let claim = claim_on(
+            &build.pkgbase,
+            &build.version,
+            &build.arch,
+            phase,
+            Some(&build.id),
+        );
+        let mut state = self.state.lock().unwrap();
+        state.claims.retain(|c| {
+            (&c.pkgbase, &c.version, &c.arch) != (&claim.pkgbase, &claim.version, &claim.arch)
+        });
+        state.claims.push(claim);
+        state.builds.retain(|b| b.id != build.id);
+        state.builds.push(build);
+        self.publisher.publish(&*state);
+    }
+
+    /// Publishes `build` with no claim for it, as a builder that never claimed the package.
+    pub fn show_unclaimed(&self, build: Build) {
         let mut state = self.state.lock().unwrap();
         state.builds.retain(|b| b.id != build.id);
         state.builds.push(build);
+        self.publisher.publish(&*state);
+    }
+
+    /// Publishes `claim` beside the others.
+    pub fn show_claim(&self, claim: Claim) {
+        let mut state = self.state.lock().unwrap();
+        state.claims.push(claim);
+        self.publisher.publish(&*state);
+    }
+
+    /// Changes the published state as `change` says, whatever it makes of it.
+    pub fn edit(&self, change: impl FnOnce(&mut BuilderState)) {
+        let mut state = self.state.lock().unwrap();
+        change(&mut state);
         self.publisher.publish(&*state);
     }
 

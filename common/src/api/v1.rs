@@ -153,6 +153,17 @@ pub struct MasterState {
     /// Every package that is failed, indirect-failed or blocked, with the reason.
     #[serde(default)]
     pub problems: Vec<Problem>,
+    /// What builders' states break of the protocol, as the master last read them (a few per
+    /// builder): the parts named here were ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<ViolationView>,
+}
+
+/// A builder's breach of the protocol.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ViolationView {
+    pub builder: String,
+    pub what: String,
 }
 
 /// A package that will not build as things are.

@@ -113,6 +113,13 @@ pub enum DbError {
         version: String,
         arch: String,
     },
+    /// A package of the build is named like one that another pkgbase holds in a repository.
+    #[error("pkgname {pkgname} belongs to pkgbase {owner} in the {repo} repository")]
+    NameTaken {
+        pkgname: String,
+        owner: String,
+        repo: &'static str,
+    },
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("database: {0}")]
@@ -184,6 +191,22 @@ impl Db {
             other => DbError::Sqlite(other),
         })?;
         for p in packages {
+            // A package name belongs to one pkgbase, in either repository: a build of another
+            // pkgbase must not take its place under dependents built against it.
+            let owner: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT pkgbase, repo FROM repo_packages WHERE pkgname = ?1 AND pkgbase != ?2 LIMIT 1",
+                    params![p.pkgname, p.pkgbase],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((owner, repo)) = owner {
+                return Err(DbError::NameTaken {
+                    pkgname: p.pkgname.clone(),
+                    owner,
+                    repo: if repo == "live" { "live" } else { "build" },
+                });
+            }
             put_repo_entry(&tx, p)?;
         }
         tx.execute(

@@ -234,3 +234,23 @@ fn rejected_builds_of_the_old_schema_become_refused_or_unneeded() {
         ]
     );
 }
+
+#[test]
+fn a_package_name_belongs_to_one_pkgbase() {
+    let mut db = Db::in_memory().unwrap();
+    db.accept(&row("b1", "7", VerdictKind::Accepted), &[entry("foo")])
+        .unwrap();
+    let mut impostor = row("b2", "8", VerdictKind::Accepted);
+    impostor.pkgbase = "bar".into();
+    let mut taken = entry("foo");
+    taken.pkgbase = "bar".into();
+    let err = db.accept(&impostor, &[taken]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "pkgname foo belongs to pkgbase foo in the build repository"
+    );
+    assert_eq!(db.verdict_of("b2", "8").unwrap(), None, "nothing was kept");
+    let binaries = db.repo_entries().unwrap();
+    assert_eq!(binaries.len(), 1);
+    assert_eq!(binaries[0].pkgbase, "foo");
+}

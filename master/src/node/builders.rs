@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
-use quarters_common::api::v1::{Build, BuildOutcome, BuilderState, Role};
+use quarters_common::api::v1::{BuilderState, ClaimPhase, Role};
 use quarters_common::client::PeerClient;
 use quarters_common::follow::{FollowOptions, PeerEvent, follow};
 use quarters_common::liveness::Liveness;
+use quarters_common::peer_input::{CheckedBuild, CheckedBuilder, CheckedOutcome};
 use tokio_util::sync::CancellationToken;
 
 use super::Master;
@@ -31,8 +32,23 @@ impl Master {
         }
         let committed_before = slot.committed();
         if let PeerEvent::State(state) = event {
-            slot.state = Some(state.content);
+            let (checked, violations) =
+                CheckedBuilder::check(&state.content, &self.config.builder_limits);
+            for v in violations.iter().filter(|v| !slot.violations.contains(v)) {
+                tracing::warn!(builder = %slot.name, "protocol violation: {v}");
+            }
+            slot.violations = violations;
+            slot.judged
+                .retain(|id| checked.builds.iter().any(|b| &b.id == id));
+            slot.state = Some(checked);
             slot.read_at = Some(std::time::Instant::now());
+            let now = std::time::Instant::now();
+            let committed = slot.committed();
+            slot.committed_since
+                .retain(|key, _| committed.contains(key));
+            for key in committed {
+                slot.committed_since.entry(key).or_insert(now);
+            }
         }
         // Most of a builder's changes (a build's stage, a lease renewed, a claim being made)
         // leave the plan as it was: only what it has committed to counts there. Those are
@@ -58,44 +74,56 @@ impl Master {
         let mut todo = Vec::new();
         for (index, slot) in model.builders.iter().enumerate() {
             let Some(state) = &slot.state else { continue };
-            for build in &state.builds {
-                if matches!(build.outcome, BuildOutcome::Running { .. }) {
-                    continue;
-                }
+            for build in state.builds.iter().filter(|b| !b.is_running()) {
                 todo.push((index, slot.name.to_string(), build.clone()));
             }
         }
         todo.retain(|(_, builder, build)| {
             !model
                 .in_flight
-                .contains(&(builder.clone(), build.id.clone()))
+                .contains(&(builder.clone(), build.id.to_string()))
         });
         let db = self.db();
-        todo.retain(|(_, builder, build)| matches!(db.verdict_of(builder, &build.id), Ok(None)));
+        todo.retain(
+            |(index, builder, build)| match db.verdict_of(builder, build.id.as_str()) {
+                Ok(None) => true,
+                Ok(Some(_)) => {
+                    model.builders[*index].judged.insert(build.id.clone());
+                    false
+                }
+                Err(_) => false,
+            },
+        );
         drop(db);
         for (index, builder, build) in todo {
-            model.in_flight.insert((builder.clone(), build.id.clone()));
+            let unclaimed = unclaimed(&model.builders, index, &build);
+            model
+                .in_flight
+                .insert((builder.clone(), build.id.to_string()));
             let client = model.builders[index].client.clone();
             let master = self.clone();
             tokio::spawn(async move {
-                master.judge(&client, &build).await;
+                master.judge(&client, &build, unclaimed).await;
                 master
                     .model()
                     .in_flight
-                    .remove(&(builder, build.id.clone()));
+                    .remove(&(builder, build.id.to_string()));
                 master.request_replan();
             });
         }
     }
 
-    async fn judge(&self, client: &PeerClient, build: &Build) {
+    /// Judges one finished build. One that was not claimed as the protocol says (`unclaimed`
+    /// says why) is recorded unjudged: nothing of it is pulled, and it counts against nothing
+    /// but its builder.
+    async fn judge(&self, client: &PeerClient, build: &CheckedBuild, unclaimed: Option<String>) {
         let builder = client.name().to_string();
         let mut row = BuildRow {
             builder: builder.clone(),
-            build_id: build.id.clone(),
-            pkgbase: build.pkgbase.clone(),
-            version: build.version.clone(),
-            arch: build.arch.clone(),
+            build_id: build.id.to_string(),
+            pkgbase: build.pkgbase.to_string(),
+            version: build.version.to_string(),
+            arch: build.arch.to_string(),
             verdict: VerdictKind::Unneeded,
             reason: None,
             wall_ms: build.wall_ms,
@@ -105,11 +133,21 @@ impl Master {
             started_at: Some(build.started_at),
             warnings: Vec::new(),
         };
-        let unit = self.model().plan.unit(&build.pkgbase, &build.arch).cloned();
+        if let Some(violation) = unclaimed {
+            tracing::warn!(%builder, build = %build.id, "protocol violation: {violation}");
+            row.reason = Some(format!("not judged: {violation}"));
+            self.record(&row);
+            return;
+        }
+        let unit = self
+            .model()
+            .plan
+            .unit(build.pkgbase.as_str(), build.arch.as_str())
+            .cloned();
         let key = (
-            build.pkgbase.clone(),
-            build.version.clone(),
-            build.arch.clone(),
+            build.pkgbase.to_string(),
+            build.version.to_string(),
+            build.arch.to_string(),
         );
         let already = self.db().is_accepted(&key).unwrap_or(false);
         let unneeded = match &unit {
@@ -121,7 +159,7 @@ impl Master {
                 "{} {} ({}) was accepted from another build",
                 build.pkgbase, build.version, build.arch
             )),
-            Some(u) if u.spec.version != build.version => {
+            Some(u) if build.version != *u.spec.version => {
                 Some(format!("the sources are at {} now", u.spec.version))
             }
             Some(u) if matches!(u.state, State::Built | State::Live) => {
@@ -130,21 +168,17 @@ impl Master {
             Some(_) => None,
         };
         if let Some(reason) = unneeded
-            && matches!(build.outcome, BuildOutcome::Succeeded)
+            && matches!(build.outcome, CheckedOutcome::Succeeded)
         {
             row.reason = Some(format!("not needed: {reason}"));
             self.record(&row);
             return;
         }
         match &build.outcome {
-            BuildOutcome::Running { .. } => {}
-            BuildOutcome::Failed { stage, reason } => {
-                let dir = self
-                    .config
-                    .state_dir
-                    .join("logs")
-                    .join(&builder)
-                    .join(&build.id);
+            CheckedOutcome::Running { .. } => {}
+            CheckedOutcome::Failed { stage, reason } => {
+                let dir =
+                    crate::store::log_dir(&self.config.state_dir, &builder, build.id.as_str());
                 let got = pull_logs(client, build, &dir, self.config.max_log_size).await;
                 row.verdict = VerdictKind::Failed;
                 row.reason = Some(format!("{stage}: {reason}"));
@@ -152,13 +186,10 @@ impl Master {
                 tracing::warn!(%builder, build = %build.id, "{} {} failed in {stage}: {reason}", build.pkgbase, build.version);
                 self.record(&row);
             }
-            BuildOutcome::Succeeded => {
+            CheckedOutcome::Succeeded => {
                 let unit = unit.expect("checked above");
-                let staging = self
-                    .config
-                    .state_dir
-                    .join("staging")
-                    .join(format!("{builder}-{}", build.id));
+                let staging =
+                    crate::store::staging_dir(&self.config.state_dir, &builder, build.id.as_str());
                 let _ = tokio::fs::remove_dir_all(&staging).await;
                 if let Err(e) = tokio::fs::create_dir_all(&staging).await {
                     tracing::error!("creating {}: {e}", staging.display());
@@ -173,9 +204,9 @@ impl Master {
                 }
                 let packager = unit.spec.makepkg_packager();
                 let expect = Expectation {
-                    pkgbase: &build.pkgbase,
-                    version: &build.version,
-                    arch: &build.arch,
+                    pkgbase: build.pkgbase.as_str(),
+                    version: build.version.as_str(),
+                    arch: build.arch.as_str(),
                     pkgnames: &unit.spec.pkgnames,
                     packager: &packager,
                     pkgbuild_sha256: pkgbuild_sha256.as_deref(),
@@ -216,7 +247,24 @@ impl Master {
         }
     }
 
+    /// Marks a build judged before its verdict is written: no state published with the
+    /// verdict may still count the claim naming it.
+    fn mark_judged(&self, row: &BuildRow) {
+        let Ok(id) = quarters_common::peer_input::BuildId::parse(&row.build_id) else {
+            return;
+        };
+        let mut model = self.model();
+        if let Some(slot) = model
+            .builders
+            .iter_mut()
+            .find(|b| b.name.as_str() == row.builder)
+        {
+            slot.judged.insert(id);
+        }
+    }
+
     fn record(&self, row: &BuildRow) {
+        self.mark_judged(row);
         let mut db = self.db();
         if let Err(e) = db.record_build(row) {
             tracing::error!("recording build {} of {}: {e}", row.build_id, row.builder);
@@ -237,16 +285,15 @@ impl Master {
         let _ = db.event(row.verdict.as_str(), &row.pkgbase, &message);
     }
 
-    /// Moves verified packages into the pool, commits the acceptance, and rewrites the build
-    /// repository of every architecture they belong to.
+    /// Commits the acceptance of verified packages, puts them into the pool, and rewrites
+    /// the build repository of every architecture they belong to. A pool file of the same
+    /// name with other content, or a package name another pkgbase holds, refuses the build
+    /// and changes nothing.
     fn accept(&self, row: &mut BuildRow, pulled: &[crate::pull::Pulled]) {
+        use crate::repo::pool::{self, Slot};
         let pool = self.repos.pool();
         let mut entries = Vec::new();
         for p in pulled {
-            if let Err(e) = std::fs::rename(&p.path, pool.join(&p.filename)) {
-                tracing::error!("moving {} into the pool: {e}", p.filename);
-                return;
-            }
             let info = &p.package.pkginfo;
             let arches: Vec<String> = if info.arch == "any" {
                 self.config.arch.clone()
@@ -270,8 +317,31 @@ impl Master {
                 });
             }
         }
-        row.verdict = VerdictKind::Accepted;
+        // Marked before the database is locked (the model is always locked first).
+        self.mark_judged(row);
+        // The database lock is held from the pool check to the rewrite: acceptances are one
+        // at a time, so no other can take a name between the check and the link.
         let mut db = self.db();
+        for p in pulled {
+            match pool::slot(&pool, &p.filename, &p.sha256) {
+                Ok(Slot::Free | Slot::Same) => {}
+                Ok(Slot::Taken) => {
+                    drop(db);
+                    row.verdict = VerdictKind::Refused(crate::verdict::Blame::Package);
+                    row.reason = Some(format!(
+                        "the pool check failed: it holds another {}, which is never replaced",
+                        p.filename
+                    ));
+                    self.record(row);
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!("looking up {} in the pool: {e}", p.filename);
+                    return;
+                }
+            }
+        }
+        row.verdict = VerdictKind::Accepted;
         match db.accept(row, &entries) {
             Ok(()) => {}
             Err(DbError::AlreadyAccepted { .. }) => {
@@ -282,9 +352,23 @@ impl Master {
                 self.record(row);
                 return;
             }
+            Err(e @ DbError::NameTaken { .. }) => {
+                drop(db);
+                row.verdict = VerdictKind::Refused(crate::verdict::Blame::Package);
+                row.reason = Some(format!("the package name check failed: {e}"));
+                self.record(row);
+                return;
+            }
             Err(e) => {
                 tracing::error!("accepting {} {}: {e}", row.pkgbase, row.version);
                 return;
+            }
+        }
+        // Into the pool only now that the acceptance is committed; a failure here leaves the
+        // database naming a file the pool lacks, which is said loudly and fixed by a rebuild.
+        for p in pulled {
+            if let Err(e) = pool::put(&pool, &p.path, &p.filename, &p.sha256) {
+                tracing::error!("putting {} into the pool: {e}", p.filename);
             }
         }
         // The database stays locked until the files are rewritten: a plan reads the build
@@ -308,6 +392,51 @@ impl Master {
         }
         drop(db);
     }
+}
+
+/// Why the finished `build` of builder `index` may not be judged, if it may not: the
+/// builder must show a live claim on it past `claimed` naming the build, and no other
+/// builder may hold an older live commitment to the same package version.
+fn unclaimed(
+    builders: &[super::BuilderSlot],
+    index: usize,
+    build: &CheckedBuild,
+) -> Option<String> {
+    let key = (
+        build.pkgbase.to_string(),
+        build.version.to_string(),
+        build.arch.to_string(),
+    );
+    let slot = &builders[index];
+    let claimed = slot.live_claims().any(|c| {
+        c.phase >= ClaimPhase::Committed
+            && super::claim_key(c) == key
+            && c.build.as_ref() == Some(&build.id)
+    });
+    if !claimed {
+        return Some(format!(
+            "build {} of {} {} ({}) has no live committed claim naming it",
+            build.id, build.pkgbase, build.version, build.arch
+        ));
+    }
+    let ours = slot.committed_since.get(&key)?;
+    builders
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != index)
+        .find(|(_, other)| {
+            other.committed().contains(&key)
+                && other
+                    .committed_since
+                    .get(&key)
+                    .is_some_and(|since| since < ours)
+        })
+        .map(|(_, other)| {
+            format!(
+                "{} {} ({}) was committed to by {} before {} committed to it",
+                build.pkgbase, build.version, build.arch, other.name, slot.name
+            )
+        })
 }
 
 /// Follows builder `index` until `cancel` fires.

@@ -57,6 +57,13 @@ impl Master {
             };
             let claims = b.state.as_ref().map_or(0, |s| s.claims.len());
             let _ = writeln!(out, "builder {}: {status}, {claims} claims", b.name);
+            if let Some(first) = b.violations.first() {
+                let _ = writeln!(
+                    out,
+                    "  {} protocol violation(s) in its state, first: {first}",
+                    b.violations.len()
+                );
+            }
         }
         let counts: Vec<String> = model
             .plan

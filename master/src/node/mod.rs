@@ -16,9 +16,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use quarters_common::NodeName;
-use quarters_common::api::v1::{BuilderState, MasterState, Role};
+use quarters_common::api::v1::{MasterState, Role};
 use quarters_common::client::PeerClient;
 use quarters_common::liveness::Liveness;
+use quarters_common::peer_input::{CheckedBuilder, CheckedClaim, Violation};
 use quarters_common::state::StatePublisher;
 use quarters_parsers::scan::Scanned;
 use tokio::sync::{Notify, mpsc};
@@ -77,7 +78,16 @@ struct BuilderSlot {
     name: NodeName,
     client: PeerClient,
     liveness: Liveness,
-    state: Option<BuilderState>,
+    /// Its state as last read, checked: nothing else of what it published is used.
+    state: Option<CheckedBuilder>,
+    /// What its last state broke of the protocol.
+    violations: Vec<Violation>,
+    /// Its finished builds that have a verdict: a claim naming one of them no longer holds
+    /// its package, however long the builder goes on renewing it.
+    judged: HashSet<quarters_common::peer_input::BuildId>,
+    /// When the master first saw each of its live commitments: of two builders committed to
+    /// the same package, only the earlier one's build is judged.
+    committed_since: HashMap<UnitKey, std::time::Instant>,
     /// When `state` was read: a claim lapses a lease after the read that last showed it
     /// renewed, as builders count it (the builder's own clock is never compared with ours).
     read_at: Option<std::time::Instant>,
@@ -89,20 +99,23 @@ impl BuilderSlot {
         use quarters_common::api::v1::ClaimPhase;
         self.live_claims()
             .filter(|c| c.phase >= ClaimPhase::Committed)
-            .map(|c| (c.pkgbase.clone(), c.version.clone(), c.arch.clone()))
+            .map(claim_key)
             .collect()
     }
 
-    /// The builder's claims that have not lapsed.
-    fn live_claims(&self) -> impl Iterator<Item = &quarters_common::api::v1::Claim> {
+    /// The builder's claims that have not lapsed (their leases clamped when they were read)
+    /// and whose builds have no verdict yet.
+    fn live_claims(&self) -> impl Iterator<Item = &CheckedClaim> {
         let now = std::time::Instant::now();
         let read_at = self.read_at;
-        self.state.iter().flat_map(|s| &s.claims).filter(move |c| {
-            let lease: std::time::Duration = (c.lease_until - c.renewed_at)
-                .try_into()
-                .unwrap_or_default();
-            read_at.is_some_and(|at| now < at + lease)
-        })
+        self.state
+            .iter()
+            .flat_map(|s| &s.claims)
+            .filter(move |c| read_at.is_some_and(|at| now < at + c.lease))
+            .filter(|c| {
+                c.phase == quarters_common::api::v1::ClaimPhase::Committed
+                    || c.build.as_ref().is_none_or(|b| !self.judged.contains(b))
+            })
     }
 }
 
@@ -148,6 +161,9 @@ impl Master {
                     client,
                     liveness: Liveness::Unknown,
                     state: None,
+                    violations: Vec::new(),
+                    committed_since: HashMap::new(),
+                    judged: HashSet::new(),
                     read_at: None,
                 })
                 .collect(),
@@ -299,6 +315,15 @@ impl Master {
     }
 }
 
+/// What a claim is on, as the plan names units.
+fn claim_key(c: &CheckedClaim) -> UnitKey {
+    (
+        c.pkgbase.to_string(),
+        c.version.to_string(),
+        c.arch.to_string(),
+    )
+}
+
 /// Claims a builder has committed to (or finished), by what they build.
 fn committed_claims(builders: &[BuilderSlot]) -> HashMap<UnitKey, String> {
     use quarters_common::api::v1::ClaimPhase;
@@ -306,10 +331,7 @@ fn committed_claims(builders: &[BuilderSlot]) -> HashMap<UnitKey, String> {
     for b in builders {
         for c in b.live_claims() {
             if c.phase >= ClaimPhase::Committed {
-                claimed.insert(
-                    (c.pkgbase.clone(), c.version.clone(), c.arch.clone()),
-                    b.name.to_string(),
-                );
+                claimed.insert(claim_key(c), b.name.to_string());
             }
         }
     }

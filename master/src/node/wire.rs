@@ -1,13 +1,16 @@
 //! The master's state as published: `api::v1::MasterState` from the model.
 
 use quarters_common::api::v1::{
-    BuildOutcome, BuildVerdict, ClaimView, Download, EvaluationProgress, MasterState, PeerView,
-    Problem, ReadyPackage, SourceView, Verdict,
+    BuildVerdict, ClaimView, Download, EvaluationProgress, MasterState, PeerView, Problem,
+    ReadyPackage, SourceView, Verdict, ViolationView,
 };
 
 use super::{Master, Model};
 use crate::db::VerdictKind;
 use crate::plan::State;
+
+/// Violations published per builder: enough to name the offence, never a flood.
+const VIOLATIONS_SHOWN: usize = 8;
 
 impl Master {
     pub(super) fn to_wire(
@@ -61,22 +64,19 @@ impl Master {
             let Some(state) = &b.state else { continue };
             claims.extend(b.live_claims().map(|c| ClaimView {
                 builder: b.name.to_string(),
-                pkgbase: c.pkgbase.clone(),
-                version: c.version.clone(),
-                arch: c.arch.clone(),
+                pkgbase: c.pkgbase.to_string(),
+                version: c.version.to_string(),
+                arch: c.arch.to_string(),
                 phase: c.phase,
             }));
-            for build in &state.builds {
-                if matches!(build.outcome, BuildOutcome::Running { .. }) {
-                    continue;
-                }
-                if let Ok(Some(recorded)) = db.verdict_of(b.name.as_str(), &build.id) {
+            for build in state.builds.iter().filter(|b| !b.is_running()) {
+                if let Ok(Some(recorded)) = db.verdict_of(b.name.as_str(), build.id.as_str()) {
                     results.push(BuildVerdict {
                         builder: b.name.to_string(),
-                        build: build.id.clone(),
-                        pkgbase: build.pkgbase.clone(),
-                        version: build.version.clone(),
-                        arch: build.arch.clone(),
+                        build: build.id.to_string(),
+                        pkgbase: build.pkgbase.to_string(),
+                        version: build.version.to_string(),
+                        arch: build.arch.to_string(),
                         // Builders only need to know whether to clean up; the wire keeps
                         // its three verdicts.
                         verdict: match recorded.verdict {
@@ -150,6 +150,19 @@ impl Master {
         }
         MasterState {
             problems,
+            violations: model
+                .builders
+                .iter()
+                .flat_map(|b| {
+                    b.violations
+                        .iter()
+                        .take(VIOLATIONS_SHOWN)
+                        .map(|v| ViolationView {
+                            builder: b.name.to_string(),
+                            what: v.to_string(),
+                        })
+                })
+                .collect(),
             builders: model
                 .builders
                 .iter()

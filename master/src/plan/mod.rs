@@ -293,6 +293,37 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         }
     }
 
+    // A package name belongs to one pkgbase: two pkgbases that produce the same pkgname would
+    // take each other's place in the repository, so both are blocked until one gives it up.
+    let mut owners: HashMap<&str, usize> = HashMap::new();
+    let mut clashes: Vec<(usize, String)> = Vec::new();
+    for (i, s) in specs.iter().enumerate() {
+        if duplicates.contains_key(&i) {
+            continue;
+        }
+        for name in &s.pkgnames {
+            match owners.get(name.as_str()) {
+                Some(&j) if specs[j].pkgbase != s.pkgbase => {
+                    let clash = |b: &UnitSpec| {
+                        format!(
+                            "pkgname {name} is also built by pkgbase {} in source {} at {}; a package name belongs to one pkgbase",
+                            b.pkgbase, b.source, b.path
+                        )
+                    };
+                    clashes.push((i, clash(&specs[j])));
+                    clashes.push((j, clash(s)));
+                }
+                Some(_) => {}
+                None => {
+                    owners.insert(name, i);
+                }
+            }
+        }
+    }
+    for (i, why) in clashes {
+        duplicates.entry(i).or_insert(why);
+    }
+
     // Every name a build answers to, for the builds that may provide a dependency.
     let mut providers: HashMap<&str, Vec<(usize, Option<&str>)>> = HashMap::new();
     for (i, s) in specs.iter().enumerate() {

@@ -270,3 +270,34 @@ fn claims_any_builds_and_duplicates() {
         matches!(&blocked.state, State::Blocked { chain } if chain[0].contains("also in source main"))
     );
 }
+
+#[test]
+fn two_pkgbases_producing_one_pkgname_are_both_blocked() {
+    let w = World::new();
+    let mut impostor = unit("impostor", "1-1", &[], &[]);
+    impostor.pkgnames = vec!["impostor".into(), "lib".into()];
+    impostor.source = "other".into();
+    let p = w.plan(vec![
+        unit("lib", "1-1", &[], &[]),
+        impostor,
+        unit("app", "1-1", &["lib"], &[]),
+    ]);
+    let chain = |pkgbase: &str| match state(&p, pkgbase) {
+        State::Blocked { chain } => chain.join("; "),
+        other => panic!("{pkgbase} is {other:?}"),
+    };
+    assert!(
+        chain("lib").contains("pkgname lib is also built by pkgbase impostor in source other"),
+        "{}",
+        chain("lib")
+    );
+    assert!(
+        chain("impostor").contains("pkgname lib is also built by pkgbase lib in source main"),
+        "{}",
+        chain("impostor")
+    );
+    assert!(
+        !matches!(state(&p, "app"), State::Ready),
+        "nothing is built against a contested name"
+    );
+}

@@ -9,6 +9,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::routing::get;
 use quarters_common::api::v1::{Artifact, Build, BuildOutcome};
 use quarters_common::client::{ClientLimits, PeerClient};
+use quarters_common::peer_input::BuilderLimits;
 use quarters_common::tls::{FarmTrust, Identity, TlsFiles};
 use quarters_common::{NodeName, pki};
 use sha2::{Digest, Sha256};
@@ -133,7 +134,12 @@ async fn try_pull(b: &TestBuilder, build: &Build) -> Result<Vec<Pulled>, PullErr
         archive: Limits::default(),
         cancel: Arc::default(),
     };
-    let result = pull(&b.client, build, expect(&names), staging.path(), &limits).await;
+    // What the master checks when it reads a builder's state comes first, as in the master.
+    let build = match CheckedBuild::check(build, &BuilderLimits::default()) {
+        Ok(build) => build,
+        Err(v) => return refuse(Blame::Builder, v.to_string()),
+    };
+    let result = pull(&b.client, &build, expect(&names), staging.path(), &limits).await;
     if let Ok(pulled) = &result {
         for p in pulled {
             assert!(p.path.is_file());
@@ -205,7 +211,7 @@ async fn tampered_wrong_missing_and_oversized_builds_are_rejected() {
     bad_name.file = "../../etc/passwd".into();
     let err = try_pull(&b, &build(vec![bad_name])).await.unwrap_err();
     assert!(
-        matches!(refused(&err), Some((Blame::Builder, m)) if m.contains("not a package file name")),
+        matches!(refused(&err), Some((Blame::Builder, m)) if m.contains("package file name \"../../etc/passwd\"")),
         "{err}"
     );
 

@@ -10,6 +10,7 @@
 
 pub mod dbfile;
 pub mod package;
+pub mod pool;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io;

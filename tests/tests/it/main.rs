@@ -8,6 +8,8 @@ mod e2e;
 mod e2e_faults;
 mod examples;
 mod farm_sim;
+mod hostile_builder;
+mod hostile_clients;
 mod master_crash;
 mod master_flow;
 mod pki_cli;

@@ -138,6 +138,10 @@ async fn the_master_plans_pulls_verifies_and_serves_a_repository_pacman_installs
     tampered.sha256 = "f".repeat(64);
     b2.artifacts = vec![tampered];
     builder.show(b2);
+    // One build of a package at a time, as a builder has them: b3's claim replaces b2's.
+    master
+        .wait_for("b2 judged", |s| verdict(s, "b2").is_some())
+        .await;
     // A package whose .PKGINFO names another package is rejected too.
     let mut b3 = build("b3", "hello", BuildOutcome::Succeeded);
     let disguised = out.join("disguise").join(hello_pkg.file_name().unwrap());
@@ -146,8 +150,8 @@ async fn the_master_plans_pulls_verifies_and_serves_a_repository_pacman_installs
     b3.artifacts = vec![builder.artifact("b3", &disguised)];
     builder.show(b3);
     let state = master
-        .wait_for("b2 and b3 judged", |s| {
-            verdict(s, "b2").is_some() && verdict(s, "b3").is_some()
+        .wait_for("b2 and b3 judged, hello ready again", |s| {
+            verdict(s, "b2").is_some() && verdict(s, "b3").is_some() && ready(s).contains(&"hello")
         })
         .await;
     let (v2, why2) = verdict(&state, "b2").unwrap();

@@ -56,7 +56,10 @@ async fn a_version_refused_twice_fails_with_the_reason_until_retried() {
     b1.artifacts = vec![builder.artifact("b1", &package)];
     builder.show(b1);
     let state = master
-        .wait_for("b1 judged", |s| s.results.iter().any(|r| r.build == "b1"))
+        .wait_for("b1 judged and stale ready again", |s| {
+            s.results.iter().any(|r| r.build == "b1")
+                && s.ready.iter().any(|r| r.pkgbase == "stale")
+        })
         .await;
     let result = state.results.iter().find(|r| r.build == "b1").unwrap();
     assert_eq!(result.verdict, Verdict::Rejected);
