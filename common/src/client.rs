@@ -83,6 +83,10 @@ impl PeerClient {
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(trust.client_config(&name))
             .connect_timeout(limits.connect_timeout)
+            // Servers close a connection after 30 s without a request (`serve::Limits`); the
+            // client forgets an idle connection sooner, so that no request is sent on one the
+            // server is closing.
+            .pool_idle_timeout(std::time::Duration::from_secs(20))
             // Farm nodes talk to each other directly; TLS would refuse a proxy anyway.
             .no_proxy()
             .user_agent(concat!("quarters/", env!("CARGO_PKG_VERSION")))
