@@ -76,8 +76,13 @@ pub fn evaluate(dir: &Path, limit: Duration) -> Result<String, EvalError> {
         Err(CmdError::TimedOut { limit, .. }) => Err(EvalError::TimedOut(limit)),
         Err(CmdError::NotStarted { reason, .. }) => Err(EvalError::Sandbox(reason)),
         Err(CmdError::Failed { stderr, .. }) => {
-            // unshare's own failures mean the sandbox is missing, not that the PKGBUILD is bad.
-            if stderr.starts_with("unshare:") {
+            // The sandbox tools' own failures (unshare missing namespaces, setpriv unable to
+            // start makepkg as the unprivileged user) mean the sandbox failed, not that the
+            // PKGBUILD is bad.
+            if ["unshare:", "prlimit:", "setpriv:"]
+                .iter()
+                .any(|tool| stderr.starts_with(tool))
+            {
                 Err(EvalError::Sandbox(stderr))
             } else {
                 Err(EvalError::Failed(stderr))

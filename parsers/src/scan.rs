@@ -442,9 +442,26 @@ fn make_world_readable(path: &Path) {
     let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o755));
 }
 
-/// Evaluates the PKGBUILD exported into `tmp/pkg`.
+/// Waits before evaluating again when the sandbox could not start makepkg for want of
+/// processes: the unprivileged user's process limit is shared with everything else running as
+/// that user (builds too), so a busy moment passes.
+const SANDBOX_RETRY_MS: [u64; 5] = [200, 500, 1000, 2000, 4000];
+
+/// Evaluates the PKGBUILD exported into `tmp/pkg`, again after a moment if the sandbox lacked
+/// processes.
 fn evaluate_exported(tmp: &tempfile::TempDir, timeout: Duration) -> Result<String, PackageError> {
-    printsrcinfo::evaluate(&tmp.path().join("pkg"), timeout).map_err(|e| match e {
+    let dir = tmp.path().join("pkg");
+    let mut result = printsrcinfo::evaluate(&dir, timeout);
+    for wait in SANDBOX_RETRY_MS {
+        match &result {
+            Err(EvalError::Sandbox(m)) if m.contains("Resource temporarily unavailable") => {
+                std::thread::sleep(Duration::from_millis(wait));
+                result = printsrcinfo::evaluate(&dir, timeout);
+            }
+            _ => break,
+        }
+    }
+    result.map_err(|e| match e {
         EvalError::Sandbox(_) => PackageError::Source(format!("no .SRCINFO, and {e}")),
         EvalError::TimedOut(_) | EvalError::Failed(_) => {
             PackageError::Metadata(format!("no .SRCINFO, and {e}"))
