@@ -23,6 +23,8 @@ pub enum CmdError {
         command: String,
         status: String,
         stderr: String,
+        /// The first bytes the command wrote to its standard output.
+        stdout_head: String,
     },
 }
 
@@ -97,6 +99,7 @@ pub fn run_command(mut cmd: Command, what: &str, limit: Duration) -> Result<Stri
             command: what.to_owned(),
             status: status.to_string(),
             stderr: tail(&String::from_utf8_lossy(&stderr), 2000),
+            stdout_head: String::from_utf8_lossy(&stdout[..stdout.len().min(256)]).into_owned(),
         });
     }
     Ok(String::from_utf8_lossy(&stdout).into_owned())

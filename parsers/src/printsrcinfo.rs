@@ -30,6 +30,9 @@ pub enum EvalError {
     Failed(String),
 }
 
+/// What the sandbox prints, as the unprivileged user, just before makepkg starts.
+const READY: &str = "quarters-sandbox-ready";
+
 /// Uid and gid the PKGBUILD runs as: `nobody` on Debian and Arch.
 const NOBODY: &str = "65534";
 
@@ -65,27 +68,36 @@ pub fn evaluate(dir: &Path, limit: Duration) -> Result<String, EvalError> {
             "--",
         ]);
     }
-    cmd.args(["makepkg", "--printsrcinfo"])
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("LC_ALL", "C")
-        .env("HOME", "/nonexistent");
+    // The sandbox announces that it stands before makepkg reads the PKGBUILD: output without
+    // the announcement means the sandbox failed, and nothing the PKGBUILD prints can say so.
+    cmd.args([
+        "sh",
+        "-c",
+        &format!("printf '%s\\n' {READY}; exec makepkg --printsrcinfo"),
+    ])
+    .current_dir(dir)
+    .env_clear()
+    .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+    .env("LC_ALL", "C")
+    .env("HOME", "/nonexistent");
     match cmd::run_command(cmd, "makepkg --printsrcinfo", limit) {
-        Ok(out) => Ok(out),
+        Ok(out) => match out.strip_prefix(READY).and_then(|o| o.strip_prefix('\n')) {
+            Some(srcinfo) => Ok(srcinfo.to_owned()),
+            None => Err(EvalError::Sandbox(format!(
+                "the sandbox did not announce itself: {out:.200}"
+            ))),
+        },
         Err(CmdError::TimedOut { limit, .. }) => Err(EvalError::TimedOut(limit)),
         Err(CmdError::NotStarted { reason, .. }) => Err(EvalError::Sandbox(reason)),
-        Err(CmdError::Failed { stderr, .. }) => {
-            // The sandbox tools' own failures (unshare missing namespaces, setpriv unable to
-            // start makepkg as the unprivileged user) mean the sandbox failed, not that the
-            // PKGBUILD is bad.
-            if ["unshare:", "prlimit:", "setpriv:"]
-                .iter()
-                .any(|tool| stderr.starts_with(tool))
-            {
-                Err(EvalError::Sandbox(stderr))
-            } else {
+        Err(CmdError::Failed {
+            stderr,
+            stdout_head,
+            ..
+        }) => {
+            if stdout_head.starts_with(READY) {
                 Err(EvalError::Failed(stderr))
+            } else {
+                Err(EvalError::Sandbox(stderr))
             }
         }
     }

@@ -53,6 +53,11 @@ fn pkgbuilds_without_srcinfo_are_evaluated_only_in_the_sandbox() {
             secret.display()
         ),
     );
+    // A PKGBUILD posing as a sandbox failure, to be evaluated again at every poll.
+    put(
+        "impostor/PKGBUILD",
+        "pkgname=impostor\necho 'setpriv: failed to execute makepkg: Resource temporarily unavailable' >&2\nexit 1\n",
+    );
     put("empty/notes.txt", "no package here\n");
     let repo = Repository::init(&work).unwrap();
     commit_all(&repo, ("Alice", "alice@example.org"), "import");
@@ -88,6 +93,13 @@ fn pkgbuilds_without_srcinfo_are_evaluated_only_in_the_sandbox() {
 
     // The PKGBUILD ran as nobody: the secret stayed secret.
     assert_eq!(meta(&scanner, "snoop").version, "1-1");
+
+    // It is the package's own error, kept: only the sandbox can say the sandbox failed.
+    assert!(
+        matches!(error(&scanner, "impostor"), PackageError::Metadata(_)),
+        "{:?}",
+        error(&scanner, "impostor")
+    );
 
     let e = error(&scanner, "empty").to_string();
     assert!(e.contains("neither .SRCINFO nor PKGBUILD"), "{e}");
