@@ -8,7 +8,7 @@ use quarters_master::localfarm::free_ports;
 use quarters_tests::makepkg::{self, Recipe, recipe};
 use quarters_tests::master::{MasterProcess, farm_pki};
 use quarters_tests::pacman::PacmanRoot;
-use quarters_tests::testbuilder::TestBuilder;
+use quarters_tests::testbuilder::{TestBuilder, finished_build};
 use sha2::{Digest, Sha256};
 
 fn recipes() -> Vec<Recipe> {
@@ -37,20 +37,7 @@ fn recipes() -> Vec<Recipe> {
 }
 
 fn build(id: &str, pkgbase: &str, outcome: BuildOutcome) -> Build {
-    Build {
-        id: id.into(),
-        pkgbase: pkgbase.into(),
-        version: "1.0-1".into(),
-        arch: std::env::consts::ARCH.into(),
-        outcome,
-        started_at: time::OffsetDateTime::now_utc(),
-        finished_at: Some(time::OffsetDateTime::now_utc()),
-        logs: vec![],
-        artifacts: vec![],
-        wall_ms: Some(1500),
-        cpu_ms: Some(1200),
-        peak_memory_kb: Some(10_000),
-    }
+    finished_build(id, pkgbase, "1.0-1", outcome)
 }
 
 fn verdict(state: &MasterState, id: &str) -> Option<(Verdict, String)> {

@@ -170,15 +170,7 @@ fn pkgbuild_only_tree(dir: &Path) {
     }
     fs::create_dir_all(dir.join("bad")).unwrap();
     fs::write(dir.join("bad/PKGBUILD"), "pkgname=bad\nexit 3\n").unwrap();
-    let repo = Repository::init(dir).unwrap();
-    let mut index = repo.index().unwrap();
-    index
-        .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)
-        .unwrap();
-    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
-    let sig = Signature::now("Dana", "dana@example.org").unwrap();
-    repo.commit(Some("HEAD"), &sig, &sig, "import", &tree, &[])
-        .unwrap();
+    quarters_tests::makepkg::git_commit_all(dir, "import");
 }
 
 #[test]
