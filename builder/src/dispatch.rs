@@ -51,7 +51,12 @@ pub fn idle_builders(master: &MasterState, me: &str, my_free: u32) -> Vec<Idle> 
     };
     let mut shown_free = None;
     let mut idle = Vec::new();
-    for b in master.builders.iter().filter(|b| b.status.is_up()) {
+    // A quarantined builder gets no share: it claims nothing that counts.
+    for b in master
+        .builders
+        .iter()
+        .filter(|b| b.status.is_up() && b.is_validated())
+    {
         if b.name == me {
             shown_free = Some(free_of(b));
             continue;
@@ -170,6 +175,7 @@ mod tests {
                 }
             },
             slots,
+            quarantine: None,
         }
     }
 
@@ -213,6 +219,17 @@ mod tests {
         // a: one of two slots taken; b: a finished build holds no slot; c: down; d: busy;
         // me: no more than the master shows, so that everyone shares out the same way.
         assert_eq!(names(idle_builders(&master, "me", 3)), expected(1));
+        // A quarantined builder gets no share, however idle.
+        let mut quarantined = master.clone();
+        quarantined.builders[1].quarantine = Some(quarters_common::api::v1::QuarantineView {
+            reason: "test".to_owned(),
+            since: time::OffsetDateTime::UNIX_EPOCH,
+            by: "operator".to_owned(),
+        });
+        assert_eq!(
+            names(idle_builders(&quarantined, "me", 3)),
+            vec![("a".to_owned(), 1), ("me".to_owned(), 1)]
+        );
         // Not listed as up: by my own count.
         let mut unlisted = master.clone();
         unlisted.builders.pop();

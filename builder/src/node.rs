@@ -100,6 +100,7 @@ impl Node {
                 url: config.master_url.clone(),
                 status: Liveness::Unknown.to_wire(),
                 slots: None,
+                quarantine: None,
             },
             claims: Vec::new(),
             builds: Vec::new(),
@@ -122,7 +123,10 @@ impl Node {
                 config,
                 model: Mutex::new(Model::default()),
                 publisher,
-                tracker: Mutex::new(PeerTracker::default()),
+                // Until the master says otherwise; nothing is claimed before it has been read.
+                tracker: Mutex::new(PeerTracker::new(Duration::from_secs(
+                    quarters_common::api::v1::DEFAULT_MAX_LEASE_SECS,
+                ))),
                 store,
                 driver,
                 master,
@@ -144,7 +148,7 @@ impl Node {
             let id = record.build.id.clone();
             node.model().builds.insert(id.clone(), record);
             let mut book = node.book();
-            book.claim(&key, 0);
+            book.claim(&key);
             book.set_phase(&key, phase, Some(id));
         }
         node.publish();
@@ -186,6 +190,7 @@ impl Node {
                     .unwrap_or(&Liveness::Unknown)
                     .to_wire(),
                 slots: None,
+                quarantine: None,
             },
             claims: model.claims.clone(),
             builds: model.builds.values().map(|r| r.build.clone()).collect(),
@@ -206,11 +211,39 @@ impl Node {
                 Liveness::Unknown => {}
             }
         }
+        let mut max_lease = None;
         if let PeerEvent::State(state) = event {
             self.peers.update(&state.content.builders);
+            let me = self.config.name.as_str();
+            let quarantine = |m: &MasterState| {
+                m.builders
+                    .iter()
+                    .find(|b| b.name == me)
+                    .and_then(|b| b.quarantine.clone())
+            };
+            let now_quarantined = quarantine(&state.content);
+            if now_quarantined != model.master.as_ref().and_then(quarantine) {
+                match &now_quarantined {
+                    Some(q) => tracing::error!(
+                        "the master has quarantined this builder ({} since {}): {}; it claims nothing until an operator enables it",
+                        q.by,
+                        q.since,
+                        q.reason
+                    ),
+                    None => tracing::info!("the master validates this builder"),
+                }
+            }
+            max_lease = Some(Duration::from_secs(state.content.max_lease_secs));
             model.master = Some(state.content);
         }
         drop(model);
+        if let Some(max) = max_lease {
+            self.book().limit_lease(max);
+            self.tracker
+                .lock()
+                .expect("no code panics while holding the tracker")
+                .limit_lease(max);
+        }
         if changed {
             self.publish();
         }
@@ -266,6 +299,14 @@ impl Node {
         let Some(master) = master.as_ref() else {
             return Pick::Nothing;
         };
+        let me = self.config.name.as_str();
+        if master
+            .builders
+            .iter()
+            .any(|b| b.name == me && !b.is_validated())
+        {
+            return Pick::Nothing;
+        }
         // Any claim the master shows, in whatever phase, and this builder's own.
         let taken: HashSet<Key> = master
             .claims
@@ -273,7 +314,6 @@ impl Node {
             .map(|c| (c.pkgbase.clone(), c.version.clone(), c.arch.clone()))
             .chain(claims.iter().map(crate::claims::review::key_of))
             .collect();
-        let me = self.config.name.as_str();
         let idle = dispatch::idle_builders(master, me, self.config.slots - *running);
         let free: u32 = idle.iter().map(|b| b.free).sum();
         let candidates: Vec<&ReadyPackage> = master
@@ -320,7 +360,6 @@ impl Node {
                 Pick::Nothing => return None,
             };
             let key = key_of(&package);
-            let ticket = random_ticket();
             let attempt = Attempt {
                 me: self.config.name.as_str(),
                 book: &self.book,
@@ -328,7 +367,7 @@ impl Node {
                 tracker: &self.tracker,
             };
             self.publisher.counters().add(CLAIM_ATTEMPTS, 1);
-            match attempt.run(&key, ticket).await {
+            match attempt.run(&key).await {
                 Ok(()) => {
                     self.publisher.counters().add(CLAIMS_WON, 1);
                     self.model().deferred.remove(&key);
@@ -339,9 +378,7 @@ impl Node {
                     let pause = match why {
                         // The peer may have withdrawn too: try again soon, at a random moment
                         // so that the two do not collide again.
-                        Withdrawn::Collided(_) => {
-                            COLLISION_PAUSE * (1 + (random_ticket() % 4) as u32)
-                        }
+                        Withdrawn::Collided(_) => COLLISION_PAUSE * (1 + (random_u64() % 4) as u32),
                         Withdrawn::Conflict(_) | Withdrawn::Unreadable(_) => BACKOFF,
                     };
                     self.model().backoff.insert(key, Instant::now() + pause);
@@ -498,7 +535,7 @@ impl Node {
     }
 }
 
-fn random_ticket() -> u64 {
+fn random_u64() -> u64 {
     let mut bytes = [0u8; 8];
     quarters_common::tls::provider()
         .secure_random

@@ -55,10 +55,12 @@ impl Peers {
         clients.retain(|name, peer| {
             builders
                 .iter()
-                .any(|b| &b.name == name && &b.url == peer.client.base_url())
+                .any(|b| &b.name == name && &b.url == peer.client.base_url() && b.is_validated())
         });
         for b in builders {
-            if b.name == self.me.as_str() || clients.contains_key(&b.name) {
+            // A quarantined builder is no peer: its claims are not read, so the packages it
+            // holds are claimable at once rather than after its lease.
+            if b.name == self.me.as_str() || !b.is_validated() || clients.contains_key(&b.name) {
                 continue;
             }
             let Ok(name) = NodeName::new(b.name.as_str()) else {
@@ -136,5 +138,40 @@ impl PeerReads for Peers {
             }
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quarters_common::api::v1::{PeerStatus, QuarantineView};
+
+    fn view(name: &str, quarantined: bool) -> PeerView {
+        PeerView {
+            name: name.to_owned(),
+            url: format!("https://{name}.test/").parse().unwrap(),
+            status: PeerStatus::Unknown,
+            slots: Some(1),
+            quarantine: quarantined.then(|| QuarantineView {
+                reason: "protocol violations".to_owned(),
+                since: time::OffsetDateTime::UNIX_EPOCH,
+                by: "master".to_owned(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_quarantined_builder_is_no_peer_and_stops_being_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = quarters_common::pki::init_ca(dir.path(), false).unwrap();
+        let trust = FarmTrust::load(&ca.cert).unwrap();
+        let peers = Peers::new(NodeName::new("me").unwrap(), trust, Counters::default());
+        peers.update(&[view("me", false), view("a", false), view("b", true)]);
+        assert_eq!(peers.peers(), ["a"]);
+        // Quarantined while listed: dropped at once, its remembered claims with it.
+        peers.update(&[view("me", false), view("a", true), view("b", true)]);
+        assert!(peers.peers().is_empty());
+        peers.update(&[view("a", false), view("b", false)]);
+        assert_eq!(peers.peers(), ["a", "b"]);
     }
 }

@@ -5,7 +5,9 @@
 //! Safety: two builders that can read each other never build the same package version at
 //! once. A pair that could not read each other around the time (a lost reply while both were
 //! up) is outside that promise, and the checker says so rather than hiding it.
-//! Liveness: every package gets built while at least one builder is up.
+//! Liveness: every package gets built while at least one builder is up, even beside a hostile
+//! builder that claims everything with leases that never end (and, the worst of them, renews
+//! those claims for ever until the master quarantines it).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,9 +50,28 @@ struct Params {
     loss: f64,
     slow: f64,
     crashes: bool,
+    hostile: Option<Hostile>,
+}
+
+/// A builder that follows no rule but the wire format. It never builds anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hostile {
+    /// Commits to every package, and to packages that are not ready (not in the list), with a
+    /// lease until the year 9999, and never renews: readers clamp the lease and count it from
+    /// the first sighting, so its claims lapse after the maximum lease.
+    Squatter,
+    /// The same claims, renewed for ever. Only the master can stop it: it quarantines a builder
+    /// that stays committed without building for longer than the maximum lease, and readers
+    /// then ignore its claims.
+    Hog,
 }
 
 const LEASE: Duration = Duration::from_secs(6);
+/// The farm's maximum lease, which readers clamp every lease to.
+const MAX_LEASE: Duration = Duration::from_secs(12);
+/// When the simulated master quarantines a hog: after it has held commitments without a build
+/// for longer than the maximum lease, and a few reads later.
+const HOG_QUARANTINED_AFTER: Duration = Duration::from_secs(20);
 
 /// A builder machine. Each life of its process (an epoch) has its own claim book and peer
 /// tracker, as a restarted process would; only the current life's book is published.
@@ -64,6 +85,8 @@ struct Node {
 
 struct World {
     nodes: Vec<Arc<Node>>,
+    /// Builders the master has quarantined: no peer reads their claims.
+    quarantined: Mutex<BTreeSet<String>>,
     rng: Mutex<Rng>,
     params: Params,
     built: Mutex<BTreeSet<Key>>,
@@ -141,6 +164,7 @@ impl PeerReads for SimReads {
             .enumerate()
             .filter(|(i, _)| *i != self.me)
             .map(|(_, n)| n.name.clone())
+            .filter(|name| !self.world.quarantined.lock().unwrap().contains(name))
             .collect()
     }
 
@@ -213,7 +237,7 @@ fn key(i: usize) -> Key {
 async fn run_builder(world: Arc<World>, me: usize, epoch: u64) {
     let node = world.nodes[me].clone();
     let book = Mutex::new(new_book(&node, epoch));
-    let tracker = Mutex::new(PeerTracker::default());
+    let tracker = Mutex::new(PeerTracker::new(MAX_LEASE));
     let current =
         || node.alive.load(Ordering::SeqCst) && node.epoch.load(Ordering::SeqCst) == epoch;
     let reads = SimReads {
@@ -234,19 +258,15 @@ async fn run_builder(world: Arc<World>, me: usize, epoch: u64) {
         let pick = remaining
             [world.rng(|r| r.below(remaining.len().min(world.params.builders) as u64)) as usize];
         let k = key(pick);
-        let ticket = world.rng(Rng::next);
         let attempt = Attempt {
             me: &node.name,
             book: &book,
             reads: &reads,
             tracker: &tracker,
         };
-        let result = attempt.run(&k, ticket).await;
+        let result = attempt.run(&k).await;
         trace(&world, || {
-            format!(
-                "{} epoch {epoch} attempt {} ticket {ticket}: {result:?}",
-                node.name, k.0
-            )
+            format!("{} epoch {epoch} attempt {}: {result:?}", node.name, k.0)
         });
         match result {
             Ok(()) if current() => {
@@ -287,6 +307,44 @@ fn new_book(node: &Node, epoch: u64) -> ClaimBook {
             }
         }),
     )
+}
+
+/// Runs the hostile builder `node`: its claims as `kind` makes them, until every package is
+/// built.
+async fn run_hostile(world: Arc<World>, node: Arc<Node>, kind: Hostile) {
+    let started = Instant::now();
+    let forever = time::OffsetDateTime::new_utc(
+        time::Date::from_calendar_date(9999, time::Month::December, 31).unwrap(),
+        time::Time::MIDNIGHT,
+    );
+    // Every package, and as many that the farm does not list (not ready).
+    let claims_at = |renewed_at: time::OffsetDateTime| -> Vec<Claim> {
+        (0..world.params.packages * 2)
+            .map(|i| {
+                let (pkgbase, version, arch) = key(i);
+                Claim {
+                    pkgbase,
+                    version,
+                    arch,
+                    phase: quarters_common::api::v1::ClaimPhase::Committed,
+                    renewed_at,
+                    lease_until: forever,
+                    build: Some(format!("hostile-{i}")),
+                }
+            })
+            .collect()
+    };
+    *node.published.lock().unwrap() = claims_at(time::OffsetDateTime::now_utc() + node.skew);
+    while !world.all_built() {
+        tokio::time::sleep(LEASE / 3).await;
+        if kind == Hostile::Hog {
+            *node.published.lock().unwrap() =
+                claims_at(time::OffsetDateTime::now_utc() + node.skew);
+            if started.elapsed() >= HOG_QUARANTINED_AFTER {
+                world.quarantined.lock().unwrap().insert(node.name.clone());
+            }
+        }
+    }
 }
 
 async fn crash_and_restart(world: Arc<World>) {
@@ -332,7 +390,8 @@ fn simulate(seed: u64, params: Params) -> Outcome {
         .unwrap();
     rt.block_on(async move {
         let mut rng = Rng(seed);
-        let nodes: Vec<Arc<Node>> = (0..params.builders)
+        let hostile = usize::from(params.hostile.is_some());
+        let nodes: Vec<Arc<Node>> = (0..params.builders + hostile)
             .map(|i| {
                 Arc::new(Node {
                     name: format!("b{i}"),
@@ -346,6 +405,7 @@ fn simulate(seed: u64, params: Params) -> Outcome {
             .collect();
         let world = Arc::new(World {
             nodes,
+            quarantined: Mutex::new(BTreeSet::new()),
             rng: Mutex::new(rng),
             params,
             built: Mutex::new(BTreeSet::new()),
@@ -359,6 +419,10 @@ fn simulate(seed: u64, params: Params) -> Outcome {
         }
         if params.crashes {
             tokio::spawn(crash_and_restart(world.clone()));
+        }
+        if let Some(kind) = params.hostile {
+            let node = world.nodes[params.builders].clone();
+            tokio::spawn(run_hostile(world.clone(), node, kind));
         }
         let deadline = Instant::now() + Duration::from_secs(4 * 3600);
         while !world.all_built() && Instant::now() < deadline {
@@ -408,6 +472,7 @@ fn safe_and_live_on_a_clean_network() {
         loss: 0.0,
         slow: 0.05,
         crashes: false,
+        hostile: None,
     });
     assert_eq!(
         excused, 0,
@@ -423,6 +488,7 @@ fn safe_and_live_with_lost_and_slow_replies_crashes_and_restarts() {
         loss: 0.05,
         slow: 0.05,
         crashes: true,
+        hostile: None,
     });
     eprintln!("overlaps excused by lost replies between the two builders: {excused}");
     // Retried reads make a lost reply between two live builders almost never decisive; more
@@ -431,4 +497,30 @@ fn safe_and_live_with_lost_and_slow_replies_crashes_and_restarts() {
         excused < 5,
         "{excused} overlaps between builders that lost replies to each other"
     );
+}
+
+#[test]
+fn a_squatter_with_endless_leases_and_claims_on_everything_holds_nothing_past_the_maximum() {
+    let excused = run_many(200, |seed| Params {
+        builders: 1 + (seed % 3) as usize,
+        packages: 12,
+        loss: 0.0,
+        slow: 0.05,
+        crashes: false,
+        hostile: Some(Hostile::Squatter),
+    });
+    assert_eq!(excused, 0);
+}
+
+#[test]
+fn a_hog_that_renews_for_ever_is_ignored_once_quarantined() {
+    let excused = run_many(200, |seed| Params {
+        builders: 1 + (seed % 3) as usize,
+        packages: 12,
+        loss: 0.02,
+        slow: 0.05,
+        crashes: seed % 2 == 0 && seed % 3 != 0,
+        hostile: Some(Hostile::Hog),
+    });
+    assert!(excused < 3, "{excused} excused overlaps");
 }

@@ -40,6 +40,8 @@ pub struct MasterFile {
     pub builds: BuildsSection,
     #[serde(default)]
     pub scan: ScanSection,
+    #[serde(default)]
+    pub quarantine: QuarantineSection,
     /// The package sources, one `[[source]]` table each.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceSection>,
@@ -71,6 +73,35 @@ impl Default for ScanSection {
             pkgbuild_jobs: None,
         }
     }
+}
+
+/// `[quarantine]`: when a builder that breaks the protocol stops being validated.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineSection {
+    /// Distinct protocol violations that quarantine a builder; 0 leaves it to operators.
+    #[serde(default = "default_quarantine_after")]
+    pub after: u32,
+    /// Over how many seconds the violations are counted.
+    #[serde(default = "default_quarantine_window")]
+    pub window: u64,
+}
+
+impl Default for QuarantineSection {
+    fn default() -> Self {
+        QuarantineSection {
+            after: default_quarantine_after(),
+            window: default_quarantine_window(),
+        }
+    }
+}
+
+fn default_quarantine_after() -> u32 {
+    crate::quarantine::Policy::default().after
+}
+
+fn default_quarantine_window() -> u64 {
+    crate::quarantine::Policy::default().window.as_secs()
 }
 
 /// `[build_root]`: what every build root already has, so that dependencies on it are met.
@@ -218,6 +249,8 @@ pub struct MasterConfig {
     pub archive_limits: crate::repo::package::Limits,
     /// What the master takes of a builder's state.
     pub builder_limits: quarters_common::peer_input::BuilderLimits,
+    /// When a builder is quarantined for protocol violations.
+    pub quarantine: crate::quarantine::Policy,
     pub default_estimate: Duration,
     /// Expected durations by pkgbase, in milliseconds, from `builds.history`.
     pub history: std::collections::HashMap<String, u64>,
@@ -324,6 +357,17 @@ impl MasterConfig {
                 .map_err(|e| ConfigError::invalid(path, "builds.history", e.to_string()))?,
             None => std::collections::HashMap::new(),
         };
+        if file.quarantine.after as usize > crate::quarantine::MAX_KEPT {
+            return Err(ConfigError::invalid(
+                path,
+                "quarantine.after",
+                format!(
+                    "{} offences cannot be counted: at most {} are kept per builder",
+                    file.quarantine.after,
+                    crate::quarantine::MAX_KEPT
+                ),
+            ));
+        }
         let url = config::https_base_url(path, "url", &file.url)?;
         let identity = file.tls.load_identity(path, &file.name)?;
         Ok(MasterConfig {
@@ -340,6 +384,10 @@ impl MasterConfig {
             builder_limits: quarters_common::peer_input::BuilderLimits {
                 max_lease: Duration::from_secs(file.builds.max_lease.max(1)),
                 ..quarters_common::peer_input::BuilderLimits::default()
+            },
+            quarantine: crate::quarantine::Policy {
+                after: file.quarantine.after,
+                window: Duration::from_secs(file.quarantine.window.max(1)),
             },
             archive_limits: crate::repo::package::Limits {
                 total_bytes: file.builds.max_unpacked_size,

@@ -14,6 +14,7 @@ pub mod localfarm;
 pub mod node;
 pub mod plan;
 pub mod pull;
+pub mod quarantine;
 pub mod repo;
 pub mod scan;
 pub mod server;

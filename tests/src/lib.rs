@@ -47,6 +47,23 @@ pub fn command(name: &str) -> Command {
     cmd
 }
 
+/// Runs `quartersctl ARGS --config CONFIG` against a master's spool: whether it succeeded, and
+/// what it printed (stdout, then stderr).
+pub fn quartersctl(config: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = command("quartersctl")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("running quartersctl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// Starts a local farm with `builders` simulating builders in a fresh temporary directory.
 pub async fn start_farm(builders: usize) -> (tempfile::TempDir, LocalFarm) {
     let dir = tempfile::tempdir().expect("creating a temporary directory");

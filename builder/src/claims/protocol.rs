@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use quarters_common::api::v1::{Claim, ClaimPhase};
+use quarters_common::peer_input::lease::{self, LeaseClock};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
@@ -19,7 +20,10 @@ pub type Publish = Arc<dyn Fn(&[Claim]) + Send + Sync>;
 /// peer reading afterwards sees it: the protocol's safety rests on that.
 pub struct ClaimBook {
     claims: Vec<Claim>,
+    /// The lease this builder gives its claims: its configured one, no longer than the
+    /// farm's maximum (the master publishes it; a longer lease would break the protocol).
     lease: Duration,
+    configured_lease: Duration,
     /// Added to this builder's wall clock in its claims' stamps (the simulation skews clocks).
     skew: time::Duration,
     publish: Publish,
@@ -38,6 +42,7 @@ impl ClaimBook {
         ClaimBook {
             claims: Vec::new(),
             lease,
+            configured_lease: lease,
             skew,
             publish,
         }
@@ -51,6 +56,11 @@ impl ClaimBook {
         self.lease
     }
 
+    /// Keeps this builder's leases within the farm's maximum, from the next renewal on.
+    pub fn limit_lease(&mut self, max: Duration) {
+        self.lease = self.configured_lease.min(max);
+    }
+
     pub fn holds(&self, key: &Key) -> Option<&Claim> {
         self.claims.iter().find(|c| key_of(c) == *key)
     }
@@ -61,7 +71,7 @@ impl ClaimBook {
     }
 
     /// Publishes a new `claimed` claim on `key`.
-    pub fn claim(&mut self, key: &Key, ticket: u64) {
+    pub fn claim(&mut self, key: &Key) {
         let (renewed_at, lease_until) = self.stamp();
         self.claims.retain(|c| key_of(c) != *key);
         self.claims.push(Claim {
@@ -69,7 +79,6 @@ impl ClaimBook {
             version: key.1.clone(),
             arch: key.2.clone(),
             phase: ClaimPhase::Claimed,
-            ticket,
             renewed_at,
             lease_until,
             build: None,
@@ -126,11 +135,50 @@ pub trait PeerReads: Send + Sync {
     fn read(&self, peer: &str) -> impl Future<Output = Result<Vec<Claim>, String>> + Send;
 }
 
-/// Failed reads of each peer since its last good one, to tell a dead peer from an unlucky one.
-#[derive(Debug, Default)]
+/// What this builder remembers of its peers between reads: failed reads since each one's
+/// last good one, to tell a dead peer from an unlucky one, and the renewals it has seen, to
+/// count every lease from the first sighting of its renewal.
+#[derive(Debug)]
 pub struct PeerTracker {
     /// `(first failure, failures)` since the peer last answered.
     failing: HashMap<String, (Instant, u32)>,
+    leases: LeaseClock<(String, Key)>,
+    /// The longest lease a peer's claim is granted, whatever it says.
+    max_lease: Duration,
+}
+
+impl PeerTracker {
+    pub fn new(max_lease: Duration) -> Self {
+        PeerTracker {
+            failing: HashMap::new(),
+            leases: LeaseClock::default(),
+            max_lease,
+        }
+    }
+
+    /// Takes the farm's maximum lease, as the master publishes it.
+    pub fn limit_lease(&mut self, max: Duration) {
+        self.max_lease = max;
+    }
+
+    /// `claims`, read from `peer` at `now`, with when each lapses.
+    fn observe(&mut self, peer: &str, claims: Vec<Claim>, now: Instant) -> Vec<Observed> {
+        self.leases
+            .retain(|(p, k)| p != peer || claims.iter().any(|c| key_of(c) == *k));
+        claims
+            .into_iter()
+            .map(|claim| {
+                let lease = lease::clamped(claim.renewed_at, claim.lease_until, self.max_lease);
+                let lapses_at = self.leases.lapses_at(
+                    &(peer.to_owned(), key_of(&claim)),
+                    claim.renewed_at,
+                    lease,
+                    now.into_std(),
+                );
+                Observed { claim, lapses_at }
+            })
+            .collect()
+    }
 }
 
 /// A peer is taken for dead only after this many failed reads in a row...
@@ -140,7 +188,7 @@ const DEAD_AFTER_FAILURES: u32 = 3;
 /// Why an attempt gave up. The claim is withdrawn in every case.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Withdrawn {
-    /// A peer had committed to the package, or claimed it with a winning ticket, before this
+    /// A peer had committed to the package, or claimed it and won the tie-break, before this
     /// builder committed: the peer goes on.
     Conflict(String),
     /// A peer committed at about the same time as this builder (step 3): the peer may have
@@ -160,18 +208,18 @@ pub struct Attempt<'a, R: PeerReads> {
 }
 
 impl<R: PeerReads> Attempt<'_, R> {
-    pub async fn run(&self, key: &Key, ticket: u64) -> Result<(), Withdrawn> {
-        self.book().claim(key, ticket);
-        let result = self.review(key, ticket).await;
+    pub async fn run(&self, key: &Key) -> Result<(), Withdrawn> {
+        self.book().claim(key);
+        let result = self.review(key).await;
         if result.is_err() {
             self.book().drop_claim(key);
         }
         result
     }
 
-    async fn review(&self, key: &Key, ticket: u64) -> Result<(), Withdrawn> {
+    async fn review(&self, key: &Key) -> Result<(), Withdrawn> {
         let peers = self.read_all().await?;
-        review::after_claiming(self.me, ticket, key, &peers, Instant::now().into_std())
+        review::after_claiming(self.me, key, &peers, Instant::now().into_std())
             .map_err(conflict)?;
         self.book().set_phase(key, ClaimPhase::Committed, None);
         let peers = self.read_all().await?;
@@ -207,11 +255,8 @@ impl<R: PeerReads> Attempt<'_, R> {
             match read {
                 Ok(claims) => {
                     tracker.failing.remove(&peer);
-                    let seen = now.into_std();
-                    out.push(PeerClaims {
-                        peer,
-                        claims: claims.into_iter().map(|c| Observed::new(c, seen)).collect(),
-                    });
+                    let claims = tracker.observe(&peer, claims, now);
+                    out.push(PeerClaims { peer, claims });
                 }
                 Err(e) => {
                     let (first, count) = tracker.failing.entry(peer.clone()).or_insert((now, 0));
@@ -249,6 +294,6 @@ impl<R: PeerReads> Attempt<'_, R> {
 fn conflict(c: Conflict) -> Withdrawn {
     Withdrawn::Conflict(match c {
         Conflict::Committed { peer } => format!("{peer} has committed to it"),
-        Conflict::Outranked { peer } => format!("{peer} claimed it with a winning ticket"),
+        Conflict::Outranked { peer } => format!("{peer} claimed it and wins the tie-break"),
     })
 }

@@ -1,8 +1,9 @@
 //! Reviewing peers' claims against one of ours.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use quarters_common::api::v1::{Claim, ClaimPhase};
+use sha2::{Digest, Sha256};
 
 /// The package version a claim is about: `(pkgbase, version, arch)`.
 pub type Key = (String, String, String);
@@ -27,17 +28,6 @@ pub struct PeerClaims {
 }
 
 impl Observed {
-    /// `claim` as seen at `seen_at`: its lease, as long as its builder gave it, runs from then.
-    pub fn new(claim: Claim, seen_at: Instant) -> Self {
-        let lease = (claim.lease_until - claim.renewed_at)
-            .try_into()
-            .unwrap_or(Duration::ZERO);
-        Observed {
-            claim,
-            lapses_at: seen_at + lease,
-        }
-    }
-
     fn holds(&self, key: &Key, now: Instant) -> bool {
         now < self.lapses_at && key_of(&self.claim) == *key
     }
@@ -52,10 +42,23 @@ pub enum Conflict {
     Outranked { peer: String },
 }
 
-/// Step 2: may a `claimed` claim with `ticket` by `me` go on to `committed`?
+/// A builder's place in the tie-break of step 2 for one package version: the lower wins.
+///
+/// It is a hash of the builder's name and the package version, so that no builder can choose
+/// to win (a random ticket that the builder publishes itself lets a hostile one publish 0 and
+/// win every tie), and ties are won by each builder about equally often across packages.
+pub fn rank(builder: &str, key: &Key) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in [builder, &key.0, &key.1, &key.2] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().into()
+}
+
+/// Step 2: may a `claimed` claim by `me` go on to `committed`?
 pub fn after_claiming(
     me: &str,
-    ticket: u64,
     key: &Key,
     peers: &[PeerClaims],
     now: Instant,
@@ -67,7 +70,7 @@ pub fn after_claiming(
                     peer: p.peer.clone(),
                 });
             }
-            if (o.claim.ticket, p.peer.as_str()) < (ticket, me) {
+            if (rank(&p.peer, key), p.peer.as_str()) < (rank(me, key), me) {
                 return Err(Conflict::Outranked {
                     peer: p.peer.clone(),
                 });

@@ -125,10 +125,32 @@ pub struct PeerView {
     /// so that idle builders can share out the ready list without asking each other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<u32>,
+    /// Set on a builder the master does not validate: its claims and builds count for
+    /// nothing, and other builders ignore its claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<QuarantineView>,
+}
+
+impl PeerView {
+    /// Whether the master validates this builder (the proposal's "list of validated
+    /// builders"): every builder it lists without a quarantine.
+    pub fn is_validated(&self) -> bool {
+        self.quarantine.is_none()
+    }
+}
+
+/// Why and since when a builder is quarantined.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineView {
+    pub reason: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+    /// `operator` (`quartersctl builder disable`) or `master` (protocol violations).
+    pub by: String,
 }
 
 /// The master's content.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct MasterState {
     /// Every builder of the master's config, in config order, with its liveness.
     pub builders: Vec<PeerView>,
@@ -157,6 +179,33 @@ pub struct MasterState {
     /// builder): the parts named here were ignored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub violations: Vec<ViolationView>,
+    /// The longest lease a claim may hold, in seconds: every reader clamps leases to it, and
+    /// a builder that publishes a longer one breaks the protocol.
+    #[serde(default = "default_max_lease_secs")]
+    pub max_lease_secs: u64,
+}
+
+/// The master's default maximum lease, and what a reader assumes before it has read one.
+pub const DEFAULT_MAX_LEASE_SECS: u64 = 600;
+
+fn default_max_lease_secs() -> u64 {
+    DEFAULT_MAX_LEASE_SECS
+}
+
+impl Default for MasterState {
+    fn default() -> Self {
+        MasterState {
+            builders: Vec::new(),
+            sources: Vec::new(),
+            ready: Vec::new(),
+            claims: Vec::new(),
+            results: Vec::new(),
+            counts: Default::default(),
+            problems: Vec::new(),
+            violations: Vec::new(),
+            max_lease_secs: DEFAULT_MAX_LEASE_SECS,
+        }
+    }
 }
 
 /// A builder's breach of the protocol.
@@ -313,8 +362,6 @@ pub struct Claim {
     pub version: String,
     pub arch: String,
     pub phase: ClaimPhase,
-    /// Tie-break between two builders claiming at once: the lower ticket wins.
-    pub ticket: u64,
     /// When the builder last renewed the claim, by its own clock.
     #[serde(with = "time::serde::rfc3339")]
     pub renewed_at: OffsetDateTime,
@@ -403,6 +450,7 @@ mod tests {
                         error: "connection refused".to_owned(),
                     },
                     slots: None,
+                    quarantine: None,
                 }],
                 ..MasterState::default()
             },
@@ -448,6 +496,17 @@ pub mod ctl {
         Status,
         Why {
             package: String,
+        },
+        /// Lists the builders, validated or quarantined.
+        BuilderList,
+        /// Quarantines a builder by hand: its claims and builds count for nothing.
+        BuilderDisable {
+            builder: String,
+            reason: String,
+        },
+        /// Lifts a builder's quarantine, and forgets its past offences.
+        BuilderEnable {
+            builder: String,
         },
     }
 

@@ -74,8 +74,10 @@ pub struct CheckedClaim {
     pub version: Version,
     pub arch: Arch,
     pub phase: ClaimPhase,
-    pub ticket: u64,
-    /// How long the claim holds from when it was seen renewed.
+    /// When the builder says it renewed the claim, by its clock: only compared with the
+    /// renewal seen before (`lease::LeaseClock`).
+    pub renewed_at: OffsetDateTime,
+    /// How long the claim holds from when this renewal was first seen.
     pub lease: Duration,
     pub build: Option<BuildId>,
 }
@@ -189,9 +191,7 @@ impl CheckedClaim {
         limits: &BuilderLimits,
     ) -> Result<(Self, Option<Violation>), Violation> {
         let what = |e: Invalid| Violation::new(format!("a claim: {e}"));
-        let lease: Duration = (claim.lease_until - claim.renewed_at)
-            .try_into()
-            .unwrap_or(Duration::ZERO);
+        let lease = super::lease::clamped(claim.renewed_at, claim.lease_until, Duration::MAX);
         let clamped = (lease > limits.max_lease).then(|| {
             Violation::new(format!(
                 "the claim on {} {} holds a lease of {} s, over the limit of {} s",
@@ -206,7 +206,7 @@ impl CheckedClaim {
             version: Version::parse(&claim.version).map_err(what)?,
             arch: Arch::parse(&claim.arch).map_err(what)?,
             phase: claim.phase,
-            ticket: claim.ticket,
+            renewed_at: claim.renewed_at,
             lease: lease.min(limits.max_lease),
             build: claim
                 .build
@@ -299,7 +299,6 @@ mod tests {
             version: "1.0-1".to_owned(),
             arch: "x86_64".to_owned(),
             phase: ClaimPhase::Committed,
-            ticket: 7,
             renewed_at: now,
             lease_until: now + time::Duration::seconds(lease_secs),
             build: None,
@@ -335,6 +334,7 @@ mod tests {
                 url: "https://master:1/".parse().unwrap(),
                 status: crate::api::v1::PeerStatus::Unknown,
                 slots: None,
+                quarantine: None,
             },
             claims,
             builds,

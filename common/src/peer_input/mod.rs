@@ -10,6 +10,7 @@
 use std::fmt;
 
 mod builder;
+pub mod lease;
 
 pub use builder::{
     BuilderLimits, CheckedArtifact, CheckedBuild, CheckedBuilder, CheckedClaim, CheckedOutcome,

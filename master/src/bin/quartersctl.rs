@@ -1,5 +1,5 @@
 //! `quartersctl`: the farm's command line: PKI, the master's spool (promote, retry, status,
-//! why), a local demo farm, and the scheduling simulator.
+//! why, builder), a local demo farm, and the scheduling simulator.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +55,9 @@ enum Command {
         #[command(flatten)]
         master: MasterSpool,
     },
+    /// The builders: list them, or take one out of the farm and back.
+    #[command(subcommand)]
+    Builder(BuilderCommand),
     /// Runs a whole farm on this machine, on loopback, until Ctrl-C.
     Demo {
         /// How many builders to start.
@@ -165,6 +168,31 @@ impl MasterSpool {
 }
 
 #[derive(Subcommand, Debug)]
+enum BuilderCommand {
+    /// Every builder of the master's config, and whether the master validates it.
+    List {
+        #[command(flatten)]
+        master: MasterSpool,
+    },
+    /// Quarantines a builder: its claims and builds count for nothing, and the other builders
+    /// ignore its claims, until it is enabled again.
+    Disable {
+        builder: String,
+        /// Why, for the master's state and log.
+        #[arg(long, default_value = "disabled by an operator")]
+        reason: String,
+        #[command(flatten)]
+        master: MasterSpool,
+    },
+    /// Lifts a builder's quarantine, whoever put it there.
+    Enable {
+        builder: String,
+        #[command(flatten)]
+        master: MasterSpool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum CaCommand {
     /// Creates the farm CA: DIR/ca.pem and DIR/ca.key (mode 0600).
     Init {
@@ -230,6 +258,17 @@ fn run(args: Args) -> anyhow::Result<bool> {
         Command::Retry { package, master } => return master.send(CtlCommand::Retry { package }),
         Command::Status { master } => return master.send(CtlCommand::Status),
         Command::Why { package, master } => return master.send(CtlCommand::Why { package }),
+        Command::Builder(BuilderCommand::List { master }) => {
+            return master.send(CtlCommand::BuilderList);
+        }
+        Command::Builder(BuilderCommand::Disable {
+            builder,
+            reason,
+            master,
+        }) => return master.send(CtlCommand::BuilderDisable { builder, reason }),
+        Command::Builder(BuilderCommand::Enable { builder, master }) => {
+            return master.send(CtlCommand::BuilderEnable { builder });
+        }
         Command::Ca(CaCommand::Init { dir, force }) => {
             let files = pki::init_ca(&dir, force)?;
             println!("farm CA: {}", files.cert.display());

@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 
 use crate::plan::UnitKey;
 use crate::plan::binaries::{BinaryPackage, RepoKind};
+use crate::quarantine::{By, Quarantine};
 
 /// The database, with one connection; the master serialises access to it.
 #[derive(Debug)]
@@ -477,6 +478,66 @@ impl Db {
             params![now(), kind, subject, message],
         )?;
         Ok(())
+    }
+
+    /// Every quarantined builder, by name.
+    pub fn quarantines(&self) -> Result<Vec<(String, Quarantine)>, DbError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT builder, reason, since, by FROM quarantine ORDER BY builder")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (builder, reason, since, by) = row?;
+            out.push((
+                builder,
+                Quarantine {
+                    reason,
+                    since: parse_time(&since).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                    by: By::parse(&by).unwrap_or(By::Operator),
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Quarantines `builder`, or replaces the reason of its quarantine; with an event.
+    pub fn quarantine(&mut self, builder: &str, q: &Quarantine) -> Result<(), DbError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO quarantine (builder, reason, since, by) VALUES (?1, ?2, ?3, ?4)",
+            params![builder, q.reason, format_time(q.since), q.by.as_str()],
+        )?;
+        tx.execute(
+            "INSERT INTO events (at, kind, subject, message) VALUES (?1, 'quarantine', ?2, ?3)",
+            params![now(), builder, format!("{builder} {q}")],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Lifts `builder`'s quarantine; says whether it had one.
+    pub fn release(&mut self, builder: &str) -> Result<bool, DbError> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "DELETE FROM quarantine WHERE builder = ?1",
+            params![builder],
+        )?;
+        if n > 0 {
+            tx.execute(
+                "INSERT INTO events (at, kind, subject, message) VALUES (?1, 'enable', ?2, ?3)",
+                params![now(), builder, format!("{builder} enabled by the operator")],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n > 0)
     }
 
     /// The newest events about `subject`, newest first.

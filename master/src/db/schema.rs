@@ -2,7 +2,7 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[FIRST, SECOND, THIRD];
+const MIGRATIONS: &[&str] = &[FIRST, SECOND, THIRD, FOURTH];
 
 /// 1: builds, repositories, promotions, events.
 pub(super) const FIRST: &str = "CREATE TABLE builds (
@@ -92,6 +92,14 @@ const THIRD: &str = "CREATE TABLE builds_new (
     CREATE UNIQUE INDEX builds_accepted_once ON builds (pkgbase, version, arch) WHERE verdict = 'accepted';
     CREATE INDEX builds_by_pkgbase ON builds (pkgbase);
     CREATE INDEX builds_refused ON builds (pkgbase, version, arch) WHERE verdict = 'refused' AND retried = 0;";
+
+/// 4: quarantined builders, which stay so across restarts until an operator enables them.
+const FOURTH: &str = "CREATE TABLE quarantine (
+        builder TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        since TEXT NOT NULL,
+        by TEXT NOT NULL CHECK (by IN ('operator', 'master'))
+    );";
 
 /// Brings the database up to the newest schema.
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {

@@ -254,3 +254,22 @@ fn a_package_name_belongs_to_one_pkgbase() {
     assert_eq!(binaries.len(), 1);
     assert_eq!(binaries[0].pkgbase, "foo");
 }
+
+#[test]
+fn a_quarantine_is_kept_until_released() {
+    let mut db = Db::in_memory().unwrap();
+    let q = Quarantine {
+        reason: "3 protocol violations".into(),
+        since: OffsetDateTime::UNIX_EPOCH,
+        by: By::Master,
+    };
+    db.quarantine("b2", &q).unwrap();
+    assert_eq!(db.quarantines().unwrap(), vec![("b2".to_owned(), q)]);
+    assert!(db.release("b2").unwrap());
+    assert!(!db.release("b2").unwrap(), "released once");
+    assert!(db.quarantines().unwrap().is_empty());
+    let events = db.events_of("b2", 5).unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].1, "enable");
+    assert_eq!(events[1].1, "quarantine");
+}

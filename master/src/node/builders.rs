@@ -31,30 +31,49 @@ impl Master {
             }
         }
         let committed_before = slot.committed();
+        let mut offences = Vec::new();
         if let PeerEvent::State(state) = event {
             let (checked, violations) =
                 CheckedBuilder::check(&state.content, &self.config.builder_limits);
             for v in violations.iter().filter(|v| !slot.violations.contains(v)) {
                 tracing::warn!(builder = %slot.name, "protocol violation: {v}");
             }
+            offences.extend(violations.iter().map(|v| v.to_string()));
             slot.violations = violations;
             slot.judged
                 .retain(|id| checked.builds.iter().any(|b| &b.id == id));
-            slot.state = Some(checked);
-            slot.read_at = Some(std::time::Instant::now());
             let now = std::time::Instant::now();
+            let keys: std::collections::HashSet<_> =
+                checked.claims.iter().map(super::claim_key).collect();
+            slot.leases.retain(|k| keys.contains(k));
+            slot.lapses_at = checked
+                .claims
+                .iter()
+                .map(|c| {
+                    let key = super::claim_key(c);
+                    let at = slot.leases.lapses_at(&key, c.renewed_at, c.lease, now);
+                    (key, at)
+                })
+                .collect();
+            slot.state = Some(checked);
             let committed = slot.committed();
             slot.committed_since
                 .retain(|key, _| committed.contains(key));
             for key in committed {
                 slot.committed_since.entry(key).or_insert(now);
             }
+            offences.extend(idle_commitments(slot, self.config.builder_limits.max_lease));
         }
+        let mut quarantined = false;
+        for what in &offences {
+            quarantined |= self.offend(&mut model, index, what);
+        }
+        let slot = &model.builders[index];
         // Most of a builder's changes (a build's stage, a lease renewed, a claim being made)
         // leave the plan as it was: only what it has committed to counts there. Those are
         // published without planning again, which at thousands of packages is what the
         // master's CPU time would otherwise go to.
-        let replan = liveness_changed || slot.committed() != committed_before;
+        let replan = liveness_changed || quarantined || slot.committed() != committed_before;
         drop(model);
         self.judge_finished_builds();
         if replan {
@@ -72,7 +91,11 @@ impl Master {
             return;
         }
         let mut todo = Vec::new();
+        // A quarantined builder's builds wait: nothing of it is pulled or judged.
         for (index, slot) in model.builders.iter().enumerate() {
+            if slot.quarantine.is_some() {
+                continue;
+            }
             let Some(state) = &slot.state else { continue };
             for build in state.builds.iter().filter(|b| !b.is_running()) {
                 todo.push((index, slot.name.to_string(), build.clone()));
@@ -137,6 +160,7 @@ impl Master {
             tracing::warn!(%builder, build = %build.id, "protocol violation: {violation}");
             row.reason = Some(format!("not judged: {violation}"));
             self.record(&row);
+            self.offend_by_name(&builder, &violation);
             return;
         }
         let unit = self
@@ -144,11 +168,7 @@ impl Master {
             .plan
             .unit(build.pkgbase.as_str(), build.arch.as_str())
             .cloned();
-        let key = (
-            build.pkgbase.to_string(),
-            build.version.to_string(),
-            build.arch.to_string(),
-        );
+        let key = super::build_key(build);
         let already = self.db().is_accepted(&key).unwrap_or(false);
         let unneeded = match &unit {
             None => Some(format!(
@@ -237,6 +257,18 @@ impl Master {
                         row.verdict = VerdictKind::Refused(refusal.blame);
                         row.reason = Some(refusal.reason);
                         self.record(&row);
+                        if refusal.blame == crate::verdict::Blame::Builder {
+                            self.offend_by_name(
+                                &builder,
+                                &format!(
+                                    "build {} of {} {} was refused: {}",
+                                    build.id,
+                                    build.pkgbase,
+                                    build.version,
+                                    row.reason.as_deref().unwrap_or_default()
+                                ),
+                            );
+                        }
                     }
                     Err(PullError::Unavailable(reason)) => {
                         tracing::info!(%builder, build = %build.id, "pull postponed: {reason}");
@@ -402,11 +434,7 @@ fn unclaimed(
     index: usize,
     build: &CheckedBuild,
 ) -> Option<String> {
-    let key = (
-        build.pkgbase.to_string(),
-        build.version.to_string(),
-        build.arch.to_string(),
-    );
+    let key = super::build_key(build);
     let slot = &builders[index];
     let claimed = slot.live_claims().any(|c| {
         c.phase >= ClaimPhase::Committed
@@ -437,6 +465,38 @@ fn unclaimed(
                 build.pkgbase, build.version, build.arch, other.name, slot.name
             )
         })
+}
+
+/// The builder's commitments that it has held for longer than a lease without showing a build
+/// of the package: an honest builder starts the build as it commits, and a builder that only
+/// holds commitments keeps others from building.
+fn idle_commitments(slot: &super::BuilderSlot, max_lease: std::time::Duration) -> Vec<String> {
+    let Some(state) = &slot.state else {
+        return Vec::new();
+    };
+    let now = std::time::Instant::now();
+    slot.live_claims()
+        .filter(|c| c.phase == ClaimPhase::Committed)
+        .filter(|c| {
+            let key = super::claim_key(c);
+            slot.committed_since
+                .get(&key)
+                .is_some_and(|since| now.duration_since(*since) > max_lease)
+                && !state
+                    .builds
+                    .iter()
+                    .any(|b| b.is_running() && super::build_key(b) == key)
+        })
+        .map(|c| {
+            format!(
+                "committed to {} {} ({}) for more than {} s without building it",
+                c.pkgbase,
+                c.version,
+                c.arch,
+                max_lease.as_secs()
+            )
+        })
+        .collect()
 }
 
 /// Follows builder `index` until `cancel` fires.

@@ -1,4 +1,5 @@
-//! What the master does for `quartersctl`: promote, retry, status, why.
+//! What the master does for `quartersctl`: promote, retry, status, why (and, in `standing.rs`,
+//! builder list, disable and enable).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -23,6 +24,9 @@ impl Master {
                 packages,
                 with_deps,
             } => self.promote(packages, *with_deps),
+            Command::BuilderList => self.builder_list(),
+            Command::BuilderDisable { builder, reason } => self.builder_disable(builder, reason),
+            Command::BuilderEnable { builder } => self.builder_enable(builder),
         };
         Reply {
             id: id.to_owned(),
@@ -57,6 +61,9 @@ impl Master {
             };
             let claims = b.state.as_ref().map_or(0, |s| s.claims.len());
             let _ = writeln!(out, "builder {}: {status}, {claims} claims", b.name);
+            if let Some(q) = &b.quarantine {
+                let _ = writeln!(out, "  {q}");
+            }
             if let Some(first) = b.violations.first() {
                 let _ = writeln!(
                     out,

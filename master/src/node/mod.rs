@@ -10,6 +10,7 @@
 mod builders;
 mod ctl;
 mod sources;
+mod standing;
 mod wire;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -19,6 +20,7 @@ use quarters_common::NodeName;
 use quarters_common::api::v1::{MasterState, Role};
 use quarters_common::client::PeerClient;
 use quarters_common::liveness::Liveness;
+use quarters_common::peer_input::lease::LeaseClock;
 use quarters_common::peer_input::{CheckedBuilder, CheckedClaim, Violation};
 use quarters_common::state::StatePublisher;
 use quarters_parsers::scan::Scanned;
@@ -28,6 +30,7 @@ use crate::config::MasterConfig;
 use crate::db::Db;
 use crate::plan::binaries::Binaries;
 use crate::plan::{self, Inputs, Plan, UnitKey, UnitSpec};
+use crate::quarantine::{Offences, Quarantine};
 use crate::repo::Repos;
 
 pub use builders::run_follower;
@@ -88,9 +91,16 @@ struct BuilderSlot {
     /// When the master first saw each of its live commitments: of two builders committed to
     /// the same package, only the earlier one's build is judged.
     committed_since: HashMap<UnitKey, std::time::Instant>,
-    /// When `state` was read: a claim lapses a lease after the read that last showed it
-    /// renewed, as builders count it (the builder's own clock is never compared with ours).
-    read_at: Option<std::time::Instant>,
+    /// The renewals seen of its claims: a claim lapses a lease after the read that first
+    /// showed its latest renewal, as builders count it (the builder's own clock is never
+    /// compared with ours).
+    leases: LeaseClock<UnitKey>,
+    /// When each claim in `state` lapses.
+    lapses_at: HashMap<UnitKey, std::time::Instant>,
+    /// Its recent protocol violations, counted towards a quarantine.
+    offences: Offences,
+    /// Set while the master does not validate it: nothing it publishes counts.
+    quarantine: Option<Quarantine>,
 }
 
 impl BuilderSlot {
@@ -104,14 +114,18 @@ impl BuilderSlot {
     }
 
     /// The builder's claims that have not lapsed (their leases clamped when they were read)
-    /// and whose builds have no verdict yet.
+    /// and whose builds have no verdict yet; none while it is quarantined.
     fn live_claims(&self) -> impl Iterator<Item = &CheckedClaim> {
         let now = std::time::Instant::now();
-        let read_at = self.read_at;
         self.state
             .iter()
+            .filter(|_| self.quarantine.is_none())
             .flat_map(|s| &s.claims)
-            .filter(move |c| read_at.is_some_and(|at| now < at + c.lease))
+            .filter(move |c| {
+                self.lapses_at
+                    .get(&claim_key(c))
+                    .is_some_and(|at| now < *at)
+            })
             .filter(|c| {
                 c.phase == quarters_common::api::v1::ClaimPhase::Committed
                     || c.build.as_ref().is_none_or(|b| !self.judged.contains(b))
@@ -153,10 +167,22 @@ impl Master {
         sources: Vec<(String, String)>,
         tarballs: Vec<mpsc::Sender<TarballRequest>>,
     ) -> Arc<Self> {
+        // Quarantines outlive restarts: a builder stays out until an operator enables it.
+        let mut quarantined: HashMap<String, Quarantine> = match db.quarantines() {
+            Ok(rows) => rows.into_iter().collect(),
+            Err(e) => {
+                tracing::error!("reading the quarantined builders: {e}");
+                HashMap::new()
+            }
+        };
+        for name in quarantined.keys() {
+            tracing::warn!(builder = %name, "quarantined (from the database)");
+        }
         let model = Model {
             builders: builders
                 .into_iter()
                 .map(|client| BuilderSlot {
+                    quarantine: quarantined.remove(client.name().as_str()),
                     name: client.name().clone(),
                     client,
                     liveness: Liveness::Unknown,
@@ -164,7 +190,9 @@ impl Master {
                     violations: Vec::new(),
                     committed_since: HashMap::new(),
                     judged: HashSet::new(),
-                    read_at: None,
+                    leases: LeaseClock::default(),
+                    lapses_at: HashMap::new(),
+                    offences: Offences::default(),
                 })
                 .collect(),
             sources: sources
@@ -321,6 +349,14 @@ fn claim_key(c: &CheckedClaim) -> UnitKey {
         c.pkgbase.to_string(),
         c.version.to_string(),
         c.arch.to_string(),
+    )
+}
+
+fn build_key(b: &quarters_common::peer_input::CheckedBuild) -> UnitKey {
+    (
+        b.pkgbase.to_string(),
+        b.version.to_string(),
+        b.arch.to_string(),
     )
 }
 

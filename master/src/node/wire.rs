@@ -2,7 +2,7 @@
 
 use quarters_common::api::v1::{
     BuildVerdict, ClaimView, Download, EvaluationProgress, MasterState, PeerView, Problem,
-    ReadyPackage, SourceView, Verdict, ViolationView,
+    QuarantineView, ReadyPackage, SourceView, Verdict, ViolationView,
 };
 
 use super::{Master, Model};
@@ -171,6 +171,11 @@ impl Master {
                     url: b.client.base_url().clone(),
                     status: b.liveness.to_wire(),
                     slots: b.state.as_ref().map(|s| s.slots),
+                    quarantine: b.quarantine.as_ref().map(|q| QuarantineView {
+                        reason: q.reason.clone(),
+                        since: q.since,
+                        by: q.by.as_str().to_owned(),
+                    }),
                 })
                 .collect(),
             sources: model
@@ -198,6 +203,7 @@ impl Master {
             claims,
             results,
             counts: model.plan.counts(),
+            max_lease_secs: self.config.builder_limits.max_lease.as_secs(),
         }
     }
 }

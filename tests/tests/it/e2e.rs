@@ -144,20 +144,7 @@ pub fn assert_built_exactly_once(dir: &Path) {
 }
 
 pub fn quartersctl(farm: &LocalFarm, args: &[&str]) -> (bool, String) {
-    let out = quarters_tests::command("quartersctl")
-        .args(args)
-        .arg("--config")
-        .arg(&farm.master.config)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    quarters_tests::quartersctl(&farm.master.config, args)
 }
 
 /// `hello` from the live repository, installed by a stock pacman and run.

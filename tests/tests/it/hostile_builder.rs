@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use quarters_common::api::v1::{BuildOutcome, ClaimPhase, MasterState, Verdict};
+use quarters_common::api::v1::{BuildOutcome, ClaimPhase, MasterState, QuarantineView, Verdict};
 use quarters_master::localfarm::free_ports;
 use quarters_tests::makepkg::{self, recipe};
 use quarters_tests::master::{MasterProcess, farm_pki};
@@ -69,13 +69,9 @@ fn violation<'a>(state: &'a MasterState, builder: &str, text: &str) -> Option<&'
 }
 
 fn status(master: &MasterProcess) -> String {
-    let out = quarters_tests::command("quartersctl")
-        .args(["status", "--config"])
-        .arg(&master.config)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let (ok, text) = ctl(master, &["status"]);
+    assert!(ok, "{text}");
+    text
 }
 
 /// Every file under `dir` but the master's own (its state directory and log), for comparing
@@ -232,7 +228,8 @@ async fn only_the_first_committed_builder_is_judged() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn huge_reasons_and_endless_leases_are_cut_to_size() {
-    let f = farm("[builds]\nmax_lease = 3\n").await;
+    // No quarantine: the lease alone must free the package.
+    let f = farm("[builds]\nmax_lease = 3\n[quarantine]\nafter = 0\n").await;
     // A failure reason of 36 MiB.
     let reason = "x".repeat(36 << 20);
     f.hostile.show(finished_build(
@@ -258,7 +255,6 @@ async fn huge_reasons_and_endless_leases_are_cut_to_size() {
     // A commitment "until the year 9999" holds only as long as the master's maximum lease.
     let mut forever = claim_on("other", "1.0-1", ARCH, ClaimPhase::Committed, None);
     forever.lease_until = time::macros::datetime!(9999-12-31 0:00 UTC);
-    forever.ticket = 0;
     f.hostile.show_claim(forever);
     f.master
         .wait_for("the endless lease clamped and named", |s| {
@@ -266,12 +262,21 @@ async fn huge_reasons_and_endless_leases_are_cut_to_size() {
                 && s.claims.iter().any(|c| c.pkgbase == "other")
         })
         .await;
-    f.master
-        .wait_for("other ready again once the clamped lease lapsed", |s| {
+    // The builder keeps changing its state, so that the master reads it again and again: the
+    // same renewal, seen again, must not extend the lease.
+    let churn = async {
+        for slots in (1..=2).cycle() {
+            f.hostile.edit(|s| s.slots = slots);
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    };
+    tokio::select! {
+        _ = f.master.wait_for("other ready again once the clamped lease lapsed", |s| {
             s.ready.iter().any(|r| r.pkgbase == "other")
                 && !s.claims.iter().any(|c| c.pkgbase == "other")
-        })
-        .await;
+        }) => {}
+        () = churn => unreachable!("churns for ever"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -312,4 +317,206 @@ async fn a_build_announcing_another_packages_file_leaves_the_pool_alone() {
     let result = state.results.iter().find(|r| r.build == "o1").unwrap();
     assert_eq!(result.verdict, Verdict::Rejected);
     assert_eq!(std::fs::read(&pool_file).unwrap(), before);
+}
+
+fn quarantine_of(state: &MasterState, builder: &str) -> Option<QuarantineView> {
+    state
+        .builders
+        .iter()
+        .find(|b| b.name == builder)
+        .and_then(|b| b.quarantine.clone())
+}
+
+fn ctl(master: &MasterProcess, args: &[&str]) -> (bool, String) {
+    quarters_tests::quartersctl(&master.config, args)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_builder_that_keeps_breaking_the_protocol_is_quarantined_until_an_operator_enables_it() {
+    let mut f = farm("[quarantine]\nafter = 2\nwindow = 3600\n").await;
+    f.hostile.show_claim(claim_on(
+        "hello",
+        "1.0-1",
+        ARCH,
+        ClaimPhase::Committed,
+        None,
+    ));
+    f.master
+        .wait_for("builder-1's commitment to hello counted", |s| {
+            s.claims.iter().any(|c| c.builder == "builder-1") && s.ready.len() == 1
+        })
+        .await;
+    // Two builds it never claimed: two violations.
+    for id in ["u1", "u2"] {
+        f.hostile.show_unclaimed(finished_build(
+            id,
+            "other",
+            "1.0-1",
+            BuildOutcome::Succeeded,
+        ));
+    }
+    let state = f
+        .master
+        .wait_for("builder-1 quarantined", |s| {
+            quarantine_of(s, "builder-1").is_some()
+        })
+        .await;
+    let q = quarantine_of(&state, "builder-1").unwrap();
+    assert_eq!(q.by, "master");
+    quarters_tests::assert_contains(
+        &q.reason,
+        &["2 protocol violations", "has no live committed claim"],
+    );
+    assert!(quarantine_of(&state, "builder-2").is_none());
+    // Its commitment no longer holds hello: both packages are ready for the others.
+    let state = f
+        .master
+        .wait_for("hello ready again", |s| {
+            s.ready.len() == 2 && !s.claims.iter().any(|c| c.builder == "builder-1")
+        })
+        .await;
+    assert_eq!(state.counts.get("claimed"), None, "{:?}", state.counts);
+    quarters_tests::assert_contains(
+        &status(&f.master),
+        &["builder builder-1", "quarantined by the master"],
+    );
+    let (ok, list) = ctl(&f.master, &["builder", "list"]);
+    assert!(ok, "{list}");
+    quarters_tests::assert_contains(
+        &list,
+        &[
+            "builder-1 ",
+            "quarantined by the master",
+            "builder-2 ",
+            ": validated",
+        ],
+    );
+    quarters_tests::assert_contains(&f.master.log_text(), &["quarantined", "builder-1"]);
+
+    // A build it claims properly is not judged while it is quarantined ...
+    let other = makepkg::build(
+        &recipe("other", "1.0-1", ARCH, &[], ":"),
+        &f.dir.path().join("built-other"),
+    );
+    let mut q1 = finished_build("q1", "other", "1.0-1", BuildOutcome::Succeeded);
+    q1.artifacts = vec![f.hostile.artifact("q1", &other)];
+    f.hostile.show(q1);
+    // ... while the honest builder's is.
+    let mut h1 = finished_build("h1", "hello", "1.0-1", BuildOutcome::Succeeded);
+    h1.artifacts = vec![f.honest.artifact("h1", &f.hello)];
+    f.honest.show(h1);
+    let state = f
+        .master
+        .wait_for("h1 accepted", |s| {
+            s.results
+                .iter()
+                .any(|r| r.build == "h1" && r.verdict == Verdict::Accepted)
+        })
+        .await;
+    assert!(
+        !state.results.iter().any(|r| r.build == "q1"),
+        "{:?}",
+        state.results
+    );
+
+    // A restarted master still does not validate it.
+    f.master.restart().await;
+    f.master
+        .wait_for("builder-1 still quarantined after a restart", |s| {
+            quarantine_of(s, "builder-1").is_some_and(|q| q.reason == q.reason.trim())
+                && s.builders.iter().any(|b| b.name == "builder-2")
+        })
+        .await;
+
+    let (ok, text) = ctl(&f.master, &["builder", "enable", "builder-1"]);
+    assert!(ok, "{text}");
+    quarters_tests::assert_contains(&text, &["builder-1: validated again"]);
+    let state = f
+        .master
+        .wait_for("builder-1 validated and its build judged", |s| {
+            quarantine_of(s, "builder-1").is_none()
+                && s.results
+                    .iter()
+                    .any(|r| r.build == "q1" && r.verdict == Verdict::Accepted)
+        })
+        .await;
+    assert_eq!(state.counts.get("built"), Some(&2), "{:?}", state.counts);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_disables_a_builder_and_its_packages_are_free_at_once() {
+    let f = farm("").await;
+    f.hostile.show_claim(claim_on(
+        "hello",
+        "1.0-1",
+        ARCH,
+        ClaimPhase::Committed,
+        None,
+    ));
+    f.master
+        .wait_for("hello claimed by builder-1", |s| {
+            s.claims.iter().any(|c| c.builder == "builder-1") && s.ready.len() == 1
+        })
+        .await;
+    let (ok, text) = ctl(
+        &f.master,
+        &[
+            "builder",
+            "disable",
+            "builder-1",
+            "--reason",
+            "machine compromised",
+        ],
+    );
+    assert!(ok, "{text}");
+    quarters_tests::assert_contains(
+        &text,
+        &[
+            "builder-1",
+            "quarantined by the operator",
+            "machine compromised",
+        ],
+    );
+    let state = f
+        .master
+        .wait_for("hello ready again, well before its lease ends", |s| {
+            s.ready.len() == 2 && quarantine_of(s, "builder-1").is_some()
+        })
+        .await;
+    let q = quarantine_of(&state, "builder-1").unwrap();
+    assert_eq!(
+        (q.by.as_str(), q.reason.as_str()),
+        ("operator", "machine compromised")
+    );
+
+    let (ok, text) = ctl(&f.master, &["builder", "disable", "nobody"]);
+    assert!(!ok, "{text}");
+    quarters_tests::assert_contains(&text, &["no builder \"nobody\""]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_builder_that_holds_commitments_without_building_is_quarantined() {
+    let f = farm("[builds]\nmax_lease = 2\n[quarantine]\nafter = 1\n").await;
+    // It renews its commitment to hello as an honest builder would, but never builds it.
+    let renew = async {
+        loop {
+            let mut claim = claim_on("hello", "1.0-1", ARCH, ClaimPhase::Committed, None);
+            claim.lease_until = claim.renewed_at + time::Duration::seconds(2);
+            f.hostile.edit(|s| s.claims = vec![claim]);
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    };
+    let state = tokio::select! {
+        state = f.master.wait_for("builder-1 quarantined", |s| {
+            quarantine_of(s, "builder-1").is_some()
+        }) => state,
+        () = renew => unreachable!("renews for ever"),
+    };
+    quarters_tests::assert_contains(
+        &quarantine_of(&state, "builder-1").unwrap().reason,
+        &["committed to hello 1.0-1", "without building it"],
+    );
+    f.master
+        .wait_for("hello ready again", |s| s.ready.len() == 2)
+        .await;
 }

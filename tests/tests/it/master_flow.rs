@@ -221,20 +221,7 @@ async fn the_master_plans_pulls_verifies_and_serves_a_repository_pacman_installs
     assert_eq!(names, ["hello", "libhello"], "{listing}");
 
     // quartersctl, through the master's spool.
-    let ctl = |args: &[&str]| {
-        let out = quarters_tests::command("quartersctl")
-            .args(args)
-            .arg("--config")
-            .arg(&master.config)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    };
+    let ctl = |args: &[&str]| quarters_tests::quartersctl(&master.config, args);
     let (ok, text) = ctl(&["promote", "hello"]);
     assert!(
         !ok,

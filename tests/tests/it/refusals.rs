@@ -85,16 +85,7 @@ async fn a_version_refused_twice_fails_with_the_reason_until_retried() {
     assert!(!state.ready.iter().any(|r| r.pkgbase == "stale"));
     assert_eq!(state.counts.get("failed"), Some(&1), "{:?}", state.counts);
 
-    let ctl = |args: &[&str]| {
-        let out = quarters_tests::command("quartersctl")
-            .args(args)
-            .arg("--config")
-            .arg(&master.config)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        (out.status.success(), text)
-    };
+    let ctl = |args: &[&str]| quarters_tests::quartersctl(&master.config, args);
     let (ok, why) = ctl(&["why", "stale"]);
     assert!(ok, "{why}");
     quarters_tests::assert_contains(

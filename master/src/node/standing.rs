@@ -1,0 +1,135 @@
+//! Which builders the master validates: offences counted towards a quarantine, and the
+//! operator's `quartersctl builder list|disable|enable`.
+
+use std::fmt::Write as _;
+
+use time::OffsetDateTime;
+
+use super::{Master, Model};
+use crate::quarantine::{By, Quarantine};
+
+impl Master {
+    /// Counts an offence of builder `index`, and quarantines it if that makes too many. The
+    /// caller replans: a quarantined builder's claims stop counting.
+    pub(super) fn offend(&self, model: &mut Model, index: usize, what: &str) -> bool {
+        let slot = &mut model.builders[index];
+        if slot.quarantine.is_some() {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        let Some(reason) = slot.offences.record(&self.config.quarantine, what, now) else {
+            return false;
+        };
+        let q = Quarantine {
+            reason,
+            since: OffsetDateTime::now_utc(),
+            by: By::Master,
+        };
+        tracing::error!(builder = %slot.name, "quarantined: {}", q.reason);
+        // The model is always locked before the database.
+        if let Err(e) = self.db().quarantine(slot.name.as_str(), &q) {
+            tracing::error!(builder = %slot.name, "recording the quarantine: {e}");
+        }
+        slot.quarantine = Some(q);
+        true
+    }
+
+    /// Counts an offence of the builder called `name`, found by name (a judgement runs
+    /// outside the model's lock, and names the builder it judged).
+    pub(super) fn offend_by_name(&self, name: &str, what: &str) {
+        let mut model = self.model();
+        let Some(index) = model.builders.iter().position(|b| b.name.as_str() == name) else {
+            return;
+        };
+        let quarantined = self.offend(&mut model, index, what);
+        drop(model);
+        if quarantined {
+            self.request_replan();
+        }
+    }
+
+    pub(super) fn builder_list(&self) -> (bool, String) {
+        let model = self.model();
+        let mut out = String::new();
+        for b in &model.builders {
+            let standing = match &b.quarantine {
+                Some(q) => q.to_string(),
+                None => "validated".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "{} {}: {standing}",
+                b.name,
+                b.client.base_url().as_str()
+            );
+        }
+        (true, out)
+    }
+
+    /// Quarantines `name` by hand (or replaces the reason of its quarantine).
+    pub(super) fn builder_disable(&self, name: &str, reason: &str) -> (bool, String) {
+        let reason = quarters_common::peer_input::shorten(reason.trim(), 400);
+        if reason.is_empty() {
+            return (false, "a quarantine needs a reason\n".to_owned());
+        }
+        let mut model = self.model();
+        let Some(slot) = model.builders.iter_mut().find(|b| b.name.as_str() == name) else {
+            return (
+                false,
+                format!("no builder {name:?} in the master's config\n"),
+            );
+        };
+        let q = Quarantine {
+            reason,
+            since: OffsetDateTime::now_utc(),
+            by: By::Operator,
+        };
+        if let Err(e) = self.db().quarantine(name, &q) {
+            tracing::error!(builder = %name, "recording the quarantine: {e}");
+            return (
+                false,
+                "the master could not record the quarantine\n".to_owned(),
+            );
+        }
+        tracing::warn!(builder = %name, "quarantined by the operator: {}", q.reason);
+        let text = format!("{name}: {q}\n");
+        slot.quarantine = Some(q);
+        drop(model);
+        self.request_replan();
+        (true, text)
+    }
+
+    /// Lifts `name`'s quarantine; its past offences are forgotten.
+    pub(super) fn builder_enable(&self, name: &str) -> (bool, String) {
+        let mut model = self.model();
+        let Some(slot) = model.builders.iter_mut().find(|b| b.name.as_str() == name) else {
+            return (
+                false,
+                format!("no builder {name:?} in the master's config\n"),
+            );
+        };
+        match self.db().release(name) {
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(builder = %name, "lifting the quarantine: {e}");
+                return (false, "the master could not record the change\n".to_owned());
+            }
+        }
+        let was = slot.quarantine.take();
+        slot.offences.clear();
+        // Its commitments count from now: while it was quarantined, they counted for nothing.
+        let now = std::time::Instant::now();
+        for key in slot.committed() {
+            slot.committed_since.entry(key).or_insert(now);
+        }
+        drop(model);
+        self.request_replan();
+        match was {
+            Some(_) => {
+                tracing::info!(builder = %name, "enabled by the operator");
+                (true, format!("{name}: validated again\n"))
+            }
+            None => (true, format!("{name}: was not quarantined\n")),
+        }
+    }
+}
