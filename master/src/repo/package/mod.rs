@@ -145,6 +145,8 @@ pub(crate) mod testpkg {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
 
 /// The values of one `%SECTION%` of a repository `desc` entry.
