@@ -43,7 +43,7 @@ fn main() {
         .map(|i| {
             let dir = work.path().join(format!("overlay-{i}"));
             let t = Instant::now();
-            let root = BuildRoot::create(&template, &dir).unwrap();
+            let root = BuildRoot::create(&template, &dir, 16 << 10).unwrap();
             std::fs::write(root.root.join("tmp/touched"), b"x").unwrap();
             root.remove().unwrap();
             std::fs::remove_dir(&dir).unwrap();

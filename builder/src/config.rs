@@ -90,6 +90,15 @@ pub struct ChrootSection {
     /// CPU-time limit of a build, in seconds.
     #[serde(default = "default_cpu")]
     pub cpu_limit: u64,
+    /// Size of a build root's writable layer (a tmpfs), in MiB.
+    #[serde(default = "default_root_size")]
+    pub root_size_mib: u64,
+    /// Size of a build's `/tmp` (a tmpfs), in MiB.
+    #[serde(default = "default_tmp_size")]
+    pub tmp_size_mib: u64,
+    /// Size of a build's `/dev/shm` (a tmpfs), in MiB.
+    #[serde(default = "default_shm_size")]
+    pub shm_size_mib: u64,
 }
 
 impl Default for ChrootSection {
@@ -100,8 +109,23 @@ impl Default for ChrootSection {
             hang_timeout: default_hang(),
             wall_limit: default_wall(),
             cpu_limit: default_cpu(),
+            root_size_mib: default_root_size(),
+            tmp_size_mib: default_tmp_size(),
+            shm_size_mib: default_shm_size(),
         }
     }
+}
+
+fn default_root_size() -> u64 {
+    16 << 10
+}
+
+fn default_tmp_size() -> u64 {
+    4 << 10
+}
+
+fn default_shm_size() -> u64 {
+    1 << 10
 }
 
 fn nobody() -> u32 {
@@ -155,6 +179,10 @@ pub struct ChrootConfig {
     pub hang_timeout: Duration,
     pub wall_limit: Duration,
     pub cpu_limit: Duration,
+    /// Sizes of the build's tmpfs mounts, in MiB.
+    pub root_size_mib: u64,
+    pub tmp_size_mib: u64,
+    pub shm_size_mib: u64,
 }
 
 /// The validated config (stage two).
@@ -240,6 +268,10 @@ impl BuilderConfig {
                     hang_timeout: Duration::from_secs(file.chroot.hang_timeout.max(1)),
                     wall_limit: Duration::from_secs(file.chroot.wall_limit.max(1)),
                     cpu_limit: Duration::from_secs(file.chroot.cpu_limit.max(1)),
+                    // A tmpfs of size 0 has no limit at all: at least 1 MiB.
+                    root_size_mib: file.chroot.root_size_mib.max(1),
+                    tmp_size_mib: file.chroot.tmp_size_mib.max(1),
+                    shm_size_mib: file.chroot.shm_size_mib.max(1),
                 })
             }
             "sim" => {

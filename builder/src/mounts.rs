@@ -15,7 +15,9 @@ pub struct BuildRoot {
 }
 
 impl BuildRoot {
-    pub fn create(template: &Path, dir: &Path) -> Result<Self, String> {
+    /// The root, its writable layer limited to `size_mib`; mounted `nosuid` and `nodev`, so
+    /// that the template's setuid binaries (su, mount, passwd) are plain files in a build.
+    pub fn create(template: &Path, dir: &Path, size_mib: u64) -> Result<Self, String> {
         let root = dir.join("root");
         let scratch = dir.join("scratch");
         for d in [&root, &scratch] {
@@ -26,7 +28,7 @@ impl BuildRoot {
             &scratch,
             Some("tmpfs"),
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some("mode=755"),
+            Some(format!("mode=755,size={size_mib}m").as_str()),
         )
         .map_err(|e| format!("mounting a tmpfs at {}: {e}", scratch.display()))?;
         let built = BuildRoot { root, scratch };
@@ -44,7 +46,7 @@ impl BuildRoot {
             Some("overlay"),
             &built.root,
             Some("overlay"),
-            MsFlags::MS_NODEV,
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
             Some(options.as_str()),
         )
         .map_err(|e| format!("mounting the overlay at {}: {e}", built.root.display()))?;

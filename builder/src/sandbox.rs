@@ -9,6 +9,11 @@
 //! is named in the report and killed. Everything the mounts and processes leave disappears
 //! with the namespaces.
 //!
+//! Hardened as bubblewrap and systemd-nspawn harden theirs: every mount a build can write or
+//! execute from is `nosuid` and `nodev` (binds are remounted so), every tmpfs has a size, and
+//! `no_new_privs` is set before the command starts, so that no setuid binary and no file
+//! capability in the root gives a build more than the build user has.
+//!
 //! nix's safe wrappers are enough for all of it: no `unsafe`, no `pre_exec`.
 
 use std::fs;
@@ -33,14 +38,34 @@ pub struct Spec {
     pub gid: u32,
     /// Directory inside the root to run in.
     pub workdir: PathBuf,
-    /// `(host path, path inside)` bind mounts.
-    pub binds: Vec<(PathBuf, PathBuf)>,
+    pub binds: Vec<Bind>,
+    /// Size limits of the `/tmp` and `/dev/shm` tmpfs, in MiB.
+    pub tmp_mib: u64,
+    pub shm_mib: u64,
     pub env: Vec<(String, String)>,
     /// Host path of the report written at the end.
     pub report: PathBuf,
     /// Most processes the build user may have.
     pub nproc: u64,
     pub command: Vec<String>,
+}
+
+/// A directory of the host bound into the root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bind {
+    pub host: PathBuf,
+    pub inside: PathBuf,
+}
+
+impl Bind {
+    /// `HOST:INSIDE`, as the command line gives it.
+    pub fn parse(arg: &str) -> Option<Self> {
+        let (host, inside) = arg.split_once(':')?;
+        Some(Bind {
+            host: host.into(),
+            inside: inside.into(),
+        })
+    }
 }
 
 /// What the sandbox reports when its command has ended.
@@ -52,6 +77,10 @@ pub struct Report {
     pub left_behind: Vec<String>,
     pub cpu_ms: u64,
     pub max_rss_kb: u64,
+    /// The size-limited file systems the command filled, with their limits (`/tmp (64 MiB)`):
+    /// why a build that ran out of space failed.
+    #[serde(default)]
+    pub full: Vec<String>,
 }
 
 /// Runs the sandbox; the process's exit code is the command's.
@@ -76,25 +105,16 @@ fn run_inner(spec: &Spec) -> Result<ExitCode, String> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         None,
     )?;
-    make_dev(&root.join("dev"))?;
+    make_dev(&root.join("dev"), spec.shm_mib)?;
     mount_fs(
         &root.join("tmp"),
         "tmpfs",
         "tmpfs",
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=1777"),
+        Some(&format!("mode=1777,size={}m", spec.tmp_mib)),
     )?;
-    for (host, inside) in &spec.binds {
-        let target = root.join(inside.strip_prefix("/").unwrap_or(inside));
-        fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
-        mount(
-            Some(host.as_path()),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(|e| format!("binding {} at {}: {e}", host.display(), inside.display()))?;
+    for bind in &spec.binds {
+        bind_into(root, bind)?;
     }
     sethostname("quarters-build").map_err(|e| format!("sethostname: {e}"))?;
     chroot(root.as_path()).map_err(|e| format!("chroot {}: {e}", root.display()))?;
@@ -102,6 +122,10 @@ fn run_inner(spec: &Spec) -> Result<ExitCode, String> {
     // The limit counts the build user's processes; the command inherits it.
     setrlimit(Resource::RLIMIT_NPROC, spec.nproc, spec.nproc)
         .map_err(|e| format!("limiting processes: {e}"))?;
+
+    // Inherited by the command and everything it starts: execve never grants privileges again
+    // (no setuid, no file capabilities), whatever the mounts say.
+    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("setting no_new_privs: {e}"))?;
 
     // This process stays root: changing its uid would clear the parent-death signal with which
     // `unshare --kill-child` ties it, and so the whole namespace, to the builder. Only the
@@ -145,6 +169,7 @@ fn run_inner(spec: &Spec) -> Result<ExitCode, String> {
         let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
         while wait().is_ok() {}
     }
+    report.full = full(spec);
     if let Ok(usage) = getrusage(UsageWho::RUSAGE_CHILDREN) {
         let cpu = usage.user_time() + usage.system_time();
         report.cpu_ms = u64::try_from(cpu.tv_sec()).unwrap_or(0) * 1000
@@ -174,8 +199,49 @@ fn mount_fs(
         .map_err(|e| format!("mounting {fstype} at {}: {e}", target.display()))
 }
 
+/// Binds `bind` into `root`, then remounts it `nosuid,nodev`: the flags of a bind mount can
+/// only be set by a remount.
+fn bind_into(root: &Path, bind: &Bind) -> Result<(), String> {
+    let inside = &bind.inside;
+    let target = root.join(inside.strip_prefix("/").unwrap_or(inside));
+    fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+    mount(
+        Some(bind.host.as_path()),
+        &target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        format!(
+            "binding {} at {}: {e}",
+            bind.host.display(),
+            inside.display()
+        )
+    })?;
+    let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount(None::<&str>, &target, None::<&str>, flags, None::<&str>)
+        .map_err(|e| format!("remounting {}: {e}", inside.display()))
+}
+
+/// The size-limited file systems of the root that are (all but) full, named with their limits.
+/// Seen from inside the chroot, after the command ended.
+fn full(spec: &Spec) -> Vec<String> {
+    let mut out = Vec::new();
+    for (path, limit) in [("/tmp", spec.tmp_mib), ("/dev/shm", spec.shm_mib)] {
+        let Ok(st) = nix::sys::statvfs::statvfs(path) else {
+            continue;
+        };
+        // A few blocks may stay free: what a writer could not fill is not room to build in.
+        if st.blocks_available() * 100 <= st.blocks() {
+            out.push(format!("{path} ({limit} MiB)"));
+        }
+    }
+    out
+}
+
 /// A minimal /dev: makepkg's bash needs the fd links, fakeroot needs /dev/shm.
-fn make_dev(dev: &Path) -> Result<(), String> {
+fn make_dev(dev: &Path, shm_mib: u64) -> Result<(), String> {
     mount_fs(
         dev,
         "tmpfs",
@@ -209,7 +275,7 @@ fn make_dev(dev: &Path) -> Result<(), String> {
         "tmpfs",
         "tmpfs",
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=1777"),
+        Some(&format!("mode=1777,size={shm_mib}m")),
     )?;
     Ok(())
 }

@@ -7,8 +7,27 @@ use std::process::Command;
 
 use nix::fcntl::{Flock, FlockArg};
 
-/// The template root, made now if there is none.
+/// A setuid-root copy of `id` that the template holds for the hostile-build tests: run by the
+/// build user, it prints `euid=0` if setuid bits take effect in a build.
+pub const SETUID_PROBE: &str = "/usr/local/bin/quarters-setuid-probe";
+
+/// The template root, made now if there is none, with [`SETUID_PROBE`] in it.
 pub fn template_root() -> PathBuf {
+    let dir = made_template();
+    let probe = dir.join(SETUID_PROBE.trim_start_matches('/'));
+    if !probe.exists() {
+        use std::os::unix::fs::PermissionsExt;
+        // Made under another name and renamed: tests in parallel see it whole or not at all.
+        let partial = probe.with_extension(format!("partial-{}", std::process::id()));
+        std::fs::create_dir_all(probe.parent().unwrap()).unwrap();
+        std::fs::copy(dir.join("usr/bin/id"), &partial).unwrap();
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o4755)).unwrap();
+        std::fs::rename(&partial, &probe).unwrap();
+    }
+    dir
+}
+
+fn made_template() -> PathBuf {
     let dir = std::env::var_os("QUARTERS_TEST_TEMPLATE").map_or_else(
         || PathBuf::from("/var/cache/quarters-test/template"),
         PathBuf::from,

@@ -43,6 +43,12 @@ enum Command {
         /// HOST:INSIDE
         #[arg(long = "bind")]
         binds: Vec<String>,
+        /// Size of the build's /tmp, in MiB.
+        #[arg(long, default_value_t = 1024)]
+        tmp_mib: u64,
+        /// Size of the build's /dev/shm, in MiB.
+        #[arg(long, default_value_t = 256)]
+        shm_mib: u64,
         /// NAME=VALUE
         #[arg(long = "env")]
         env: Vec<String>,
@@ -61,6 +67,8 @@ fn main() -> ExitCode {
         report,
         nproc,
         binds,
+        tmp_mib,
+        shm_mib,
         env,
         command,
     }) = args.command
@@ -74,9 +82,10 @@ fn main() -> ExitCode {
             workdir,
             binds: binds
                 .iter()
-                .filter_map(|b| split(b, ':'))
-                .map(|(h, i)| (PathBuf::from(h), PathBuf::from(i)))
+                .filter_map(|b| sandbox::Bind::parse(b))
                 .collect(),
+            tmp_mib,
+            shm_mib,
             env: env.iter().filter_map(|e| split(e, '=')).collect(),
             report,
             nproc,

@@ -66,6 +66,8 @@ struct Sandboxed<'a> {
     workdir: &'a Path,
     network: bool,
     uid: u32,
+    /// The package's own source cache.
+    srcdest: &'a Path,
 }
 
 impl ChrootDriver {
@@ -76,13 +78,14 @@ impl ChrootDriver {
         stage: &(dyn Fn(&str) + Send + Sync),
     ) -> Finished {
         stage("prepare");
-        let root = match BuildRoot::create(&self.config.template, &job.dir) {
-            Ok(r) => r,
-            Err(e) => {
-                log(job, "prepare", &e).await;
-                return Finished::failed("prepare", e);
-            }
-        };
+        let root =
+            match BuildRoot::create(&self.config.template, &job.dir, self.config.root_size_mib) {
+                Ok(r) => r,
+                Err(e) => {
+                    log(job, "prepare", &e).await;
+                    return Finished::failed("prepare", e);
+                }
+            };
         log(
             job,
             "prepare",
@@ -164,8 +167,12 @@ impl ChrootDriver {
             .await?;
 
         stage("fetch");
-        std::fs::create_dir_all(&self.srcdest).map_err(|e| ("fetch".to_owned(), e.to_string()))?;
-        chown(&self.srcdest, uid).map_err(fail("fetch"))?;
+        // Each package has its own source cache: what one PKGBUILD writes there, no other
+        // package ever reads. The master names pkgbases by makepkg's rule, so the name is a
+        // plain directory name.
+        let srcdest = self.srcdest.join(&p.pkgbase);
+        std::fs::create_dir_all(&srcdest).map_err(|e| ("fetch".to_owned(), e.to_string()))?;
+        chown(&srcdest, uid).map_err(fail("fetch"))?;
         let env = self.env(job);
         let inside = PathBuf::from("/build").join(&p.pkgbase);
         let at = |stage, workdir, network, uid| Sandboxed {
@@ -174,6 +181,7 @@ impl ChrootDriver {
             workdir,
             network,
             uid,
+            srcdest: &srcdest,
         };
         let verify = ["makepkg", "--verifysource", "--noconfirm", "--nodeps"];
         let mut usage = self
@@ -344,6 +352,7 @@ impl ChrootDriver {
             workdir,
             network,
             uid,
+            srcdest,
         } = *at;
         let report_path = job.dir.join(format!("{stage}.report.json"));
         let _ = std::fs::remove_file(&report_path);
@@ -373,8 +382,14 @@ impl ChrootDriver {
         cmd.arg("--workdir").arg(workdir);
         cmd.arg("--report").arg(&report_path);
         cmd.arg("--nproc").arg(NPROC.to_string());
+        // Writable in every stage: makepkg refuses a SRCDEST it cannot write to, even when
+        // every source is there. That it is the package's own keeps other packages safe.
         cmd.arg("--bind")
-            .arg(format!("{}:/srcdest", self.srcdest.display()));
+            .arg(format!("{}:/srcdest", srcdest.display()));
+        cmd.arg("--tmp-mib")
+            .arg(self.config.tmp_size_mib.to_string())
+            .arg("--shm-mib")
+            .arg(self.config.shm_size_mib.to_string());
         for (k, v) in env {
             cmd.arg("--env").arg(format!("{k}={v}"));
         }
@@ -422,11 +437,18 @@ impl ChrootDriver {
                 )),
                 Some(r) if !r.left_behind.is_empty() => fail(left_behind(&r.left_behind)),
                 Some(r) if r.exit_code == Some(0) => Ok(usage),
-                Some(r) => fail(match (r.exit_code, r.signal) {
-                    (Some(code), _) => format!("exit status {code}"),
-                    (None, Some(signal)) => format!("killed by {signal}"),
-                    (None, None) => status.to_string(),
-                }),
+                Some(r) => {
+                    let how = match (r.exit_code, r.signal) {
+                        (Some(code), _) => format!("exit status {code}"),
+                        (None, Some(signal)) => format!("killed by {signal}"),
+                        (None, None) => status.to_string(),
+                    };
+                    fail(if r.full.is_empty() {
+                        how
+                    } else {
+                        format!("{how}; out of space: {} full", r.full.join(", "))
+                    })
+                }
             },
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use quarters_tests::makepkg::{self, Recipe, recipe};
 use quarters_tests::pacman::PacmanRoot;
-use quarters_tests::template::template_root;
+use quarters_tests::template::{SETUID_PROBE, template_root};
 use quarters_tests::{start_farm_in, wait_for_farm};
 
 fn arch() -> &'static str {
@@ -151,22 +151,57 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
             &format!("exec 3<>/dev/tcp/127.0.0.1/{port} || exit 7"),
         ),
         hostile("daemon", "(sleep 1000 &)"),
+        // A setuid-root binary of the template must not make the build user root.
+        hostile(
+            "setuid",
+            &format!(
+                "{SETUID_PROBE}; if {SETUID_PROBE} | grep -q euid=0; then echo 'became root'; exit 1; fi"
+            ),
+        ),
+        hostile(
+            "fill-tmp",
+            "dd if=/dev/zero of=/tmp/fill bs=1M count=64 || exit 3",
+        ),
+        hostile(
+            "fill-shm",
+            "dd if=/dev/zero of=/dev/shm/fill bs=1M count=64 || exit 3",
+        ),
+        // It plants a file in the source cache, while fetching and while building; the
+        // package that depends on it (and so builds after it) must not see it.
+        {
+            let mut r = hostile("planter", "echo planted > /srcdest/planted || true");
+            r.pkgbuild = r.pkgbuild.replacen(
+                "\n",
+                "\necho planted > /srcdest/planted-early 2>/dev/null || true\n",
+                1,
+            );
+            r
+        },
         hostile("forkbomb", "bomb() { bomb | bomb & }; bomb; wait"),
         hostile("hang", "sleep 100000"),
-        recipe(
-            "after-all",
-            "1.0-1",
-            arch(),
-            &[],
-            "install -d \"$pkgdir/usr/share/after-all\"",
-        ),
+        {
+            let r = recipe(
+                "after-all",
+                "1.0-1",
+                arch(),
+                &["planter"],
+                "install -d \"$pkgdir/usr/share/after-all\"",
+            );
+            Recipe {
+                pkgbuild: r.pkgbuild.replace(
+                    "package() {",
+                    "build() {\n  for f in /srcdest/planted /srcdest/planted-early; do if [ -e $f ]; then echo \"found $f\"; exit 1; fi; done\n}\npackage() {",
+                ),
+                ..r
+            }
+        },
     ];
     let packages = dir.path().join("packages");
     makepkg::write_tree(&packages, &recipes);
     makepkg::git_commit_all(&packages, "import");
     let (master_extra, builder_extra) = farm_config(
         &template,
-        "hang_timeout = 4\nwall_limit = 25\ncpu_limit = 20\n",
+        "hang_timeout = 4\nwall_limit = 25\ncpu_limit = 20\ntmp_size_mib = 16\nshm_size_mib = 16\n",
     );
     let mut farm = start_farm_in(dir.path(), 1, &master_extra, &builder_extra).await;
     let state = wait_for_farm(
@@ -176,13 +211,13 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
         |s| {
             s.counts.get("built").copied().unwrap_or(0)
                 + s.counts.get("failed").copied().unwrap_or(0)
-                == 7
+                == 11
         },
     )
     .await;
-    // steal-key, escape and after-all build (what they tried found nothing to reach); the
-    // network, daemon, fork-bomb and hang packages fail.
-    assert_eq!(state.counts.get("failed"), Some(&4), "{:?}", state.counts);
+    // steal-key, escape, setuid, planter and after-all build (what they tried found nothing
+    // to reach); the network, daemon, fork-bomb, hang, fill-tmp and fill-shm packages fail.
+    assert_eq!(state.counts.get("failed"), Some(&6), "{:?}", state.counts);
     // Verdicts leave the master's state once the builder has cleaned up; `why` keeps them.
     let why = |name: &str| {
         let out = quarters_tests::command("quartersctl")
@@ -236,9 +271,23 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
         w.contains("hung: no new process and no CPU progress for 4 s"),
         "{w}"
     );
+    let w = why("setuid");
+    assert!(w.contains("built"), "setuid took effect: {w}");
+    for (name, full) in [
+        ("fill-tmp", "/tmp (16 MiB)"),
+        ("fill-shm", "/dev/shm (16 MiB)"),
+    ] {
+        let w = why(name);
+        assert!(
+            w.contains("failed: build: exit status")
+                && w.contains(&format!("out of space: {full} full")),
+            "{w}"
+        );
+    }
+    assert!(why("planter").contains("built"), "{}", why("planter"));
     assert!(
         why("after-all").contains("built"),
-        "the builder goes on: {}",
+        "the builder goes on, and saw nothing planted in the source cache: {}",
         why("after-all")
     );
     assert_eq!(
