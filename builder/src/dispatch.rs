@@ -224,7 +224,7 @@ mod tests {
         quarantined.builders[1].quarantine = Some(quarters_common::api::v1::QuarantineView {
             reason: "test".to_owned(),
             since: time::OffsetDateTime::UNIX_EPOCH,
-            by: "operator".to_owned(),
+            by: quarters_common::api::v1::QuarantinedBy::Operator,
         });
         assert_eq!(
             names(idle_builders(&quarantined, "me", 3)),

@@ -226,7 +226,7 @@ impl Node {
                 match &now_quarantined {
                     Some(q) => tracing::error!(
                         "the master has quarantined this builder ({} since {}): {}; it claims nothing until an operator enables it",
-                        q.by,
+                        q.by.as_str(),
                         q.since,
                         q.reason
                     ),

@@ -144,7 +144,7 @@ impl PeerReads for Peers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quarters_common::api::v1::{PeerStatus, QuarantineView};
+    use quarters_common::api::v1::{PeerStatus, QuarantineView, QuarantinedBy};
 
     fn view(name: &str, quarantined: bool) -> PeerView {
         PeerView {
@@ -155,7 +155,7 @@ mod tests {
             quarantine: quarantined.then(|| QuarantineView {
                 reason: "protocol violations".to_owned(),
                 since: time::OffsetDateTime::UNIX_EPOCH,
-                by: "master".to_owned(),
+                by: QuarantinedBy::Master,
             }),
         }
     }

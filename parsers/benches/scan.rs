@@ -129,6 +129,19 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// The median of 15 polls of a scanner that finds nothing new.
+fn warm_poll(s: &mut Scanner) -> Duration {
+    median(
+        (0..15)
+            .map(|_| {
+                let t = Instant::now();
+                assert!(!s.poll().unwrap().changed());
+                t.elapsed()
+            })
+            .collect(),
+    )
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -150,15 +163,7 @@ fn measure(
     assert_eq!(report.parsed.len(), n, "every package parsed");
     assert!(s.packages().values().all(|p| p.result.is_ok()));
 
-    let warm = median(
-        (0..15)
-            .map(|_| {
-                let t = Instant::now();
-                assert!(!s.poll().unwrap().changed());
-                t.elapsed()
-            })
-            .collect(),
-    );
+    let warm = warm_poll(&mut s);
 
     change();
     std::thread::sleep(settle);
@@ -375,15 +380,7 @@ fn measure_history(n: usize, categories: usize, commits: usize, seed: u64, dir: 
     assert!(s.packages().values().all(|p| p.result.is_ok()));
     let wrong_cold = wrong_packagers(&s, &history.last_author);
 
-    let warm = median(
-        (0..15)
-            .map(|_| {
-                let t = Instant::now();
-                assert!(!s.poll().unwrap().changed());
-                t.elapsed()
-            })
-            .collect(),
-    );
+    let warm = warm_poll(&mut s);
 
     let repo = Repository::open(&path).unwrap();
     let one = history.packages[n / 3].clone();

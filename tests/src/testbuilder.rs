@@ -39,6 +39,19 @@ pub fn finished_build(id: &str, pkgbase: &str, version: &str, outcome: BuildOutc
     }
 }
 
+/// A build of `pkgbase` that failed in `stage` with `reason`.
+pub fn failed_build(id: &str, pkgbase: &str, stage: &str, reason: &str) -> Build {
+    finished_build(
+        id,
+        pkgbase,
+        "1.0-1",
+        BuildOutcome::Failed {
+            stage: stage.into(),
+            reason: reason.into(),
+        },
+    )
+}
+
 /// A claim renewed now with a lease of five minutes, under the master's default maximum.
 pub fn claim_on(
     pkgbase: &str,
@@ -206,6 +219,14 @@ impl TestBuilder {
         let dir = self.files.join(id).join("logs");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(stage), text).unwrap();
+    }
+
+    /// A succeeded build `id` of `pkgbase` at `version` whose one artifact is `package`, served
+    /// by this builder; not published yet.
+    pub fn succeeded(&self, id: &str, pkgbase: &str, version: &str, package: &Path) -> Build {
+        let mut build = finished_build(id, pkgbase, version, BuildOutcome::Succeeded);
+        build.artifacts = vec![self.artifact(id, package)];
+        build
     }
 
     /// Publishes `build` (replacing a build with the same id) with the claim an honest builder

@@ -163,8 +163,8 @@ impl PeerTracker {
 
     /// `claims`, read from `peer` at `now`, with when each lapses.
     fn observe(&mut self, peer: &str, claims: Vec<Claim>, now: Instant) -> Vec<Observed> {
-        self.leases
-            .retain(|(p, k)| p != peer || claims.iter().any(|c| key_of(c) == *k));
+        let shown: std::collections::HashSet<Key> = claims.iter().map(key_of).collect();
+        self.leases.retain(|(p, k)| p != peer || shown.contains(k));
         claims
             .into_iter()
             .map(|claim| {

@@ -145,8 +145,26 @@ pub struct QuarantineView {
     pub reason: String,
     #[serde(with = "time::serde::rfc3339")]
     pub since: OffsetDateTime,
-    /// `operator` (`quartersctl builder disable`) or `master` (protocol violations).
-    pub by: String,
+    pub by: QuarantinedBy,
+}
+
+/// Who quarantined a builder.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuarantinedBy {
+    /// `quartersctl builder disable`.
+    Operator,
+    /// The master, for protocol violations.
+    Master,
+}
+
+impl QuarantinedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuarantinedBy::Operator => "operator",
+            QuarantinedBy::Master => "master",
+        }
+    }
 }
 
 /// The master's content.

@@ -2,7 +2,7 @@
 
 use quarters_common::api::v1::{
     BuildVerdict, ClaimView, Download, EvaluationProgress, MasterState, PeerView, Problem,
-    QuarantineView, ReadyPackage, SourceView, Verdict, ViolationView,
+    QuarantineView, QuarantinedBy, ReadyPackage, SourceView, Verdict, ViolationView,
 };
 
 use super::{Master, Model};
@@ -174,7 +174,10 @@ impl Master {
                     quarantine: b.quarantine.as_ref().map(|q| QuarantineView {
                         reason: q.reason.clone(),
                         since: q.since,
-                        by: q.by.as_str().to_owned(),
+                        by: match q.by {
+                            crate::quarantine::By::Operator => QuarantinedBy::Operator,
+                            crate::quarantine::By::Master => QuarantinedBy::Master,
+                        },
                     }),
                 })
                 .collect(),

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use quarters_common::api::v1::{BuildOutcome, Verdict};
+use quarters_common::api::v1::Verdict;
 use quarters_master::localfarm::free_ports;
 use quarters_tests::makepkg::{self, recipe};
 use quarters_tests::master::{MasterProcess, farm_pki};
 use quarters_tests::pacman::PacmanRoot;
-use quarters_tests::testbuilder::{TestBuilder, finished_build};
+use quarters_tests::testbuilder::TestBuilder;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_master_killed_mid_pull_recovers_and_accepts_exactly_once() {
@@ -45,8 +45,7 @@ async fn a_master_killed_mid_pull_recovers_and_accepts_exactly_once() {
     let package = makepkg::build(&big, &dir.path().join("built"));
     builder.throttle(Some(Duration::from_millis(40)));
     let started = builder.pull_started();
-    let mut build = finished_build("b1", "big", "1.0-1", BuildOutcome::Succeeded);
-    build.artifacts = vec![builder.artifact("b1", &package)];
+    let build = builder.succeeded("b1", "big", "1.0-1", &package);
     builder.show(build);
     tokio::time::timeout(Duration::from_secs(30), started)
         .await
