@@ -39,8 +39,10 @@ pub struct Spec {
     /// Directory inside the root to run in.
     pub workdir: PathBuf,
     pub binds: Vec<Bind>,
-    /// Size limits of the `/tmp` and `/dev/shm` tmpfs, in MiB.
+    /// Size limits of the `/tmp` and `/dev/shm` tmpfs, in MiB; and of the root's writable layer
+    /// (a tmpfs the builder mounted), which is only reported.
     pub tmp_mib: u64,
+    pub root_mib: u64,
     pub shm_mib: u64,
     pub env: Vec<(String, String)>,
     /// Host path of the report written at the end.
@@ -228,7 +230,12 @@ fn bind_into(root: &Path, bind: &Bind) -> Result<(), String> {
 /// Seen from inside the chroot, after the command ended.
 fn full(spec: &Spec) -> Vec<String> {
     let mut out = Vec::new();
-    for (path, limit) in [("/tmp", spec.tmp_mib), ("/dev/shm", spec.shm_mib)] {
+    // The root is an overlay, whose file system statistics are those of its writable layer.
+    for (path, limit) in [
+        ("/", spec.root_mib),
+        ("/tmp", spec.tmp_mib),
+        ("/dev/shm", spec.shm_mib),
+    ] {
         let Ok(st) = nix::sys::statvfs::statvfs(path) else {
             continue;
         };

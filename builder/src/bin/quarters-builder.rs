@@ -49,6 +49,9 @@ enum Command {
         /// Size of the build's /dev/shm, in MiB.
         #[arg(long, default_value_t = 256)]
         shm_mib: u64,
+        /// Size of the root's writable layer, in MiB, for the report.
+        #[arg(long, default_value_t = 16384)]
+        root_mib: u64,
         /// NAME=VALUE
         #[arg(long = "env")]
         env: Vec<String>,
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         binds,
         tmp_mib,
         shm_mib,
+        root_mib,
         env,
         command,
     }) = args.command
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
                 .collect(),
             tmp_mib,
             shm_mib,
+            root_mib,
             env: env.iter().filter_map(|e| split(e, '=')).collect(),
             report,
             nproc,

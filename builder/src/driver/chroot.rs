@@ -168,9 +168,11 @@ impl ChrootDriver {
 
         stage("fetch");
         // Each package has its own source cache: what one PKGBUILD writes there, no other
-        // package ever reads. The master names pkgbases by makepkg's rule, so the name is a
-        // plain directory name.
-        let srcdest = self.srcdest.join(&p.pkgbase);
+        // package ever reads. The name comes from the master's state, checked as any peer's
+        // input: makepkg's rule makes it a plain directory name.
+        let pkgbase = quarters_common::peer_input::PkgName::parse(&p.pkgbase)
+            .map_err(|e| Stop::Failed("fetch".to_owned(), e.to_string()))?;
+        let srcdest = self.srcdest.join(pkgbase.as_str());
         std::fs::create_dir_all(&srcdest).map_err(|e| ("fetch".to_owned(), e.to_string()))?;
         chown(&srcdest, uid).map_err(fail("fetch"))?;
         let env = self.env(job);
@@ -389,7 +391,9 @@ impl ChrootDriver {
         cmd.arg("--tmp-mib")
             .arg(self.config.tmp_size_mib.to_string())
             .arg("--shm-mib")
-            .arg(self.config.shm_size_mib.to_string());
+            .arg(self.config.shm_size_mib.to_string())
+            .arg("--root-mib")
+            .arg(self.config.root_size_mib.to_string());
         for (k, v) in env {
             cmd.arg("--env").arg(format!("{k}={v}"));
         }

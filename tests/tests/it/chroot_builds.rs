@@ -163,6 +163,10 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
             "dd if=/dev/zero of=/tmp/fill bs=1M count=64 || exit 3",
         ),
         hostile(
+            "fill-root",
+            "dd if=/dev/zero of=fill bs=1M count=96 || exit 3",
+        ),
+        hostile(
             "fill-shm",
             "dd if=/dev/zero of=/dev/shm/fill bs=1M count=64 || exit 3",
         ),
@@ -201,7 +205,7 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
     makepkg::git_commit_all(&packages, "import");
     let (master_extra, builder_extra) = farm_config(
         &template,
-        "hang_timeout = 4\nwall_limit = 25\ncpu_limit = 20\ntmp_size_mib = 16\nshm_size_mib = 16\n",
+        "hang_timeout = 4\nwall_limit = 25\ncpu_limit = 20\nroot_size_mib = 64\ntmp_size_mib = 16\nshm_size_mib = 16\n",
     );
     let mut farm = start_farm_in(dir.path(), 1, &master_extra, &builder_extra).await;
     let state = wait_for_farm(
@@ -211,13 +215,13 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
         |s| {
             s.counts.get("built").copied().unwrap_or(0)
                 + s.counts.get("failed").copied().unwrap_or(0)
-                == 11
+                == 12
         },
     )
     .await;
     // steal-key, escape, setuid, planter and after-all build (what they tried found nothing
-    // to reach); the network, daemon, fork-bomb, hang, fill-tmp and fill-shm packages fail.
-    assert_eq!(state.counts.get("failed"), Some(&6), "{:?}", state.counts);
+    // to reach); the network, daemon, fork-bomb and hang packages and the three fillers fail.
+    assert_eq!(state.counts.get("failed"), Some(&7), "{:?}", state.counts);
     // Verdicts leave the master's state once the builder has cleaned up; `why` keeps them.
     let why = |name: &str| {
         let out = quarters_tests::command("quartersctl")
@@ -274,6 +278,7 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
     let w = why("setuid");
     assert!(w.contains("built"), "setuid took effect: {w}");
     for (name, full) in [
+        ("fill-root", "/ (64 MiB)"),
         ("fill-tmp", "/tmp (16 MiB)"),
         ("fill-shm", "/dev/shm (16 MiB)"),
     ] {
