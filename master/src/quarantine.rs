@@ -2,12 +2,13 @@
 //! builder there.
 //!
 //! A builder may be hostile or broken. Every breach of the protocol the master sees (a state
-//! field it had to ignore, a build nobody let it make, a package that failed the master's
-//! checks through the builder's fault, commitments held without building) is an offence. A
-//! builder with `after` distinct offences within `window` is quarantined automatically; an
-//! operator can do the same by hand and is the only one who lifts a quarantine. A quarantined
-//! builder's claims and builds count for nothing, and the builders, which read the master's list,
-//! ignore its claims, so the packages it held are claimable at once.
+//! field it had to ignore, a build it shows without having claimed it, a package that failed
+//! the master's checks through the builder's fault, commitments held without building) is an
+//! offence. A builder with `after` distinct offences within `window` is quarantined
+//! automatically; an operator can do the same by hand and is the only one who lifts a
+//! quarantine. A quarantined builder's claims and builds count for nothing, and the builders,
+//! which read the master's list, ignore its claims, so the packages it held are claimable at
+//! once.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -114,7 +115,8 @@ impl Offences {
         let count = self.recent.len();
         (policy.after > 0 && count >= policy.after as usize).then(|| {
             format!(
-                "{count} protocol violations within {} s, the latest: {what}",
+                "{count} protocol violation{} within {} s, the latest: {what}",
+                if count == 1 { "" } else { "s" },
                 policy.window.as_secs()
             )
         })

@@ -138,8 +138,8 @@ impl Master {
 
     /// Judges one finished build. One that was not claimed as the protocol says (`unclaimed`
     /// says why) is recorded unjudged: nothing of it is pulled, and it counts against nothing
-    /// but its builder.
-    async fn judge(&self, client: &PeerClient, build: &CheckedBuild, unclaimed: Option<String>) {
+    /// but its builder, and against that only if the builder never claimed it.
+    async fn judge(&self, client: &PeerClient, build: &CheckedBuild, unclaimed: Option<Unclaimed>) {
         let builder = client.name().to_string();
         let mut row = BuildRow {
             builder: builder.clone(),
@@ -156,11 +156,14 @@ impl Master {
             started_at: Some(build.started_at),
             warnings: Vec::new(),
         };
-        if let Some(violation) = unclaimed {
-            tracing::warn!(%builder, build = %build.id, "protocol violation: {violation}");
-            row.reason = Some(format!("not judged: {violation}"));
+        if let Some(unclaimed) = unclaimed {
+            let why = unclaimed.to_string();
+            tracing::warn!(%builder, build = %build.id, "not judged: {why}");
+            row.reason = Some(format!("not judged: {why}"));
             self.record(&row);
-            self.offend_by_name(&builder, &violation);
+            if let Unclaimed::NoClaim(_) = unclaimed {
+                self.offend_by_name(&builder, &why);
+            }
             return;
         }
         let unit = self
@@ -426,6 +429,26 @@ impl Master {
     }
 }
 
+/// Why a finished build is not judged.
+#[derive(Debug)]
+enum Unclaimed {
+    /// Its builder shows no live commitment naming it: a protocol violation.
+    NoClaim(String),
+    /// Another builder committed to the same version earlier. Not held against the later
+    /// builder: honest builders that lost replies to each other can both commit, and a hostile
+    /// one can show its commitment to the master and hide it from its peers, which must not
+    /// make the honest builder an offender.
+    Preceded(String),
+}
+
+impl std::fmt::Display for Unclaimed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unclaimed::NoClaim(why) | Unclaimed::Preceded(why) => f.write_str(why),
+        }
+    }
+}
+
 /// Why the finished `build` of builder `index` may not be judged, if it may not: the
 /// builder must show a live claim on it past `claimed` naming the build, and no other
 /// builder may hold an older live commitment to the same package version.
@@ -433,7 +456,7 @@ fn unclaimed(
     builders: &[super::BuilderSlot],
     index: usize,
     build: &CheckedBuild,
-) -> Option<String> {
+) -> Option<Unclaimed> {
     let key = super::build_key(build);
     let slot = &builders[index];
     let claimed = slot.live_claims().any(|c| {
@@ -442,10 +465,10 @@ fn unclaimed(
             && c.build.as_ref() == Some(&build.id)
     });
     if !claimed {
-        return Some(format!(
+        return Some(Unclaimed::NoClaim(format!(
             "build {} of {} {} ({}) has no live committed claim naming it",
             build.id, build.pkgbase, build.version, build.arch
-        ));
+        )));
     }
     let ours = slot.committed_since.get(&key)?;
     builders
@@ -460,10 +483,10 @@ fn unclaimed(
                     .is_some_and(|since| since < ours)
         })
         .map(|(_, other)| {
-            format!(
+            Unclaimed::Preceded(format!(
                 "{} {} ({}) was committed to by {} before {} committed to it",
                 build.pkgbase, build.version, build.arch, other.name, slot.name
-            )
+            ))
         })
 }
 

@@ -492,3 +492,42 @@ async fn a_builder_that_holds_commitments_without_building_is_quarantined() {
         .wait_for("hello ready again", |s| s.ready.len() == 2)
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_builder_that_hides_its_commitment_from_its_peers_cannot_make_an_honest_one_an_offender()
+{
+    let f = farm("[quarantine]\nafter = 1\n").await;
+    // The hostile builder shows the master a commitment to hello that (we suppose) it hides
+    // from its peers; the honest builder, seeing nothing, commits later and builds.
+    f.hostile.show_claim(claim_on(
+        "hello",
+        "1.0-1",
+        ARCH,
+        ClaimPhase::Committed,
+        None,
+    ));
+    f.master
+        .wait_for("builder-1's commitment seen", |s| {
+            s.claims.iter().any(|c| c.builder == "builder-1")
+        })
+        .await;
+    f.honest
+        .show(f.honest.succeeded("h1", "hello", "1.0-1", &f.hello));
+    let state = f
+        .master
+        .wait_for("h1 not judged", |s| {
+            s.results.iter().any(|r| r.build == "h1")
+        })
+        .await;
+    let result = state.results.iter().find(|r| r.build == "h1").unwrap();
+    quarters_tests::assert_contains(
+        result.reason.as_deref().unwrap_or_default(),
+        &["was committed to by builder-1 before builder-2"],
+    );
+    // The offence, had it counted, was recorded before the plan that publishes the verdict.
+    assert!(
+        quarantine_of(&state, "builder-2").is_none(),
+        "{:?}",
+        state.builders
+    );
+}
