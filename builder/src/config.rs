@@ -9,6 +9,8 @@ use quarters_common::NodeName;
 use quarters_common::config::{self, ConfigError, PeerSection, TlsSection};
 use quarters_common::tls::Identity;
 use serde::Deserialize;
+
+use crate::ids::IdMap;
 use url::Url;
 
 /// The file as written (stage one).
@@ -78,9 +80,13 @@ pub struct ChrootSection {
     /// (`quarters-builder mkroot DIR` makes one).
     #[serde(default)]
     pub template: Option<PathBuf>,
-    /// Uid and gid builds run as, inside the root.
+    /// Uid and gid builds run as, inside the root (below 65536).
     #[serde(default = "nobody")]
     pub build_uid: u32,
+    /// The first of the 65536 host ids a build's user namespace maps its ids to; the
+    /// template's files belong to them (`quarters-builder mkroot` and `shift-root`).
+    #[serde(default = "default_id_base")]
+    pub id_base: u32,
     /// Seconds without a new process and without CPU progress after which a build is hung.
     #[serde(default = "default_hang")]
     pub hang_timeout: u64,
@@ -106,6 +112,7 @@ impl Default for ChrootSection {
         ChrootSection {
             template: None,
             build_uid: nobody(),
+            id_base: default_id_base(),
             hang_timeout: default_hang(),
             wall_limit: default_wall(),
             cpu_limit: default_cpu(),
@@ -126,6 +133,10 @@ fn default_tmp_size() -> u64 {
 
 fn default_shm_size() -> u64 {
     1 << 10
+}
+
+fn default_id_base() -> u32 {
+    crate::ids::DEFAULT_BASE
 }
 
 fn nobody() -> u32 {
@@ -175,7 +186,9 @@ pub enum DriverConfig {
 #[derive(Debug, Clone)]
 pub struct ChrootConfig {
     pub template: PathBuf,
+    /// The build user's id inside (invariant: below 65536, so inside the map).
     pub build_uid: u32,
+    pub ids: IdMap,
     pub hang_timeout: Duration,
     pub wall_limit: Duration,
     pub cpu_limit: Duration,
@@ -262,9 +275,35 @@ impl BuilderConfig {
                         ),
                     ));
                 }
+                let ids = IdMap::new(file.chroot.id_base)
+                    .map_err(|e| ConfigError::invalid(path, "chroot.id_base", e.to_string()))?;
+                if file.chroot.build_uid == 0 || file.chroot.build_uid >= IdMap::COUNT {
+                    return Err(ConfigError::invalid(
+                        path,
+                        "chroot.build_uid",
+                        format!(
+                            "{} is not an unprivileged id a build has (1..65535)",
+                            file.chroot.build_uid
+                        ),
+                    ));
+                }
+                if !ids.owns(&template).unwrap_or(false) {
+                    return Err(ConfigError::invalid(
+                        path,
+                        "chroot.template",
+                        format!(
+                            "{} does not belong to the build ids from {} (builds run in a user namespace): run `quarters-builder shift-root {} --id-base {}`",
+                            template.display(),
+                            ids.base(),
+                            template.display(),
+                            ids.base()
+                        ),
+                    ));
+                }
                 DriverConfig::Chroot(ChrootConfig {
                     template,
                     build_uid: file.chroot.build_uid,
+                    ids,
                     hang_timeout: Duration::from_secs(file.chroot.hang_timeout.max(1)),
                     wall_limit: Duration::from_secs(file.chroot.wall_limit.max(1)),
                     cpu_limit: Duration::from_secs(file.chroot.cpu_limit.max(1)),

@@ -9,6 +9,7 @@ pub mod claims;
 pub mod config;
 pub mod dispatch;
 pub mod driver;
+pub mod ids;
 pub mod mkroot;
 pub mod mounts;
 pub mod node;

@@ -3,14 +3,18 @@
 //! On Arch, `pacstrap -c DIR base-devel`. On Debian, `debootstrap --variant=minbase` with a
 //! compiler, makepkg and pacman from Debian's packages; then a pacman database in the root with
 //! one package, `quarters-template`, that provides what dpkg installed, so that pacman resolves
-//! dependencies on the base system and the master can read what the root provides.
+//! dependencies on the base system and the master can read what the root provides. Last, its
+//! files are handed to the build ids ([`crate::ids`]), as every build runs in a user namespace.
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail};
+
+use crate::ids::IdMap;
 
 /// Debian packages every template gets besides minbase.
 const DEBIAN_PACKAGES: &[&str] = &[
@@ -55,7 +59,8 @@ const ARCH_ALIASES: &[&str] = &[
     "base-devel",
 ];
 
-pub fn mkroot(dir: &Path) -> anyhow::Result<()> {
+/// Makes a template root in `dir` whose files belong to the build ids `ids`.
+pub fn mkroot(dir: &Path, ids: IdMap) -> anyhow::Result<()> {
     if dir.exists() && fs::read_dir(dir)?.next().is_some() {
         bail!("{} exists and is not empty", dir.display());
     }
@@ -75,6 +80,37 @@ pub fn mkroot(dir: &Path) -> anyhow::Result<()> {
         dir.join("etc/quarters-template"),
         "made by quarters-builder mkroot\n",
     )?;
+    shift(dir, ids)
+}
+
+/// Hands the template root at `dir` to the build ids `ids`, from whichever range (the host's
+/// own ids, or another base) it belongs to now: builds run in a user namespace, where root
+/// inside must own the root's files to install packages into it.
+pub fn shift(dir: &Path, ids: IdMap) -> anyhow::Result<()> {
+    if !dir.join("usr/bin").is_dir() {
+        bail!("{} is not a root file system (no usr/bin)", dir.display());
+    }
+    let owner = fs::metadata(dir)?.uid();
+    let from = if owner == 0 {
+        None
+    } else {
+        let base = IdMap::new(owner).with_context(|| {
+            format!(
+                "{} belongs to uid {owner}, which starts no range of build ids",
+                dir.display()
+            )
+        })?;
+        Some(base)
+    };
+    let changed = ids
+        .shift_tree(dir, from)
+        .with_context(|| format!("handing {} to the build ids", dir.display()))?;
+    println!(
+        "{}: {changed} files now belong to the build ids {}..{}",
+        dir.display(),
+        ids.base(),
+        u64::from(ids.base()) + u64::from(IdMap::COUNT)
+    );
     Ok(())
 }
 

@@ -53,7 +53,39 @@ impl BuildRoot {
         Ok(built)
     }
 
-    /// Unmounts the root and its tmpfs and removes their directories.
+    /// Binds `bind.host` at `bind.inside` in the root, `nosuid,nodev` (and `ro` if asked): the
+    /// flags of a bind can only be set by a remount. Made here, in the host's mount namespace,
+    /// the flags are locked for the build: root inside cannot remount a read-only bind
+    /// writable.
+    pub fn bind(&self, bind: &Bind) -> Result<(), String> {
+        let inside = &bind.inside;
+        let target = self.root.join(inside.strip_prefix("/").unwrap_or(inside));
+        fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+        mount(
+            Some(bind.host.as_path()),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| {
+            format!(
+                "binding {} at {}: {e}",
+                bind.host.display(),
+                inside.display()
+            )
+        })?;
+        let mut flags =
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        if bind.read_only {
+            flags |= MsFlags::MS_RDONLY;
+        }
+        mount(None::<&str>, &target, None::<&str>, flags, None::<&str>)
+            .map_err(|e| format!("remounting {}: {e}", inside.display()))
+    }
+
+    /// Unmounts the root (with everything bound into it) and its tmpfs and removes their
+    /// directories.
     pub fn remove(self) -> Result<(), String> {
         let mut errors = Vec::new();
         for d in [&self.root, &self.scratch] {
@@ -68,6 +100,15 @@ impl BuildRoot {
             Err(errors.join("; "))
         }
     }
+}
+
+/// A directory of the host bound into a build root, read-only if `read_only`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bind {
+    pub host: PathBuf,
+    /// Absolute, inside the root.
+    pub inside: PathBuf,
+    pub read_only: bool,
 }
 
 /// Unmounts every mount point under `dir`, deepest first: what a crash left of build roots.

@@ -1,5 +1,5 @@
 //! `quarters-builder --config FILE` runs a builder; `quarters-builder mkroot DIR` makes a
-//! template root. (`quarters-builder sandbox ...` is the inside of a build's sandbox; the
+//! template root (`shift-root DIR` hands an older one to the build ids). (`quarters-builder sandbox ...` is the inside of a build's sandbox; the
 //! builder starts it itself.)
 
 use std::path::PathBuf;
@@ -24,84 +24,39 @@ struct Args {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Makes a template root in DIR: pacstrap on Arch, debootstrap on Debian.
-    Mkroot { dir: PathBuf },
-    /// The inside of a build's sandbox (started by the builder through unshare).
-    #[command(hide = true)]
-    Sandbox {
-        #[arg(long)]
-        root: PathBuf,
-        #[arg(long)]
-        uid: u32,
-        #[arg(long)]
-        gid: u32,
-        #[arg(long)]
-        workdir: PathBuf,
-        #[arg(long)]
-        report: PathBuf,
-        #[arg(long, default_value_t = 512)]
-        nproc: u64,
-        /// HOST:INSIDE
-        #[arg(long = "bind")]
-        binds: Vec<String>,
-        /// Size of the build's /tmp, in MiB.
-        #[arg(long, default_value_t = 1024)]
-        tmp_mib: u64,
-        /// Size of the build's /dev/shm, in MiB.
-        #[arg(long, default_value_t = 256)]
-        shm_mib: u64,
-        /// Size of the root's writable layer, in MiB, for the report.
-        #[arg(long, default_value_t = 16384)]
-        root_mib: u64,
-        /// NAME=VALUE
-        #[arg(long = "env")]
-        env: Vec<String>,
-        #[arg(last = true, required = true)]
-        command: Vec<String>,
+    Mkroot {
+        dir: PathBuf,
+        /// The first host id of builds (`[chroot] id_base`): the root's files belong to them.
+        #[arg(long, default_value_t = quarters_builder::ids::DEFAULT_BASE)]
+        id_base: u32,
     },
+    /// Hands an existing template root to the build ids (`[chroot] id_base`): what
+    /// `mkroot` does to the roots it makes.
+    ShiftRoot {
+        dir: PathBuf,
+        /// The first host id of builds.
+        #[arg(long, default_value_t = quarters_builder::ids::DEFAULT_BASE)]
+        id_base: u32,
+    },
+    /// The inside of a build's sandbox (the builder starts it).
+    #[command(hide = true)]
+    Sandbox(sandbox::Spec),
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(Command::Sandbox {
-        root,
-        uid,
-        gid,
-        workdir,
-        report,
-        nproc,
-        binds,
-        tmp_mib,
-        shm_mib,
-        root_mib,
-        env,
-        command,
-    }) = args.command
-    {
-        let split =
-            |s: &str, sep: char| s.split_once(sep).map(|(a, b)| (a.to_owned(), b.to_owned()));
-        let spec = sandbox::Spec {
-            root,
-            uid,
-            gid,
-            workdir,
-            binds: binds
-                .iter()
-                .filter_map(|b| sandbox::Bind::parse(b))
-                .collect(),
-            tmp_mib,
-            shm_mib,
-            root_mib,
-            env: env.iter().filter_map(|e| split(e, '=')).collect(),
-            report,
-            nproc,
-            command,
-        };
-        return sandbox::run(&spec);
+    if let Some(Command::Sandbox(spec)) = &args.command {
+        return sandbox::run(spec);
     }
     quarters_common::telemetry::init();
     let result = match args.command {
-        Some(Command::Mkroot { dir }) => quarters_builder::mkroot::mkroot(&dir),
-        Some(Command::Sandbox { .. }) => unreachable!("handled above"),
+        Some(Command::Mkroot { dir, id_base }) => quarters_builder::ids::IdMap::new(id_base)
+            .map_err(anyhow::Error::from)
+            .and_then(|ids| quarters_builder::mkroot::mkroot(&dir, ids)),
+        Some(Command::ShiftRoot { dir, id_base }) => quarters_builder::ids::IdMap::new(id_base)
+            .map_err(anyhow::Error::from)
+            .and_then(|ids| quarters_builder::mkroot::shift(&dir, ids)),
+        Some(Command::Sandbox(_)) => unreachable!("handled above"),
         None => match args.config {
             Some(config) => serve(&config),
             None => Err(anyhow::anyhow!("--config FILE is required")),

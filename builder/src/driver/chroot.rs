@@ -24,8 +24,8 @@ use tokio::process::Command;
 
 use super::{FIRST_PAUSE, FetchError, Finished, Job, TRIES, fetch_source, log};
 use crate::config::ChrootConfig;
-use crate::mounts::BuildRoot;
-use crate::sandbox::Report;
+use crate::mounts::{Bind, BuildRoot};
+use crate::sandbox::{self, Report};
 use crate::watchdog::{self, Ending, Limits, Usage};
 
 /// Most processes the build user may have at once: a fork bomb stops here.
@@ -63,11 +63,72 @@ impl From<(String, String)> for Stop {
 struct Sandboxed<'a> {
     stage: &'a str,
     root: &'a Path,
-    workdir: &'a Path,
+    workdir: PathBuf,
     network: bool,
+    /// The command's uid inside: the build user, or root of the build's user namespace.
     uid: u32,
-    /// The package's own source cache.
-    srcdest: &'a Path,
+}
+
+/// Where the builder's files for pacman inside the sandbox appear: its configuration, the
+/// dependencies it downloaded, and the packages the build made.
+const QUARTERS_INSIDE: &str = "/quarters";
+const DEPS_INSIDE: &str = "/quarters/deps";
+const PACKAGES_INSIDE: &str = "/quarters/packages";
+
+/// The builder's directory bound read-only at [`QUARTERS_INSIDE`]: owned by the host's root,
+/// so that nothing in the build can change what pacman reads.
+struct Quarters {
+    dir: PathBuf,
+    deps: PathBuf,
+}
+
+impl Quarters {
+    fn create(job_dir: &Path) -> Result<Self, String> {
+        let dir = job_dir.join("quarters");
+        let _ = std::fs::remove_dir_all(&dir);
+        let deps = dir.join("deps");
+        for d in [&deps, &dir.join("packages")] {
+            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        // No repositories: pacman inside installs files it is given, and downloads nothing.
+        std::fs::write(
+            dir.join("pacman.conf"),
+            "[options]\nArchitecture = auto\nSigLevel = Never\nLocalFileSigLevel = Never\n",
+        )
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(Quarters { dir, deps })
+    }
+
+    fn bind(&self) -> Bind {
+        Bind {
+            host: self.dir.clone(),
+            inside: QUARTERS_INSIDE.into(),
+            read_only: true,
+        }
+    }
+
+    /// The package files the host's pacman downloaded.
+    fn downloaded(&self) -> Result<Vec<String>, String> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.deps).map_err(|e| e.to_string())? {
+            let name = entry.map_err(|e| e.to_string())?.file_name();
+            let name = name.to_string_lossy();
+            if name.contains(".pkg.tar") && !name.ends_with(".sig") && !name.ends_with(".part") {
+                names.push(name.into_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// `pacman ARGS` inside the sandbox, with the builder's configuration.
+    fn pacman_inside(args: &[&str]) -> Vec<String> {
+        ["pacman", "--config", "/quarters/pacman.conf", "--noconfirm"]
+            .iter()
+            .chain(args)
+            .map(|s| (*s).to_owned())
+            .collect()
+    }
 }
 
 impl ChrootDriver {
@@ -96,7 +157,7 @@ impl ChrootDriver {
             ),
         )
         .await;
-        let result = self.stages(job, master, stage, &root.root).await;
+        let result = self.stages(job, master, stage, &root).await;
         stage("cleanup");
         match root.remove() {
             Ok(()) => log(job, "cleanup", "root unmounted and removed").await,
@@ -126,9 +187,10 @@ impl ChrootDriver {
         job: &Job,
         master: &PeerClient,
         stage: &(dyn Fn(&str) + Send + Sync),
-        root: &Path,
+        build_root: &BuildRoot,
     ) -> StageResult {
         let p = &job.package;
+        let root = build_root.root.as_path();
         fn fail(stage: &'static str) -> impl Fn(String) -> (String, String) {
             move |reason| (stage.to_owned(), reason)
         }
@@ -142,7 +204,7 @@ impl ChrootDriver {
             })?;
         let build = root.join("build");
         let uid = self.config.build_uid;
-        unpack(&tarball, &build, uid).map_err(fail("prepare"))?;
+        unpack(&tarball, &build, self.config.ids.outside(uid)).map_err(fail("prepare"))?;
         let pkgdir = build.join(&p.pkgbase);
         if !pkgdir.join("PKGBUILD").is_file() {
             return Err(Stop::Failed(
@@ -150,50 +212,71 @@ impl ChrootDriver {
                 format!("the source tarball has no {}/PKGBUILD", p.pkgbase),
             ));
         }
-        let pacman_conf = build.join("pacman.conf");
+        // The pacman configurations are the builder's, out of the build user's reach: one on
+        // the host to download from the build repository, one bound read-only into the
+        // sandbox to install what was downloaded.
+        let quarters = Quarters::create(&job.dir).map_err(fail("prepare"))?;
         let repo = p.repo.as_str().trim_end_matches('/');
+        let host_conf = job.dir.join("pacman-download.conf");
         std::fs::write(
-            &pacman_conf,
+            &host_conf,
             format!(
-                "[options]\nArchitecture = auto\nSigLevel = Never\nLocalFileSigLevel = Never\nXferCommand = /usr/bin/curl --cacert {} -sSf -o %o %u\n\n[{}]\nServer = {repo}\n",
+                "[options]\nArchitecture = auto\nSigLevel = Never\nXferCommand = /usr/bin/curl --cacert {} -sSf -o %o %u\n\n[{}]\nServer = {repo}\n",
                 self.ca.display(),
                 p.repo_db
             ),
         )
         .map_err(|e| ("prepare".to_owned(), e.to_string()))?;
 
-        stage("depends");
-        self.install_depends(job, root, &pkgdir, &pacman_conf)
-            .await?;
-
-        stage("fetch");
         // Each package has its own source cache: what one PKGBUILD writes there, no other
         // package ever reads. The name comes from the master's state, checked as any peer's
         // input: makepkg's rule makes it a plain directory name.
         let pkgbase = quarters_common::peer_input::PkgName::parse(&p.pkgbase)
-            .map_err(|e| Stop::Failed("fetch".to_owned(), e.to_string()))?;
+            .map_err(|e| Stop::Failed("prepare".to_owned(), e.to_string()))?;
         let srcdest = self.srcdest.join(pkgbase.as_str());
-        std::fs::create_dir_all(&srcdest).map_err(|e| ("fetch".to_owned(), e.to_string()))?;
-        chown(&srcdest, uid).map_err(fail("fetch"))?;
+        std::fs::create_dir_all(&srcdest).map_err(|e| ("prepare".to_owned(), e.to_string()))?;
+        chown(&srcdest, self.config.ids.outside(uid)).map_err(fail("prepare"))?;
+        // Writable in every stage: makepkg refuses a SRCDEST it cannot write to, even when
+        // every source is there. That it is the package's own keeps other packages safe.
+        for bind in [
+            Bind {
+                host: srcdest.clone(),
+                inside: "/srcdest".into(),
+                read_only: false,
+            },
+            quarters.bind(),
+            Bind {
+                host: job.artifacts.clone(),
+                inside: PACKAGES_INSIDE.into(),
+                read_only: true,
+            },
+        ] {
+            build_root.bind(&bind).map_err(fail("prepare"))?;
+        }
+
+        stage("depends");
+        self.install_depends(job, root, &pkgdir, &host_conf, &quarters)
+            .await?;
+
+        stage("fetch");
         let env = self.env(job);
         let inside = PathBuf::from("/build").join(&p.pkgbase);
-        let at = |stage, workdir, network, uid| Sandboxed {
+        let as_build_user = |stage, network| Sandboxed {
             stage,
             root,
-            workdir,
+            workdir: inside.clone(),
             network,
             uid,
-            srcdest: &srcdest,
         };
         let verify = ["makepkg", "--verifysource", "--noconfirm", "--nodeps"];
         let mut usage = self
-            .sandboxed(job, &at("fetch", &inside, true, uid), &env, &verify)
+            .sandboxed(job, &as_build_user("fetch", true), &env, &verify)
             .await?;
 
         stage("build");
         let makepkg = ["makepkg", "--noconfirm", "--nodeps", "--holdver"];
         let built = self
-            .sandboxed(job, &at("build", &inside, false, uid), &env, &makepkg)
+            .sandboxed(job, &as_build_user("build", false), &env, &makepkg)
             .await?;
         usage.cpu_ms += built.cpu_ms;
         usage.peak_rss_kb = usage.peak_rss_kb.max(built.peak_rss_kb);
@@ -208,27 +291,19 @@ impl ChrootDriver {
         log(job, "build", &format!("packages: {}", packages.join(", "))).await;
 
         stage("install");
-        let mut cmd: Vec<String> = [
-            "pacman",
-            "--config",
-            "/build/pacman.conf",
-            "--noconfirm",
-            "--noscriptlet",
-            "-U",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        cmd.extend(packages.iter().map(|f| format!("/build/out/{f}")));
-        let cmd_refs: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        // pacman installs as root, but still in the sandbox: no network, no scriptlets.
-        self.sandboxed(
-            job,
-            &at("install", Path::new("/build"), false, 0),
-            &env,
-            &cmd_refs,
-        )
-        .await?;
+        // The packages installed are the builder's copies, the ones it serves: what the build
+        // user left in /build/out is not read again.
+        let mut cmd = Quarters::pacman_inside(&["-U"]);
+        cmd.extend(packages.iter().map(|f| format!("{PACKAGES_INSIDE}/{f}")));
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let installing = Sandboxed {
+            stage: "install",
+            root,
+            workdir: "/".into(),
+            network: false,
+            uid: 0,
+        };
+        self.sandboxed(job, &installing, &env, &cmd).await?;
         Ok(usage)
     }
 
@@ -248,13 +323,16 @@ impl ChrootDriver {
         .collect()
     }
 
-    /// Installs what the package needs and the root lacks, with the host's pacman.
+    /// Installs what the package needs and the root lacks: the host's pacman downloads it (and
+    /// runs nothing of it), pacman inside the sandbox installs it, as root of the build's user
+    /// namespace, with its scriptlets and hooks.
     async fn install_depends(
         &self,
         job: &Job,
         root: &Path,
         pkgdir: &Path,
         conf: &Path,
+        quarters: &Quarters,
     ) -> Result<(), Stop> {
         let failed = |e: String| Stop::Failed("depends".to_owned(), e);
         let srcinfo = std::fs::read_to_string(pkgdir.join(".SRCINFO"))
@@ -281,14 +359,21 @@ impl ChrootDriver {
             log(job, "depends", "no dependencies").await;
             return Ok(());
         }
+        // The host's pacman writes nothing into the root: its database directory is the
+        // builder's, with the root's local database (the template's, untouched by any build
+        // yet) linked in to resolve against.
+        let dbpath = job.dir.join("pacman-db");
+        std::fs::create_dir_all(&dbpath).map_err(|e| failed(e.to_string()))?;
+        let local = dbpath.join("local");
+        if !local.exists() {
+            std::os::unix::fs::symlink(root.join("var/lib/pacman/local"), &local)
+                .map_err(|e| failed(format!("{}: {e}", local.display())))?;
+        }
         let pacman = |args: &[&str]| {
             let mut cmd = Command::new("pacman");
-            cmd.arg("--root")
-                .arg(root)
-                .arg("--dbpath")
-                .arg(root.join("var/lib/pacman"));
+            cmd.arg("--root").arg(root).arg("--dbpath").arg(&dbpath);
             cmd.arg("--cachedir")
-                .arg(job.dir.join("pkgcache"))
+                .arg(&quarters.deps)
                 .arg("--config")
                 .arg(conf);
             cmd.arg("--logfile")
@@ -334,10 +419,29 @@ impl ChrootDriver {
             .await;
             return Ok(());
         }
-        log(job, "depends", &format!("installing {}", missing.join(" "))).await;
-        let mut install = pacman(&["-S", "--needed"]);
-        install.args(&missing);
-        run_logged(job, "depends", install).await.map_err(failed)
+        log(
+            job,
+            "depends",
+            &format!("downloading {}", missing.join(" ")),
+        )
+        .await;
+        let mut download = pacman(&["-Sw"]);
+        download.args(&missing);
+        run_logged(job, "depends", download).await.map_err(failed)?;
+        let files = quarters.downloaded().map_err(failed)?;
+        let mut cmd = Quarters::pacman_inside(&["-U", "--asdeps"]);
+        cmd.extend(files.iter().map(|f| format!("{DEPS_INSIDE}/{f}")));
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let installing = Sandboxed {
+            stage: "depends",
+            root,
+            workdir: "/".into(),
+            network: false,
+            uid: 0,
+        };
+        self.sandboxed(job, &installing, &self.env(job), &cmd)
+            .await
+            .map(|_| ())
     }
 
     /// Runs `command` in a sandbox as `at` says, under the watchdog.
@@ -351,65 +455,55 @@ impl ChrootDriver {
         let Sandboxed {
             stage,
             root,
-            workdir,
+            ref workdir,
             network,
             uid,
-            srcdest,
         } = *at;
+        let setup = |e: String| Stop::Failed(stage.to_owned(), e);
+        // Written by the sandbox's init, root of the build's user namespace: the builder makes
+        // the file and hands it over, and reads it when the stage has ended.
         let report_path = job.dir.join(format!("{stage}.report.json"));
         let _ = std::fs::remove_file(&report_path);
+        std::fs::write(&report_path, b"").map_err(|e| setup(e.to_string()))?;
+        chown(&report_path, self.config.ids.outside(0)).map_err(setup)?;
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(job.logs.join(format!("{stage}.log")))
-            .map_err(|e| (stage.to_owned(), e.to_string()))?;
-        let mut cmd = std::process::Command::new("unshare");
-        cmd.args([
-            "--mount",
-            "--uts",
-            "--ipc",
-            "--pid",
-            "--fork",
-            "--kill-child",
-        ]);
-        if !network {
-            cmd.arg("--net");
-        }
-        cmd.arg("--").arg(&self.exe).arg("sandbox");
-        cmd.arg("--root").arg(root);
-        cmd.arg("--uid")
-            .arg(uid.to_string())
-            .arg("--gid")
-            .arg(uid.to_string());
-        cmd.arg("--workdir").arg(workdir);
-        cmd.arg("--report").arg(&report_path);
-        cmd.arg("--nproc").arg(NPROC.to_string());
-        // Writable in every stage: makepkg refuses a SRCDEST it cannot write to, even when
-        // every source is there. That it is the package's own keeps other packages safe.
-        cmd.arg("--bind")
-            .arg(format!("{}:/srcdest", srcdest.display()));
-        cmd.arg("--tmp-mib")
-            .arg(self.config.tmp_size_mib.to_string())
-            .arg("--shm-mib")
-            .arg(self.config.shm_size_mib.to_string())
-            .arg("--root-mib")
-            .arg(self.config.root_size_mib.to_string());
-        for (k, v) in env {
-            cmd.arg("--env").arg(format!("{k}={v}"));
-        }
-        cmd.arg("--").args(command);
-        cmd.stdin(Stdio::null())
-            .stdout(
-                log_file
-                    .try_clone()
-                    .map_err(|e| (stage.to_owned(), e.to_string()))?,
-            )
+            .map_err(|e| setup(e.to_string()))?;
+        let spec = sandbox::Spec {
+            root: root.to_owned(),
+            uid,
+            workdir: workdir.clone(),
+            tmp_mib: self.config.tmp_size_mib,
+            shm_mib: self.config.shm_size_mib,
+            root_mib: self.config.root_size_mib,
+            network,
+            env: env.to_vec(),
+            report: report_path.clone(),
+            nproc: NPROC,
+            init: false,
+            inherited_fds: Vec::new(),
+            command: command.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        let mut cmd = spec.command(&self.exe);
+        cmd.stdin(Stdio::piped())
+            .stdout(log_file.try_clone().map_err(|e| setup(e.to_string()))?)
             .stderr(log_file)
             .process_group(0);
         let mut child = Command::from(cmd)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| (stage.to_owned(), format!("starting the sandbox: {e}")))?;
+            .map_err(|e| setup(format!("starting the sandbox: {e}")))?;
+        let mut stdin = child.stdin.take().ok_or_else(|| setup("no stdin".into()))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| setup("the sandbox ended at once".into()))?;
+        if let Err(e) = sandbox::map_ids(pid, self.config.ids, &mut stdin).await {
+            let _ = child.kill().await;
+            return Err(setup(format!("the sandbox could not be set up: {e}")));
+        }
+        drop(stdin);
         let limits = Limits {
             hang: self.config.hang_timeout,
             wall: self.config.wall_limit,
@@ -504,9 +598,9 @@ async fn run_logged(job: &Job, stage: &str, mut cmd: Command) -> Result<(), Stri
     }
 }
 
-/// Unpacks the source tarball into `dir` and gives it to the build user. The tar crate refuses
-/// entries that would land outside `dir`.
-fn unpack(tarball: &Path, dir: &Path, uid: u32) -> Result<(), String> {
+/// Unpacks the source tarball into `dir` and gives it to `owner` (the build user's host id).
+/// The tar crate refuses entries that would land outside `dir`.
+fn unpack(tarball: &Path, dir: &Path, owner: u32) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let file = std::fs::File::open(tarball).map_err(|e| format!("{}: {e}", tarball.display()))?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
@@ -517,7 +611,7 @@ fn unpack(tarball: &Path, dir: &Path, uid: u32) -> Result<(), String> {
     for sub in ["out", "work"] {
         std::fs::create_dir_all(dir.join(sub)).map_err(|e| e.to_string())?;
     }
-    chown_tree(dir, uid)
+    chown_tree(dir, owner)
 }
 
 fn chown(path: &Path, uid: u32) -> Result<(), String> {

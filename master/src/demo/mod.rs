@@ -149,6 +149,19 @@ pub async fn run(options: &DemoOptions, shutdown: impl Future<Output = ()>) -> a
 /// Makes the template root with `quarters-builder mkroot` if it is not there yet.
 fn ensure_template(template: &Path, bin_dir: &Path) -> anyhow::Result<()> {
     if template.join("etc/quarters-template").is_file() {
+        use std::os::unix::fs::MetadataExt as _;
+        // A template made before builds ran in user namespaces still belongs to the host's
+        // root: hand it to the build ids once.
+        if std::fs::metadata(template)?.uid() == 0 {
+            let status = std::process::Command::new(bin_dir.join("quarters-builder"))
+                .arg("shift-root")
+                .arg(template)
+                .status()
+                .context("running quarters-builder shift-root")?;
+            if !status.success() {
+                bail!("quarters-builder shift-root failed ({status})");
+            }
+        }
         return Ok(());
     }
     println!(

@@ -1,105 +1,60 @@
-//! The inside of a build's sandbox: `quarters-builder sandbox ...`, started by `unshare` in new
-//! mount, PID, IPC, UTS (and, for the build itself, network) namespaces, so that it is PID 1
-//! there.
+//! The sandbox's init: PID 1 of the build's PID namespace, root of its user namespace.
 //!
 //! It mounts `/proc`, a minimal `/dev` (null, zero, full, random, urandom, tty, the `fd`,
 //! `stdin`, `stdout` and `stderr` links makepkg's bash needs, and a `/dev/shm`) and a `/tmp`
-//! inside the build root, binds what the stage needs, chroots, runs the command as the build
-//! user, and reaps. When the command ends, any process still alive was left behind: it
-//! is named in the report and killed. Everything the mounts and processes leave disappears
-//! with the namespaces.
+//! inside the build root (the builder bound what the stage needs), and `pivot_root`s into it,
+//! detaching the host's tree: from here on nothing of the host exists in this mount namespace
+//! but what was bound, so there is nothing for a `chroot` escape to reach. It then runs the
+//! command and reaps. When the command ends, any process still alive was left behind: it is
+//! named in the report and killed. Everything the mounts and processes leave disappears with
+//! the namespaces.
 //!
 //! Hardened as bubblewrap and systemd-nspawn harden theirs: every mount a build can write or
-//! execute from is `nosuid` and `nodev` (binds are remounted so), every tmpfs has a size, and
-//! `no_new_privs` is set before the command starts, so that no setuid binary and no file
-//! capability in the root gives a build more than the build user has.
-//!
-//! nix's safe wrappers are enough for all of it: no `unsafe`, no `pre_exec`.
+//! execute from is `nosuid` and `nodev`, every tmpfs has a size, the
+//! bounding set keeps only what the command's uid needs ([`super::caps`]), and `no_new_privs`
+//! is set before the command starts, so that no setuid binary and no file capability in the
+//! root gives a build more than its user has.
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::symlink;
 use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 
-use nix::mount::{MsFlags, mount};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::resource::{Resource, UsageWho, getrusage, setrlimit};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, wait, waitpid};
-use nix::unistd::{Pid, chdir, chroot, sethostname};
-use serde::{Deserialize, Serialize};
+use nix::unistd::{Pid, chdir, sethostname};
 
-/// What the sandbox is asked to do.
-#[derive(Clone, Debug)]
-pub struct Spec {
-    pub root: PathBuf,
-    pub uid: u32,
-    pub gid: u32,
-    /// Directory inside the root to run in.
-    pub workdir: PathBuf,
-    pub binds: Vec<Bind>,
-    /// Size limits of the `/tmp` and `/dev/shm` tmpfs, in MiB; and of the root's writable layer
-    /// (a tmpfs the builder mounted), which is only reported.
-    pub tmp_mib: u64,
-    pub root_mib: u64,
-    pub shm_mib: u64,
-    pub env: Vec<(String, String)>,
-    /// Host path of the report written at the end.
-    pub report: PathBuf,
-    /// Most processes the build user may have.
-    pub nproc: u64,
-    pub command: Vec<String>,
-}
+use super::{Report, Spec, caps};
 
-/// A directory of the host bound into the root.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Bind {
-    pub host: PathBuf,
-    pub inside: PathBuf,
-}
+/// Where the build root is staged before the pivot.
+const STAGING: &str = "/tmp";
 
-impl Bind {
-    /// `HOST:INSIDE`, as the command line gives it.
-    pub fn parse(arg: &str) -> Option<Self> {
-        let (host, inside) = arg.split_once(':')?;
-        Some(Bind {
-            host: host.into(),
-            inside: inside.into(),
-        })
-    }
-}
-
-/// What the sandbox reports when its command has ended.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Report {
-    pub exit_code: Option<i32>,
-    pub signal: Option<String>,
-    /// Processes still running when the command ended (killed since): `pid command line`.
-    pub left_behind: Vec<String>,
-    pub cpu_ms: u64,
-    pub max_rss_kb: u64,
-    /// The size-limited file systems the command filled, with their limits (`/tmp (64 MiB)`):
-    /// why a build that ran out of space failed.
-    #[serde(default)]
-    pub full: Vec<String>,
-}
-
-/// Runs the sandbox; the process's exit code is the command's.
-pub fn run(spec: &Spec) -> ExitCode {
-    match run_inner(spec) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("quarters sandbox: {e}");
-            ExitCode::from(125)
-        }
-    }
-}
-
-fn run_inner(spec: &Spec) -> Result<ExitCode, String> {
-    let mut report_file =
-        fs::File::create(&spec.report).map_err(|e| format!("{}: {e}", spec.report.display()))?;
-    let root = &spec.root;
+pub(super) fn run(spec: &Spec) -> Result<ExitCode, String> {
+    // If the entry process dies (the builder killed it), the whole namespace goes with this one.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+        .map_err(|e| format!("setting the parent-death signal: {e}"))?;
+    let mut report_file = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&spec.report)
+        .map_err(|e| format!("{}: {e}", spec.report.display()))?;
+    // The overlay came from the host's mount namespace, so it is locked here and cannot be the
+    // new root of a pivot; a bind of it made in this namespace can. It goes on `/tmp`, as
+    // bubblewrap stages its root there: a path this process can reach, where the host's
+    // directory is hidden in this namespace only.
+    let root = Path::new(STAGING);
+    mount(
+        Some("."),
+        root,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| format!("binding the build root at {STAGING}: {e}"))?;
     mount_fs(
         &root.join("proc"),
         "proc",
@@ -115,30 +70,33 @@ fn run_inner(spec: &Spec) -> Result<ExitCode, String> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some(&format!("mode=1777,size={}m", spec.tmp_mib)),
     )?;
-    for bind in &spec.binds {
-        bind_into(root, bind)?;
+    // The descriptors the entry opened lead to the host's tree: none may reach the command.
+    for fd in &spec.inherited_fds {
+        nix::unistd::close(*fd).map_err(|e| format!("closing descriptor {fd}: {e}"))?;
     }
     sethostname("quarters-build").map_err(|e| format!("sethostname: {e}"))?;
-    chroot(root.as_path()).map_err(|e| format!("chroot {}: {e}", root.display()))?;
+    enter_root(root)?;
     chdir(spec.workdir.as_path()).map_err(|e| format!("chdir {}: {e}", spec.workdir.display()))?;
     // The limit counts the build user's processes; the command inherits it.
     setrlimit(Resource::RLIMIT_NPROC, spec.nproc, spec.nproc)
         .map_err(|e| format!("limiting processes: {e}"))?;
-
+    // Only what the command's uid needs stays in the bounding set; this process keeps its own
+    // capabilities (the bounding set limits what an execve grants), and never execs again.
+    caps::limit_bounding_set(spec.uid == 0)?;
     // Inherited by the command and everything it starts: execve never grants privileges again
     // (no setuid, no file capabilities), whatever the mounts say.
     nix::sys::prctl::set_no_new_privs().map_err(|e| format!("setting no_new_privs: {e}"))?;
 
-    // This process stays root: changing its uid would clear the parent-death signal with which
-    // `unshare --kill-child` ties it, and so the whole namespace, to the builder. Only the
-    // command runs as the build user (std drops the supplementary groups with the uid).
+    // This process stays root inside: changing its uid would clear the parent-death signal that
+    // ties it, and so the whole namespace, to the entry process. Only the command runs as the
+    // build user (std drops the supplementary groups with the uid).
     let (program, args) = spec.command.split_first().ok_or("no command")?;
     let child = Command::new(program)
         .args(args)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .uid(spec.uid)
-        .gid(spec.gid)
+        .gid(spec.uid)
         .spawn()
         .map_err(|e| format!("starting {program}: {e}"))?;
     let main = Pid::from_raw(i32::try_from(child.id()).map_err(|e| e.to_string())?);
@@ -201,29 +159,14 @@ fn mount_fs(
         .map_err(|e| format!("mounting {fstype} at {}: {e}", target.display()))
 }
 
-/// Binds `bind` into `root`, then remounts it `nosuid,nodev`: the flags of a bind mount can
-/// only be set by a remount.
-fn bind_into(root: &Path, bind: &Bind) -> Result<(), String> {
-    let inside = &bind.inside;
-    let target = root.join(inside.strip_prefix("/").unwrap_or(inside));
-    fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
-    mount(
-        Some(bind.host.as_path()),
-        &target,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .map_err(|e| {
-        format!(
-            "binding {} at {}: {e}",
-            bind.host.display(),
-            inside.display()
-        )
-    })?;
-    let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    mount(None::<&str>, &target, None::<&str>, flags, None::<&str>)
-        .map_err(|e| format!("remounting {}: {e}", inside.display()))
+/// Makes `root` the root of this mount namespace and detaches the host's tree, as
+/// `pivot_root(".", ".")` allows: the old root is stacked under the new one and unmounted.
+fn enter_root(root: &Path) -> Result<(), String> {
+    chdir(root).map_err(|e| format!("chdir {}: {e}", root.display()))?;
+    rustix::process::pivot_root(".", ".")
+        .map_err(|e| format!("pivot_root into {}: {e}", root.display()))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detaching the host's tree: {e}"))?;
+    chdir("/").map_err(|e| format!("chdir /: {e}"))
 }
 
 /// The size-limited file systems of the root that are (all but) full, named with their limits.
