@@ -40,7 +40,43 @@ pub struct BuilderFile {
     #[serde(default)]
     pub chroot: ChrootSection,
     #[serde(default)]
+    pub fetch: FetchSection,
+    #[serde(default)]
     pub sim: SimSection,
+}
+
+/// `[fetch]`: how the builder downloads the sources packages list.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FetchSection {
+    /// Allow sources on the machine's loopback (a test farm, a mirror on the builder's own
+    /// machine). Off by default: a package must not make the builder reach its own ports.
+    #[serde(default)]
+    pub allow_loopback: bool,
+    /// Largest file a source download may have, in MiB.
+    #[serde(default = "default_fetch_size")]
+    pub max_size_mib: u64,
+    /// Longest one source may take to fetch, in seconds.
+    #[serde(default = "default_fetch_timeout")]
+    pub timeout: u64,
+}
+
+impl Default for FetchSection {
+    fn default() -> Self {
+        FetchSection {
+            allow_loopback: false,
+            max_size_mib: default_fetch_size(),
+            timeout: default_fetch_timeout(),
+        }
+    }
+}
+
+fn default_fetch_size() -> u64 {
+    8 << 10
+}
+
+fn default_fetch_timeout() -> u64 {
+    3600
 }
 
 fn one() -> u32 {
@@ -196,6 +232,14 @@ pub struct ChrootConfig {
     pub root_size_mib: u64,
     pub tmp_size_mib: u64,
     pub shm_size_mib: u64,
+    pub fetch: FetchConfig,
+}
+
+/// How sources are fetched.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchConfig {
+    pub policy: crate::upstream::NetPolicy,
+    pub limits: crate::upstream::Limits,
 }
 
 /// The validated config (stage two).
@@ -311,6 +355,15 @@ impl BuilderConfig {
                     root_size_mib: file.chroot.root_size_mib.max(1),
                     tmp_size_mib: file.chroot.tmp_size_mib.max(1),
                     shm_size_mib: file.chroot.shm_size_mib.max(1),
+                    fetch: FetchConfig {
+                        policy: crate::upstream::NetPolicy {
+                            allow_loopback: file.fetch.allow_loopback,
+                        },
+                        limits: crate::upstream::Limits {
+                            max_bytes: file.fetch.max_size_mib.max(1) << 20,
+                            timeout: Duration::from_secs(file.fetch.timeout.max(1)),
+                        },
+                    },
                 })
             }
             "sim" => {

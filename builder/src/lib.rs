@@ -16,6 +16,7 @@ pub mod node;
 pub mod peers;
 pub mod sandbox;
 pub mod server;
+pub mod upstream;
 pub mod watchdog;
 
 use std::future::Future;
@@ -44,13 +45,19 @@ pub async fn run(
         DriverConfig::Sim { time_scale } => Driver::Sim(driver::sim::SimDriver {
             time_scale: *time_scale,
         }),
-        DriverConfig::Chroot(chroot) => Driver::Chroot(driver::chroot::ChrootDriver {
+        DriverConfig::Chroot(chroot) => Driver::Chroot(Box::new(driver::chroot::ChrootDriver {
+            fetcher: upstream::Fetcher::new(
+                chroot.fetch.policy,
+                chroot.ids.outside(chroot.build_uid),
+                chroot.fetch.limits,
+            )
+            .context("setting up the source fetcher")?,
             config: chroot.clone(),
             ca: config.ca.clone(),
             srcdest: config.work_dir.join("sources"),
             exe: std::env::current_exe()
                 .context("locating quarters-builder, which is also the sandbox")?,
-        }),
+        })),
     };
     // Roots a crash left mounted go first, before their directories are removed.
     let stale = mounts::unmount_under(&config.work_dir);

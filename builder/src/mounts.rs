@@ -84,6 +84,40 @@ impl BuildRoot {
             .map_err(|e| format!("remounting {}: {e}", inside.display()))
     }
 
+    /// Shows `lower` at `inside` in the root through an overlay whose writable layer (owned
+    /// by `owner`, a host id) lives on the root's tmpfs: the build may change what it sees
+    /// there, and the changes go with the root; `lower` itself never changes.
+    pub fn overlay(&self, lower: &Path, inside: &Path, owner: u32) -> Result<(), String> {
+        let name = inside.to_string_lossy().replace('/', "_");
+        let upper = self.scratch.join(format!("{name}.upper"));
+        let work = self.scratch.join(format!("{name}.work"));
+        for d in [&upper, &work] {
+            fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        nix::unistd::chown(
+            &upper,
+            Some(nix::unistd::Uid::from_raw(owner)),
+            Some(nix::unistd::Gid::from_raw(owner)),
+        )
+        .map_err(|e| format!("chown {}: {e}", upper.display()))?;
+        let target = self.root.join(inside.strip_prefix("/").unwrap_or(inside));
+        fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        );
+        mount(
+            Some("overlay"),
+            &target,
+            Some("overlay"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(options.as_str()),
+        )
+        .map_err(|e| format!("mounting an overlay at {}: {e}", inside.display()))
+    }
+
     /// Unmounts the root (with everything bound into it) and its tmpfs and removes their
     /// directories.
     pub fn remove(self) -> Result<(), String> {

@@ -1,18 +1,20 @@
 //! The chroot driver: each build in a fresh overlay root, stage by stage, as in pbulk:
 //!
 //! * `prepare`: the root (overlay over the template, writable layer on a tmpfs), the source
-//!   tarball fetched, checked and unpacked into `/build`;
-//! * `depends`: what the package needs and the root lacks, installed by the host's pacman from
-//!   the master's build repository (over HTTPS, trusting the farm CA);
-//! * `fetch`: `makepkg --verifysource` in the sandbox, with network, into the builder's source
-//!   cache; checksums checked;
-//! * `build`: `makepkg` in the sandbox without network;
-//! * `install`: the packages installed into the root by pacman inside the sandbox (without
-//!   network and without scriptlets), so that an uninstallable package fails here;
+//!   tarball fetched, checked and unpacked into `/build`, the builder's read-only `/quarters`
+//!   (pacman's configuration, downloaded dependencies, the build's packages) bound in;
+//! * `depends`: what the package needs and the root lacks, downloaded by the host's pacman from
+//!   the master's build repository (over HTTPS, trusting the farm CA; it installs nothing) and
+//!   installed by pacman inside the sandbox, as root of the build's user namespace;
+//! * `fetch`: the sources the `.SRCINFO` lists, fetched by the builder into the package's own
+//!   cache and checked ([`crate::upstream`]); no code of the package runs;
+//! * `build`: `makepkg` in the sandbox as the build user, the cache seen through an overlay;
+//! * `install`: the packages installed into the root by pacman inside the sandbox, from the
+//!   builder's copies, so that an uninstallable package fails here;
 //! * `cleanup`: the root unmounted and gone.
 //!
-//! Every sandboxed stage runs as the build user in new mount, PID, IPC and UTS namespaces (and
-//! network, but for `fetch`), under the watchdog.
+//! Every sandboxed stage runs in new user, mount, PID, IPC, UTS and network namespaces
+//! ([`crate::sandbox`]), under the watchdog, without a network.
 
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -26,6 +28,7 @@ use super::{FIRST_PAUSE, FetchError, Finished, Job, TRIES, fetch_source, log};
 use crate::config::ChrootConfig;
 use crate::mounts::{Bind, BuildRoot};
 use crate::sandbox::{self, Report};
+use crate::upstream::Fetcher;
 use crate::watchdog::{self, Ending, Limits, Usage};
 
 /// Most processes the build user may have at once: a fork bomb stops here.
@@ -34,6 +37,8 @@ const NPROC: u64 = 512;
 #[derive(Clone, Debug)]
 pub struct ChrootDriver {
     pub config: ChrootConfig,
+    /// Fetches the packages' sources into their caches.
+    pub fetcher: Fetcher,
     /// The farm CA, for pacman's curl.
     pub ca: PathBuf,
     /// The builder's source cache.
@@ -64,7 +69,6 @@ struct Sandboxed<'a> {
     stage: &'a str,
     root: &'a Path,
     workdir: PathBuf,
-    network: bool,
     /// The command's uid inside: the build user, or root of the build's user namespace.
     uid: u32,
 }
@@ -236,14 +240,7 @@ impl ChrootDriver {
         let srcdest = self.srcdest.join(pkgbase.as_str());
         std::fs::create_dir_all(&srcdest).map_err(|e| ("prepare".to_owned(), e.to_string()))?;
         chown(&srcdest, self.config.ids.outside(uid)).map_err(fail("prepare"))?;
-        // Writable in every stage: makepkg refuses a SRCDEST it cannot write to, even when
-        // every source is there. That it is the package's own keeps other packages safe.
         for bind in [
-            Bind {
-                host: srcdest.clone(),
-                inside: "/srcdest".into(),
-                read_only: false,
-            },
             quarters.bind(),
             Bind {
                 host: job.artifacts.clone(),
@@ -259,27 +256,40 @@ impl ChrootDriver {
             .await?;
 
         stage("fetch");
-        let env = self.env(job);
-        let inside = PathBuf::from("/build").join(&p.pkgbase);
-        let as_build_user = |stage, network| Sandboxed {
-            stage,
-            root,
-            workdir: inside.clone(),
-            network,
-            uid,
-        };
-        let verify = ["makepkg", "--verifysource", "--noconfirm", "--nodeps"];
-        let mut usage = self
-            .sandboxed(job, &as_build_user("fetch", true), &env, &verify)
-            .await?;
+        // The builder fetches; nothing of the PKGBUILD runs until the sources are here.
+        let srcinfo = std::fs::read_to_string(pkgdir.join(".SRCINFO"))
+            .map_err(|e| ("fetch".to_owned(), format!("{}/.SRCINFO: {e}", p.pkgbase)))?;
+        let mut lines = Vec::new();
+        let fetched = self
+            .fetcher
+            .fetch_all(&srcinfo, &p.arch, &pkgdir, &srcdest, &mut lines)
+            .await;
+        log(job, "fetch", &lines.join("\n")).await;
+        fetched.map_err(|e| {
+            // One line: the reason is published; the log has the rest.
+            let e: String = e.lines().next().unwrap_or("").chars().take(400).collect();
+            Stop::Failed("fetch".to_owned(), e)
+        })?;
 
         stage("build");
+        // makepkg refuses a SRCDEST it cannot write to, even when every source is there: the
+        // build writes to an overlay over the cache, and the cache itself stays as fetched.
+        build_root
+            .overlay(
+                &srcdest,
+                Path::new("/srcdest"),
+                self.config.ids.outside(uid),
+            )
+            .map_err(fail("build"))?;
+        let env = self.env(job);
+        let building = Sandboxed {
+            stage: "build",
+            root,
+            workdir: PathBuf::from("/build").join(&p.pkgbase),
+            uid,
+        };
         let makepkg = ["makepkg", "--noconfirm", "--nodeps", "--holdver"];
-        let built = self
-            .sandboxed(job, &as_build_user("build", false), &env, &makepkg)
-            .await?;
-        usage.cpu_ms += built.cpu_ms;
-        usage.peak_rss_kb = usage.peak_rss_kb.max(built.peak_rss_kb);
+        let usage = self.sandboxed(job, &building, &env, &makepkg).await?;
 
         let packages = collect(&build.join("out"), &job.artifacts).map_err(fail("build"))?;
         if packages.is_empty() {
@@ -300,7 +310,6 @@ impl ChrootDriver {
             stage: "install",
             root,
             workdir: "/".into(),
-            network: false,
             uid: 0,
         };
         self.sandboxed(job, &installing, &env, &cmd).await?;
@@ -436,7 +445,6 @@ impl ChrootDriver {
             stage: "depends",
             root,
             workdir: "/".into(),
-            network: false,
             uid: 0,
         };
         self.sandboxed(job, &installing, &self.env(job), &cmd)
@@ -456,7 +464,6 @@ impl ChrootDriver {
             stage,
             root,
             ref workdir,
-            network,
             uid,
         } = *at;
         let setup = |e: String| Stop::Failed(stage.to_owned(), e);
@@ -478,7 +485,6 @@ impl ChrootDriver {
             tmp_mib: self.config.tmp_size_mib,
             shm_mib: self.config.shm_size_mib,
             root_mib: self.config.root_size_mib,
-            network,
             env: env.to_vec(),
             report: report_path.clone(),
             nproc: NPROC,

@@ -8,7 +8,7 @@ pub mod sim;
 #[derive(Clone, Debug)]
 pub enum Driver {
     Sim(sim::SimDriver),
-    Chroot(chroot::ChrootDriver),
+    Chroot(Box<chroot::ChrootDriver>),
 }
 
 impl Driver {

@@ -6,7 +6,8 @@
 //! 1. **enter** (this module): started by the builder as host root, it makes a user namespace
 //!    and waits; the builder, still in the host's namespace, writes the map ([`IdMap`]: ids
 //!    0..65536 inside are unprivileged host ids) and lets it go. It becomes root of that
-//!    namespace, makes new mount, PID, IPC, UTS and network namespaces owned by it, and starts
+//!    namespace, makes new mount, PID, IPC, UTS and network namespaces owned by it (no stage
+//!    has a network: the builder fetched the sources), and starts
 //!    the init.
 //! 2. **init** ([`init`]): PID 1 of the new PID namespace. It mounts `/proc`, a minimal `/dev`
 //!    and `/tmp` into the build root (which the builder has made, with the directories it binds
@@ -63,9 +64,6 @@ pub struct Spec {
     /// Size of the root's writable layer (a tmpfs the builder mounted), in MiB: only reported.
     #[arg(long, default_value_t = 16384)]
     pub root_mib: u64,
-    /// Keep the host's network (the stage fetches); every other stage has none.
-    #[arg(long)]
-    pub network: bool,
     /// `NAME=VALUE`, the command's whole environment.
     #[arg(long = "env", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
@@ -133,9 +131,6 @@ impl Spec {
         }
         flag("report", self.report.clone().into());
         flag("nproc", self.nproc.to_string().into());
-        if self.network {
-            a.push("--network".into());
-        }
         if self.init {
             a.push("--init".into());
         }
@@ -187,13 +182,13 @@ fn enter(spec: &Spec) -> Result<ExitCode, String> {
     // Set after the change of ids, which clears it: if the builder dies, so does the build.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
         .map_err(|e| format!("setting the parent-death signal: {e}"))?;
-    let mut flags = CloneFlags::CLONE_NEWNS
+    // No stage has a network: the builder fetched the sources before any code of the package
+    // ran.
+    let flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWUTS;
-    if !spec.network {
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWNET;
     unshare(flags).map_err(|e| format!("making namespaces: {e}"))?;
     // Nothing mounted in here propagates back to the host.
     nix::mount::mount(
@@ -282,7 +277,6 @@ mod tests {
             tmp_mib: 64,
             shm_mib: 32,
             root_mib: 128,
-            network: false,
             env: vec![("A".into(), "b=c".into())],
             report: "/w/r.json".into(),
             nproc: 9,

@@ -49,6 +49,22 @@ pub fn hello_recipes() -> Vec<Recipe> {
     vec![lib, prog]
 }
 
+/// `r` with one source entry and its sha256 (or `SKIP`), in the PKGBUILD and the .SRCINFO.
+fn with_source(r: Recipe, entry: &str, sha256: &str) -> Recipe {
+    Recipe {
+        pkgbuild: r.pkgbuild.replacen(
+            "\n",
+            &format!("\nsource=('{entry}')\nsha256sums=('{sha256}')\n"),
+            1,
+        ),
+        srcinfo: r.srcinfo.replace(
+            "\tlicense = MIT\n",
+            &format!("\tlicense = MIT\n\tsource = {entry}\n\tsha256sums = {sha256}\n"),
+        ),
+        ..r
+    }
+}
+
 fn farm_config(template: &std::path::Path, limits: &str) -> (String, String) {
     let master = "[build_root]\ntemplate = \"".to_owned()
         + &template.display().to_string()
@@ -182,6 +198,23 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
             r
         },
         hostile("forkbomb", "bomb() { bomb | bomb & }; bomb; wait"),
+        // Top-level code runs whenever makepkg reads the PKGBUILD: it must never find a
+        // network, in any stage.
+        {
+            let mut r = hostile("toplevel-connect", "true");
+            r.pkgbuild = r.pkgbuild.replacen(
+                "\n",
+                &format!("\n(exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && echo connected\n"),
+                1,
+            );
+            r
+        },
+        // A source on the builder's loopback: the fetcher refuses it.
+        with_source(
+            hostile("fetch-loopback", "true"),
+            &format!("x.tar.gz::http://127.0.0.1:{port}/x.tar.gz"),
+            "SKIP",
+        ),
         hostile("hang", "sleep 100000"),
         {
             let r = recipe(
@@ -215,13 +248,14 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
         |s| {
             s.counts.get("built").copied().unwrap_or(0)
                 + s.counts.get("failed").copied().unwrap_or(0)
-                == 12
+                == 14
         },
     )
     .await;
-    // steal-key, escape, setuid, planter and after-all build (what they tried found nothing
-    // to reach); the network, daemon, fork-bomb and hang packages and the three fillers fail.
-    assert_eq!(state.counts.get("failed"), Some(&7), "{:?}", state.counts);
+    // steal-key, escape, setuid, planter, toplevel-connect and after-all build (what they
+    // tried found nothing to reach); the network, daemon, fork-bomb and hang packages, the
+    // three fillers and fetch-loopback fail.
+    assert_eq!(state.counts.get("failed"), Some(&8), "{:?}", state.counts);
     // Verdicts leave the master's state once the builder has cleaned up; `why` keeps them.
     let why = |name: &str| {
         let out = quarters_tests::command("quartersctl")
@@ -254,6 +288,16 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
         ),
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
     }
+    assert!(
+        why("toplevel-connect").contains("built"),
+        "{}",
+        why("toplevel-connect")
+    );
+    let w = why("fetch-loopback");
+    assert!(
+        w.contains("failed: fetch: x.tar.gz: 127.0.0.1 is a loopback address"),
+        "{w}"
+    );
     let w = why("daemon");
     assert!(
         w.contains("left 1 process(es) running, killed") && w.contains("sleep 1000"),
@@ -303,5 +347,186 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
             .stdout,
         b""
     );
+    farm.stop(Duration::from_secs(10)).await.unwrap();
+}
+
+/// What `hooker`'s scriptlet and ALPM hook run, as root inside the build: note that it ran (in
+/// the build root, for `hook-victim` to check), then try to leave the root with a chroot
+/// escape, read the builder's key directly and through every process's `/proc/PID/root`, and
+/// write a marker on the host if anything worked.
+const ESCAPE_PL: &str = r#"my ($what, $marker, $key) = @ARGV;
+mkdir "/var/lib/hooker";
+open(my $ran, '>', "/var/lib/hooker/$what-ran") and close $ran;
+my @found;
+mkdir "/tmp/esc-$what";
+if (chroot "/tmp/esc-$what") { chdir ".." for 1 .. 64; chroot "."; }
+for my $path ($key, glob("/proc/*/root$key")) {
+    if (open(my $k, '<', $path)) { push @found, $path; }
+}
+if (open(my $m, '>', $marker)) { print $m "$what reached the host; read: @found\n"; close $m; }
+print "hooker $what ran as uid $<; read: @found\n";
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn package_scriptlets_and_hooks_never_run_as_the_hosts_root() {
+    let template = template_root();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("escaped-by-package-content");
+    let key = dir.path().join("ca/builder-1.key");
+    let args = format!("{} {}", marker.display(), key.display());
+    // hooker ships a scriptlet and an ALPM hook; both run when it is installed: in its own
+    // install stage, and in hook-victim's depends stage.
+    let mut hooker = recipe(
+        "hooker",
+        "1.0-1",
+        arch(),
+        &[],
+        "install -Dm644 escape.pl \"$pkgdir/usr/share/hooker/escape.pl\"\ninstall -Dm644 hooker.hook \"$pkgdir/usr/share/libalpm/hooks/50-hooker.hook\"",
+    );
+    hooker.pkgbuild = hooker.pkgbuild.replace(
+        "package() {",
+        "install=hooker.install\nsource=(escape.pl hooker.hook)\nsha256sums=(SKIP SKIP)\npackage() {",
+    );
+    hooker.srcinfo = hooker.srcinfo.replace(
+        "\tlicense = MIT\n",
+        "\tlicense = MIT\n\tinstall = hooker.install\n\tsource = escape.pl\n\tsource = hooker.hook\n\tsha256sums = SKIP\n\tsha256sums = SKIP\n",
+    );
+    let mut victim = recipe(
+        "hook-victim",
+        "1.0-1",
+        arch(),
+        &["hooker"],
+        "install -d \"$pkgdir/usr/share/hook-victim\"",
+    );
+    victim.pkgbuild = victim.pkgbuild.replace(
+        "package() {",
+        "build() {\n  for f in scriptlet-ran hook-ran; do test -e /var/lib/hooker/$f || { echo \"no $f\"; exit 1; }; done\n}\npackage() {",
+    );
+    let packages = dir.path().join("packages");
+    makepkg::write_tree(&packages, &[hooker, victim]);
+    let pkg = packages.join("hooker");
+    std::fs::write(pkg.join("escape.pl"), ESCAPE_PL).unwrap();
+    std::fs::write(
+        pkg.join("hooker.hook"),
+        format!(
+            "[Trigger]\nOperation = Install\nOperation = Upgrade\nType = Path\nTarget = usr/share/hooker/*\n\n[Action]\nDescription = hooker tries to leave the build root\nWhen = PostTransaction\nExec = /usr/bin/perl /usr/share/hooker/escape.pl hook {args}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        pkg.join("hooker.install"),
+        format!(
+            "post_install() {{\n  /usr/bin/perl /usr/share/hooker/escape.pl scriptlet {args}\n}}\n"
+        ),
+    )
+    .unwrap();
+    makepkg::git_commit_all(&packages, "import");
+    let (master_extra, builder_extra) = farm_config(&template, "");
+    let mut farm = start_farm_in(dir.path(), 1, &master_extra, &builder_extra).await;
+    let state = wait_for_farm(
+        &farm,
+        "hooker and hook-victim judged",
+        Duration::from_secs(300),
+        |s| {
+            s.counts.get("built").copied().unwrap_or(0)
+                + s.counts.get("failed").copied().unwrap_or(0)
+                == 2
+        },
+    )
+    .await;
+    assert!(
+        !marker.exists(),
+        "package content reached the host: {}",
+        std::fs::read_to_string(&marker).unwrap_or_default()
+    );
+    // hook-victim built: its depends stage ran hooker's scriptlet and hook (they left their
+    // notes in the build root), and nothing of them got out.
+    assert_eq!(state.counts.get("built"), Some(&2), "{state:#?}");
+    farm.stop(Duration::from_secs(10)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_builder_fetches_sources_checks_them_and_builds_from_a_read_only_cache() {
+    use sha2::Digest as _;
+    let template = template_root();
+    let dir = tempfile::tempdir().unwrap();
+    // An upstream on loopback (the test farm allows it): a file, and how often it was asked.
+    let served: &'static [u8] = b"hello from upstream\n";
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new().route(
+        "/greeting.txt",
+        axum::routing::get(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move { served }
+        }),
+    );
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = upstream.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(upstream, app).await });
+    let url = format!("http://127.0.0.1:{port}/greeting.txt");
+    let sha: String = sha2::Sha256::digest(served)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let uses = |name: &str| {
+        recipe(
+            name,
+            "1.0-1",
+            arch(),
+            &[],
+            "install -Dm644 greeting.txt \"$pkgdir/usr/share/greeting.txt\"\necho changed > /srcdest/greeting.txt || true",
+        )
+    };
+    let recipes = vec![
+        with_source(uses("downloaded"), &format!("greeting.txt::{url}"), &sha),
+        with_source(uses("again"), &format!("greeting.txt::{url}"), &sha),
+        with_source(
+            uses("bad-sum"),
+            &format!("greeting.txt::{url}"),
+            &"0".repeat(64),
+        ),
+    ];
+    let packages = dir.path().join("packages");
+    makepkg::write_tree(&packages, &recipes);
+    makepkg::git_commit_all(&packages, "import");
+    let (master_extra, builder_extra) = farm_config(&template, "");
+    let builder_extra = builder_extra + "\n[fetch]\nallow_loopback = true\n";
+    let mut farm = start_farm_in(dir.path(), 1, &master_extra, &builder_extra).await;
+    let state = wait_for_farm(
+        &farm,
+        "every package judged",
+        Duration::from_secs(300),
+        |s| {
+            s.counts.get("built").copied().unwrap_or(0)
+                + s.counts.get("failed").copied().unwrap_or(0)
+                == 3
+        },
+    )
+    .await;
+    assert_eq!(state.counts.get("built"), Some(&2), "{state:#?}");
+    let out = quarters_tests::command("quartersctl")
+        .args(["why", "bad-sum", "--config"])
+        .arg(&farm.master.config)
+        .output()
+        .unwrap();
+    let why = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        why.contains("failed: fetch: greeting.txt: sha256sum mismatch"),
+        "{why}"
+    );
+    // Each package's cache holds what upstream served, whatever its build wrote over it.
+    for name in ["downloaded", "again"] {
+        let cached = dir
+            .path()
+            .join(format!("builder-1-work/sources/{name}/greeting.txt"));
+        assert_eq!(
+            std::fs::read(&cached).unwrap(),
+            served,
+            "{}",
+            cached.display()
+        );
+    }
+    assert!(hits.load(std::sync::atomic::Ordering::SeqCst) >= 2);
     farm.stop(Duration::from_secs(10)).await.unwrap();
 }

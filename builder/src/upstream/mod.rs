@@ -1,0 +1,415 @@
+//! Upstream sources, fetched by the builder itself: no code of the PKGBUILD runs while
+//! anything is downloaded, and no stage that runs it has a network.
+//!
+//! The fetcher reads the `source=()` entries of the package's `.SRCINFO` for the build's
+//! architecture ([`entry`]), downloads files (http, https in-process with reqwest; ftp with
+//! curl) and clones repositories with their own clients (git, svn, hg, bzr, fossil, run as an
+//! unprivileged id), into the package's own source cache, each where makepkg will look for
+//! it; then checks every checksum the `.SRCINFO` gives. Connections go only where [`net`]
+//! allows: never to the machine's loopback or a link-local address. The build sees the cache
+//! through an overlay whose writable layer is thrown away with the build root, so no build
+//! changes what the next one finds.
+
+mod entry;
+mod net;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use alpm_srcinfo::SourceInfoV1;
+use alpm_srcinfo::source_info::v1::merged::MergedSource;
+use alpm_types::{Architecture, Checksum, SkippableChecksum};
+use futures_util::StreamExt as _;
+use tokio::process::Command;
+
+pub use entry::{CacheName, Entry, Origin, Vcs};
+pub use net::NetPolicy;
+
+/// The fetcher's limits.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest file a download may have.
+    pub max_bytes: u64,
+    /// Longest one source may take to fetch.
+    pub timeout: Duration,
+}
+
+/// Fetches the sources of packages.
+#[derive(Clone, Debug)]
+pub struct Fetcher {
+    client: reqwest::Client,
+    policy: NetPolicy,
+    /// The host id the repository clients and curl run as.
+    client_uid: u32,
+    limits: Limits,
+}
+
+impl Fetcher {
+    pub fn new(policy: NetPolicy, client_uid: u32, limits: Limits) -> anyhow::Result<Self> {
+        let mut roots = rustls::RootCertStore::empty();
+        // The machine's trust store, as curl's and makepkg's downloads use it.
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(quarters_common::tls::provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .dns_resolver(policy.resolver())
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                // A redirect to an address literal never meets the resolver: checked here.
+                let url = attempt.url().clone();
+                let literal = url.host().and_then(|h| match h {
+                    url::Host::Ipv4(a) => Some(std::net::IpAddr::V4(a)),
+                    url::Host::Ipv6(a) => Some(std::net::IpAddr::V6(a)),
+                    url::Host::Domain(_) => None,
+                });
+                if !["http", "https"].contains(&url.scheme()) {
+                    attempt.error(format!("redirected to {url}, which is not http or https"))
+                } else if let Some(Err(e)) = literal.map(|a| policy.check(a)) {
+                    attempt.error(format!("redirected to {url}: {e}"))
+                } else if attempt.previous().len() >= 10 {
+                    attempt.error("more than 10 redirects")
+                } else {
+                    attempt.follow()
+                }
+            }))
+            .connect_timeout(Duration::from_secs(30))
+            .user_agent(concat!("quarters-builder/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Fetcher {
+            client,
+            policy,
+            client_uid,
+            limits,
+        })
+    }
+
+    /// Fetches every source of the package whose `.SRCINFO` is `srcinfo` for `arch` into
+    /// `cache`, and checks them. `startdir` holds the package's own files, which makepkg
+    /// prefers to anything in the cache. Each step is reported through `log`.
+    pub async fn fetch_all(
+        &self,
+        srcinfo: &str,
+        arch: &str,
+        startdir: &Path,
+        cache: &Path,
+        log: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let info = SourceInfoV1::from_string(srcinfo)
+            .map_err(|e| format!(".SRCINFO: {}", e.to_string().lines().next().unwrap_or("")))?;
+        let architecture: Architecture = arch
+            .parse()
+            .map_err(|e| format!("architecture {arch}: {e}"))?;
+        // Sources belong to the pkgbase: every package of it lists the same ones.
+        let sources: Vec<MergedSource> = info
+            .packages_for_architecture(architecture)
+            .next()
+            .map(|p| p.sources)
+            .unwrap_or_default();
+        if sources.is_empty() {
+            log.push("no sources".into());
+        }
+        for source in &sources {
+            let text = source.source.to_string();
+            let entry = Entry::parse(&text)?;
+            let in_package = startdir.join(entry.name.as_str());
+            let cached = cache.join(entry.name.as_str());
+            let path = match &entry.origin {
+                Origin::Local => {
+                    if !in_package.exists() {
+                        return Err(format!("{}: not in the package", entry.name));
+                    }
+                    in_package
+                }
+                _ if in_package.exists() => {
+                    log.push(format!("{}: the package has it", entry.name));
+                    in_package
+                }
+                Origin::Download { url } => {
+                    if cached.is_file() && verify(source, &cached).await.is_ok() {
+                        log.push(format!("{}: in the cache", entry.name));
+                    } else {
+                        log.push(format!("{}: downloading {url}", entry.name));
+                        tokio::time::timeout(self.limits.timeout, self.download(url, &cached))
+                            .await
+                            .map_err(|_| {
+                                format!(
+                                    "{}: not fetched within {} s",
+                                    entry.name,
+                                    self.limits.timeout.as_secs()
+                                )
+                            })?
+                            .map_err(|e| format!("{}: {e}", entry.name))?;
+                    }
+                    cached
+                }
+                Origin::Repository { vcs, url, fragment } => {
+                    log.push(format!("{}: {} {url}", entry.name, vcs.client()));
+                    let run = self.repository(*vcs, url, fragment.as_deref(), &cached);
+                    let out = tokio::time::timeout(self.limits.timeout, run)
+                        .await
+                        .map_err(|_| {
+                            format!(
+                                "{}: not fetched within {} s",
+                                entry.name,
+                                self.limits.timeout.as_secs()
+                            )
+                        })?
+                        .map_err(|e| format!("{}: {e}", entry.name))?;
+                    log.extend(out);
+                    // makepkg checks repositories itself (their checksums are SKIP here).
+                    continue;
+                }
+            };
+            verify(source, &path)
+                .await
+                .map_err(|e| format!("{}: {e}", entry.name))?;
+        }
+        Ok(())
+    }
+
+    /// Downloads `url` into `dest` through `dest.part`, within the size limit.
+    async fn download(&self, url: &url::Url, dest: &Path) -> Result<(), String> {
+        let part = dest.with_extension(format!(
+            "{}part",
+            dest.extension()
+                .map_or(String::new(), |e| format!("{}.", e.to_string_lossy()))
+        ));
+        let _ = tokio::fs::remove_file(&part).await;
+        if url.scheme() == "ftp" {
+            self.ftp(url, &part).await?;
+        } else {
+            self.policy.check_url(url).await?;
+            let response = self
+                .client
+                .get(url.clone())
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| error_chain(&e))?;
+            if response
+                .content_length()
+                .is_some_and(|n| n > self.limits.max_bytes)
+            {
+                return Err(format!(
+                    "larger than the limit of {} bytes",
+                    self.limits.max_bytes
+                ));
+            }
+            let mut file = std::fs::File::create(&part).map_err(|e| e.to_string())?;
+            let mut body = response.bytes_stream();
+            let mut got = 0u64;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| error_chain(&e))?;
+                got += chunk.len() as u64;
+                if got > self.limits.max_bytes {
+                    let _ = std::fs::remove_file(&part);
+                    return Err(format!(
+                        "larger than the limit of {} bytes",
+                        self.limits.max_bytes
+                    ));
+                }
+                file.write_all(&chunk).map_err(|e| e.to_string())?;
+            }
+            file.sync_all().map_err(|e| e.to_string())?;
+        }
+        std::fs::rename(&part, dest).map_err(|e| e.to_string())
+    }
+
+    /// An ftp download with curl, as the unprivileged id, pinned to an address checked here.
+    async fn ftp(&self, url: &url::Url, part: &Path) -> Result<(), String> {
+        let host = url.host_str().ok_or("no host")?;
+        let port = url.port_or_known_default().unwrap_or(21);
+        let addr = self.policy.resolve(host, port).await?[0];
+        let mut cmd = self.client_command("curl");
+        cmd.args(["--proto", "=ftp", "-sSfg", "--max-filesize"])
+            .arg(self.limits.max_bytes.to_string())
+            .arg("--resolve")
+            .arg(format!("{host}:{port}:{}", addr.ip()))
+            .arg("-o")
+            .arg(part)
+            .arg(url.as_str());
+        run(cmd).await.map(|_| ())
+    }
+
+    /// Clones a repository into `dir`, or updates the clone there, as makepkg's `download_*`
+    /// functions do.
+    async fn repository(
+        &self,
+        vcs: Vcs,
+        url: &url::Url,
+        fragment: Option<&str>,
+        dir: &Path,
+    ) -> Result<Vec<String>, String> {
+        self.policy.check_url(url).await?;
+        let exists = dir.exists();
+        let mut cmd = self.client_command(vcs.client());
+        let u = url.as_str();
+        match (vcs, exists) {
+            (Vcs::Git, false) => cmd.args(["clone", "--mirror", u]).arg(dir),
+            (Vcs::Git, true) => {
+                let mut get = self.client_command("git");
+                get.arg("-C")
+                    .arg(dir)
+                    .args(["config", "--get", "remote.origin.url"]);
+                let origin = run(get).await?;
+                if origin.trim() != u {
+                    return Err(format!("the cached clone is of {}, not {u}", origin.trim()));
+                }
+                cmd.arg("-C").arg(dir).args(["fetch", "--all", "-p"])
+            }
+            (Vcs::Svn, _) => {
+                let rev = match fragment {
+                    None => "HEAD",
+                    Some(f) => f
+                        .strip_prefix("revision=")
+                        .ok_or_else(|| format!("unrecognized reference {f}"))?,
+                };
+                std::fs::create_dir_all(dir.join(".makepkg")).map_err(|e| e.to_string())?;
+                self.give(dir)?;
+                cmd.args(["--non-interactive", "--config-dir"])
+                    .arg(dir.join(".makepkg"));
+                if exists && dir.join(".svn").exists() {
+                    cmd.arg("update").args(["-r", rev]).arg(dir)
+                } else {
+                    cmd.args(["checkout", "-r", rev, u]).arg(dir)
+                }
+            }
+            (Vcs::Hg, false) => cmd.args(["clone", "-U", u]).arg(dir),
+            (Vcs::Hg, true) => cmd.arg("pull").current_dir(dir),
+            (Vcs::Bzr, false) => cmd
+                .args(["branch", u])
+                .arg(dir)
+                .args(["--no-tree", "--use-existing-dir"]),
+            (Vcs::Bzr, true) => cmd.args(["pull", u]).current_dir(dir),
+            (Vcs::Fossil, false) => cmd.args(["clone", u]).arg(dir),
+            (Vcs::Fossil, true) => cmd.args(["pull", "-R"]).arg(dir),
+        };
+        let out = run(cmd).await?;
+        Ok(out
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// A client started as the unprivileged id, with nothing of the builder's environment: no
+    /// configuration, no credentials, no prompts; git speaks only http, https and git.
+    fn client_command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", "/nonexistent")
+            .env("LANG", "C")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_ALLOW_PROTOCOL", "http:https:git")
+            .uid(self.client_uid)
+            .gid(self.client_uid)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Gives `dir` to the unprivileged id, for a client to write in.
+    fn give(&self, dir: &Path) -> Result<(), String> {
+        let id = Some(nix::unistd::Uid::from_raw(self.client_uid));
+        let gid = Some(nix::unistd::Gid::from_raw(self.client_uid));
+        nix::unistd::chown(dir, id, gid).map_err(|e| format!("chown {}: {e}", dir.display()))
+    }
+}
+
+/// Runs a client; its output, or the reason it failed (its last line of errors).
+async fn run(mut cmd: Command) -> Result<String, String> {
+    let program = format!("{:?}", cmd.as_std().get_program());
+    let out = cmd.output().await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            format!("{program} is not installed on this builder")
+        }
+        _ => format!("starting {program}: {e}"),
+    })?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        Err(format!(
+            "{program} failed ({}): {}",
+            out.status,
+            last.chars().take(300).collect::<String>()
+        ))
+    }
+}
+
+/// The error and its causes on one line: reqwest's own message alone rarely says why.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Checks `path` against every checksum `source` has, as makepkg's integrity check does.
+async fn verify(source: &MergedSource, path: &Path) -> Result<(), String> {
+    let source = source.clone();
+    let path: PathBuf = path.to_owned();
+    tokio::task::spawn_blocking(move || verify_blocking(&source, &path))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+fn verify_blocking(source: &MergedSource, path: &Path) -> Result<(), String> {
+    fn check<D>(
+        name: &str,
+        expected: Option<&SkippableChecksum<D>>,
+        path: &Path,
+    ) -> Result<(), String>
+    where
+        D: alpm_types::digests::Digest + Clone,
+    {
+        let Some(SkippableChecksum::Checksum { digest }) = expected else {
+            return Ok(());
+        };
+        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        let got = Checksum::<D>::calculate_from_reader(std::io::BufReader::new(file))
+            .map_err(|e| e.to_string())?;
+        if &got == digest {
+            Ok(())
+        } else {
+            Err(format!(
+                "{name} mismatch: expected {digest}, the file has {got}"
+            ))
+        }
+    }
+    use alpm_types::digests::{Blake2b512, Crc32Cksum, Md5, Sha1, Sha224, Sha256, Sha384, Sha512};
+    if path.is_dir() {
+        return Ok(());
+    }
+    check::<Blake2b512>("b2sum", source.b2_checksum.as_ref(), path)?;
+    check::<Md5>("md5sum", source.md5_checksum.as_ref(), path)?;
+    check::<Sha1>("sha1sum", source.sha1_checksum.as_ref(), path)?;
+    check::<Sha224>("sha224sum", source.sha224_checksum.as_ref(), path)?;
+    check::<Sha256>("sha256sum", source.sha256_checksum.as_ref(), path)?;
+    check::<Sha384>("sha384sum", source.sha384_checksum.as_ref(), path)?;
+    check::<Sha512>("sha512sum", source.sha512_checksum.as_ref(), path)?;
+    check::<Crc32Cksum>("cksum", source.crc_checksum.as_ref(), path)?;
+    Ok(())
+}
