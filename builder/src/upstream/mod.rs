@@ -201,7 +201,14 @@ impl Fetcher {
                     self.limits.max_bytes
                 ));
             }
-            let mut file = std::fs::File::create(&part).map_err(|e| e.to_string())?;
+            // Never through a link: the cache directory belongs to the unprivileged id the
+            // repository clients run as, and whatever it left there must not steer a write
+            // made as the builder.
+            let mut file = std::fs::File::options()
+                .write(true)
+                .create_new(true)
+                .open(&part)
+                .map_err(|e| format!("{}: {e}", part.display()))?;
             let mut body = response.bytes_stream();
             let mut got = 0u64;
             while let Some(chunk) = body.next().await {
@@ -270,8 +277,8 @@ impl Fetcher {
                         .strip_prefix("revision=")
                         .ok_or_else(|| format!("unrecognized reference {f}"))?,
                 };
-                std::fs::create_dir_all(dir.join(".makepkg")).map_err(|e| e.to_string())?;
-                self.give(dir)?;
+                // svn makes its configuration directory itself, as the client's id: nothing
+                // is created in the cache as the builder.
                 cmd.args(["--non-interactive", "--config-dir"])
                     .arg(dir.join(".makepkg"));
                 if exists && dir.join(".svn").exists() {
@@ -315,13 +322,6 @@ impl Fetcher {
             .stdin(Stdio::null())
             .kill_on_drop(true);
         cmd
-    }
-
-    /// Gives `dir` to the unprivileged id, for a client to write in.
-    fn give(&self, dir: &Path) -> Result<(), String> {
-        let id = Some(nix::unistd::Uid::from_raw(self.client_uid));
-        let gid = Some(nix::unistd::Gid::from_raw(self.client_uid));
-        nix::unistd::chown(dir, id, gid).map_err(|e| format!("chown {}: {e}", dir.display()))
     }
 }
 
