@@ -119,19 +119,33 @@ impl Fetcher {
             let entry = Entry::parse(&text)?;
             let in_package = startdir.join(entry.name.as_str());
             let cached = cache.join(entry.name.as_str());
-            let path = match &entry.origin {
-                Origin::Local => {
-                    if !in_package.exists() {
-                        return Err(format!("{}: not in the package", entry.name));
-                    }
-                    in_package
+            // The package dir and the cache are written by others than the builder (the
+            // package, the repository clients): nothing there is followed if it is a link,
+            // so that no entry makes the builder read its own files.
+            let path = match (&entry.origin, Found::at(&in_package)) {
+                (_, Found::Link) => {
+                    return Err(format!(
+                        "{}: a link in the package; a source must be a plain file",
+                        entry.name
+                    ));
                 }
-                _ if in_package.exists() => {
+                (Origin::Local, Found::Nothing) => {
+                    return Err(format!("{}: not in the package", entry.name));
+                }
+                (Origin::Local, _) => in_package,
+                (_, Found::Entry) => {
                     log.push(format!("{}: the package has it", entry.name));
                     in_package
                 }
-                Origin::Download { url } => {
-                    if cached.is_file() && verify(source, &cached).await.is_ok() {
+                (Origin::Download { url }, Found::Nothing) => {
+                    let in_cache = Found::at(&cached);
+                    if in_cache == Found::Link {
+                        std::fs::remove_file(&cached).map_err(|e| e.to_string())?;
+                    }
+                    if in_cache == Found::Entry
+                        && cached.is_file()
+                        && verify(source, &cached).await.is_ok()
+                    {
                         log.push(format!("{}: in the cache", entry.name));
                     } else {
                         log.push(format!("{}: downloading {url}", entry.name));
@@ -148,7 +162,7 @@ impl Fetcher {
                     }
                     cached
                 }
-                Origin::Repository { vcs, url, fragment } => {
+                (Origin::Repository { vcs, url, fragment }, Found::Nothing) => {
                     log.push(format!("{}: {} {url}", entry.name, vcs.client()));
                     let run = self.repository(*vcs, url, fragment.as_deref(), &cached);
                     let out = tokio::time::timeout(self.limits.timeout, run)
@@ -325,6 +339,25 @@ impl Fetcher {
     }
 }
 
+/// What a path names, without following a link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Found {
+    Nothing,
+    Link,
+    /// A file or a directory.
+    Entry,
+}
+
+impl Found {
+    fn at(path: &Path) -> Self {
+        match std::fs::symlink_metadata(path) {
+            Err(_) => Found::Nothing,
+            Ok(m) if m.file_type().is_symlink() => Found::Link,
+            Ok(_) => Found::Entry,
+        }
+    }
+}
+
 /// Runs a client; its output, or the reason it failed (its last line of errors).
 async fn run(mut cmd: Command) -> Result<String, String> {
     let program = format!("{:?}", cmd.as_std().get_program());
@@ -412,4 +445,53 @@ fn verify_blocking(source: &MergedSource, path: &Path) -> Result<(), String> {
     check::<Sha512>("sha512sum", source.sha512_checksum.as_ref(), path)?;
     check::<Crc32Cksum>("cksum", source.crc_checksum.as_ref(), path)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn srcinfo(source: &str, sha256: &str) -> String {
+        format!(
+            "pkgbase = linked\n\tpkgver = 1\n\tpkgrel = 1\n\tarch = any\n\tsource = {source}\n\tsha256sums = {sha256}\n\npkgname = linked\n"
+        )
+    }
+
+    #[tokio::test]
+    async fn a_link_in_the_package_never_makes_the_builder_read_its_own_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let host_file = dir.path().join("host-secret");
+        std::fs::write(&host_file, b"secret").unwrap();
+        let startdir = dir.path().join("package");
+        std::fs::create_dir(&startdir).unwrap();
+        std::os::unix::fs::symlink(&host_file, startdir.join("notes.txt")).unwrap();
+        let fetcher = Fetcher::new(
+            NetPolicy {
+                allow_loopback: false,
+            },
+            65534,
+            Limits {
+                max_bytes: 1 << 20,
+                timeout: Duration::from_secs(5),
+            },
+        )
+        .unwrap();
+        let mut log = Vec::new();
+        // Whatever checksum the package declares, the link is refused before it is read: a
+        // checksum check on the host's file would tell the package whether it guessed right.
+        let err = fetcher
+            .fetch_all(
+                &srcinfo("notes.txt", &"0".repeat(64)),
+                "any",
+                &startdir,
+                &dir.path().join("cache"),
+                &mut log,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "notes.txt: a link in the package; a source must be a plain file"
+        );
+    }
 }
