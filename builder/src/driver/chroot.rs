@@ -210,12 +210,22 @@ impl ChrootDriver {
         let uid = self.config.build_uid;
         unpack(&tarball, &build, self.config.ids.outside(uid)).map_err(fail("prepare"))?;
         let pkgdir = build.join(&p.pkgbase);
+        // The builder reads the package directory on the host, as root: it must be what it
+        // seems, not a link the tarball made to a directory of the host.
+        if !is_real_dir(&pkgdir) {
+            return Err(Stop::Failed(
+                "prepare".into(),
+                format!("the source tarball's {} is not a directory", p.pkgbase),
+            ));
+        }
         if !pkgdir.join("PKGBUILD").is_file() {
             return Err(Stop::Failed(
                 "prepare".into(),
                 format!("the source tarball has no {}/PKGBUILD", p.pkgbase),
             ));
         }
+        let srcinfo = read_no_link(&pkgdir.join(".SRCINFO"))
+            .map_err(|e| Stop::Failed("prepare".into(), format!("{}/.SRCINFO: {e}", p.pkgbase)))?;
         // The pacman configurations are the builder's, out of the build user's reach: one on
         // the host to download from the build repository, one bound read-only into the
         // sandbox to install what was downloaded.
@@ -252,13 +262,11 @@ impl ChrootDriver {
         }
 
         stage("depends");
-        self.install_depends(job, root, &pkgdir, &host_conf, &quarters)
+        self.install_depends(job, root, &srcinfo, &host_conf, &quarters)
             .await?;
 
         stage("fetch");
         // The builder fetches; nothing of the PKGBUILD runs until the sources are here.
-        let srcinfo = std::fs::read_to_string(pkgdir.join(".SRCINFO"))
-            .map_err(|e| ("fetch".to_owned(), format!("{}/.SRCINFO: {e}", p.pkgbase)))?;
         let mut lines = Vec::new();
         let fetched = self
             .fetcher
@@ -339,15 +347,13 @@ impl ChrootDriver {
         &self,
         job: &Job,
         root: &Path,
-        pkgdir: &Path,
+        srcinfo: &str,
         conf: &Path,
         quarters: &Quarters,
     ) -> Result<(), Stop> {
         let failed = |e: String| Stop::Failed("depends".to_owned(), e);
-        let srcinfo = std::fs::read_to_string(pkgdir.join(".SRCINFO"))
-            .map_err(|e| failed(format!("{}/.SRCINFO: {e}", job.package.pkgbase)))?;
         let meta =
-            quarters_parsers::PkgBase::from_srcinfo(&srcinfo).map_err(|e| failed(e.to_string()))?;
+            quarters_parsers::PkgBase::from_srcinfo(srcinfo).map_err(|e| failed(e.to_string()))?;
         let target = meta.targets.get(&job.package.arch).ok_or_else(|| {
             failed(format!(
                 "{} does not build for {}",
@@ -649,9 +655,36 @@ fn chown_tree(path: &Path, uid: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// Copies the packages makepkg wrote in `out` (regular files only: a symlink the build made
-/// must not make the builder read its own files) into `artifacts`.
+/// Copies the packages makepkg wrote in `out` (regular files only, in a real directory: a
+/// symlink the build made must not make the builder read its own files) into `artifacts`.
+/// Whether `path` is a directory and not a link to one.
+fn is_real_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+}
+
+/// Reads a file of the package without following a link in its last component (the caller
+/// has checked the directories above it).
+fn read_no_link(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(code) if code == nix::errno::Errno::ELOOP as i32 => "a link".to_owned(),
+            _ => e.to_string(),
+        })?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    Ok(text)
+}
+
 fn collect(out: &Path, artifacts: &Path) -> Result<Vec<String>, String> {
+    // The build user owns /build: it may have made `out` a link to a directory of the host.
+    if !is_real_dir(out) {
+        return Err("/build/out is not a directory".into());
+    }
     let mut names = Vec::new();
     for entry in std::fs::read_dir(out).map_err(|e| format!("{}: {e}", out.display()))? {
         let entry = entry.map_err(|e| e.to_string())?;
@@ -665,4 +698,41 @@ fn collect(out: &Path, artifacts: &Path) -> Result<Vec<String>, String> {
     }
     names.sort();
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_build_that_links_its_output_to_the_host_gets_nothing_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("host-cache");
+        std::fs::create_dir(&host).unwrap();
+        std::fs::write(host.join("secret-1-1-any.pkg.tar.zst"), b"host").unwrap();
+        let out = dir.path().join("out");
+        std::os::unix::fs::symlink(&host, &out).unwrap();
+        let artifacts = dir.path().join("artifacts");
+        std::fs::create_dir(&artifacts).unwrap();
+        assert_eq!(
+            collect(&out, &artifacts).unwrap_err(),
+            "/build/out is not a directory"
+        );
+        assert_eq!(std::fs::read_dir(&artifacts).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn package_files_are_read_only_when_they_are_no_links() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("host"), b"host").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("host"), dir.path().join(".SRCINFO")).unwrap();
+        assert_eq!(
+            read_no_link(&dir.path().join(".SRCINFO")).unwrap_err(),
+            "a link"
+        );
+        assert_eq!(read_no_link(&dir.path().join("host")).unwrap(), "host");
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("pkg")).unwrap();
+        assert!(!is_real_dir(&dir.path().join("pkg")));
+        assert!(is_real_dir(dir.path()));
+    }
 }
