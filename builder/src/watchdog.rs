@@ -35,8 +35,9 @@ pub struct Usage {
 
 const SAMPLE: Duration = Duration::from_millis(250);
 
-/// Watches `child` (an `unshare --pid --fork --kill-child` process) until it exits or breaks a
-/// limit; killing it kills its namespace.
+/// Watches `child` (a sandbox's entry process, which makes the stage's PID namespace and waits
+/// for its init) until it exits or breaks a limit; killing it kills its namespace, whose init
+/// dies with it by its parent-death signal.
 pub async fn watch(child: &mut Child, limits: Limits) -> (Ending, Usage) {
     let started = Instant::now();
     let mut usage = Usage::default();
@@ -60,7 +61,7 @@ pub async fn watch(child: &mut Child, limits: Limits) -> (Ending, Usage) {
         }
         let Some(pid) = child.id() else { continue };
         if ns.is_none() {
-            // unshare has created the namespace once its children's namespace differs from ours.
+            // The entry has made the namespace once its children's namespace differs from ours.
             ns = fs::read_link(format!("/proc/{pid}/ns/pid_for_children"))
                 .ok()
                 .map(|l| l.to_string_lossy().into_owned())
@@ -95,7 +96,7 @@ pub async fn watch(child: &mut Child, limits: Limits) -> (Ending, Usage) {
         };
         if let Some(ending) = ending {
             // Killing every process of the namespace ends it even if its init outlived the
-            // link that `unshare --kill-child` gives it.
+            // parent-death signal that ties it to the entry.
             if let Some(ns) = &ns {
                 for p in processes_in(ns) {
                     let _ = nix::sys::signal::kill(

@@ -127,7 +127,8 @@ impl Quarters {
 
     /// `pacman ARGS` inside the sandbox, with the builder's configuration.
     fn pacman_inside(args: &[&str]) -> Vec<String> {
-        ["pacman", "--config", "/quarters/pacman.conf", "--noconfirm"]
+        let conf = format!("{QUARTERS_INSIDE}/pacman.conf");
+        ["pacman", "--config", &conf, "--noconfirm"]
             .iter()
             .chain(args)
             .map(|s| (*s).to_owned())

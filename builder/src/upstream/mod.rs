@@ -149,32 +149,15 @@ impl Fetcher {
                         log.push(format!("{}: in the cache", entry.name));
                     } else {
                         log.push(format!("{}: downloading {url}", entry.name));
-                        tokio::time::timeout(self.limits.timeout, self.download(url, &cached))
-                            .await
-                            .map_err(|_| {
-                                format!(
-                                    "{}: not fetched within {} s",
-                                    entry.name,
-                                    self.limits.timeout.as_secs()
-                                )
-                            })?
-                            .map_err(|e| format!("{}: {e}", entry.name))?;
+                        self.within(&entry.name, self.download(url, &cached))
+                            .await?;
                     }
                     cached
                 }
                 (Origin::Repository { vcs, url, fragment }, Found::Nothing) => {
                     log.push(format!("{}: {} {url}", entry.name, vcs.client()));
                     let run = self.repository(*vcs, url, fragment.as_deref(), &cached);
-                    let out = tokio::time::timeout(self.limits.timeout, run)
-                        .await
-                        .map_err(|_| {
-                            format!(
-                                "{}: not fetched within {} s",
-                                entry.name,
-                                self.limits.timeout.as_secs()
-                            )
-                        })?
-                        .map_err(|e| format!("{}: {e}", entry.name))?;
+                    let out = self.within(&entry.name, run).await?;
                     log.extend(out);
                     // makepkg checks repositories itself (their checksums are SKIP here).
                     continue;
@@ -185,6 +168,19 @@ impl Fetcher {
                 .map_err(|e| format!("{}: {e}", entry.name))?;
         }
         Ok(())
+    }
+
+    /// Fetches the source `name` with `fetch`, within the time limit; an error names it.
+    async fn within<T>(
+        &self,
+        name: &CacheName,
+        fetch: impl Future<Output = Result<T, String>>,
+    ) -> Result<T, String> {
+        let limit = self.limits.timeout;
+        match tokio::time::timeout(limit, fetch).await {
+            Ok(result) => result.map_err(|e| format!("{name}: {e}")),
+            Err(_) => Err(format!("{name}: not fetched within {} s", limit.as_secs())),
+        }
     }
 
     /// Downloads `url` into `dest` through `dest.part`, within the size limit.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use quarters_tests::makepkg::{self, Recipe, recipe};
 use quarters_tests::pacman::PacmanRoot;
 use quarters_tests::template::{SETUID_PROBE, template_root};
-use quarters_tests::{start_farm_in, wait_for_farm};
+use quarters_tests::{quartersctl, start_farm_in, wait_for_farm};
 
 fn arch() -> &'static str {
     std::env::consts::ARCH
@@ -47,6 +47,14 @@ pub fn hello_recipes() -> Vec<Recipe> {
         "\tmakedepends = libhello\n\tdepends = libhello\n",
     );
     vec![lib, prog]
+}
+
+/// How many packages the master has judged: built or failed.
+fn judged(state: &quarters_common::api::v1::MasterState) -> u64 {
+    ["built", "failed"]
+        .iter()
+        .map(|k| state.counts.get(*k).copied().unwrap_or(0))
+        .sum()
 }
 
 /// `r` with one source entry and its sha256 (or `SKIP`), in the PKGBUILD and the .SRCINFO.
@@ -245,11 +253,7 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
         &farm,
         "every package judged",
         Duration::from_secs(600),
-        |s| {
-            s.counts.get("built").copied().unwrap_or(0)
-                + s.counts.get("failed").copied().unwrap_or(0)
-                == 14
-        },
+        |s| judged(s) == 14,
     )
     .await;
     // steal-key, escape, setuid, planter, toplevel-connect and after-all build (what they
@@ -257,14 +261,7 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
     // three fillers and fetch-loopback fail.
     assert_eq!(state.counts.get("failed"), Some(&8), "{:?}", state.counts);
     // Verdicts leave the master's state once the builder has cleaned up; `why` keeps them.
-    let why = |name: &str| {
-        let out = quarters_tests::command("quartersctl")
-            .args(["why", name, "--config"])
-            .arg(&farm.master.config)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let why = |name: &str| quartersctl(&farm.master.config, &["why", name]).1;
     assert!(
         why("steal-key").contains("built"),
         "the key was not readable, so it built: {}",
@@ -427,11 +424,7 @@ async fn package_scriptlets_and_hooks_never_run_as_the_hosts_root() {
         &farm,
         "hooker and hook-victim judged",
         Duration::from_secs(300),
-        |s| {
-            s.counts.get("built").copied().unwrap_or(0)
-                + s.counts.get("failed").copied().unwrap_or(0)
-                == 2
-        },
+        |s| judged(s) == 2,
     )
     .await;
     assert!(
@@ -497,20 +490,11 @@ async fn the_builder_fetches_sources_checks_them_and_builds_from_a_read_only_cac
         &farm,
         "every package judged",
         Duration::from_secs(300),
-        |s| {
-            s.counts.get("built").copied().unwrap_or(0)
-                + s.counts.get("failed").copied().unwrap_or(0)
-                == 3
-        },
+        |s| judged(s) == 3,
     )
     .await;
     assert_eq!(state.counts.get("built"), Some(&2), "{state:#?}");
-    let out = quarters_tests::command("quartersctl")
-        .args(["why", "bad-sum", "--config"])
-        .arg(&farm.master.config)
-        .output()
-        .unwrap();
-    let why = String::from_utf8_lossy(&out.stdout);
+    let (_, why) = quartersctl(&farm.master.config, &["why", "bad-sum"]);
     assert!(
         why.contains("failed: fetch: greeting.txt: sha256sum mismatch"),
         "{why}"
