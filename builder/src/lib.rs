@@ -5,6 +5,7 @@
 //! The binary `quarters-builder` is thin; everything it does is here.
 
 pub mod builds;
+pub mod cgroups;
 pub mod claims;
 pub mod config;
 pub mod dispatch;
@@ -59,6 +60,9 @@ pub async fn run(
                 .context("locating quarters-builder, which is also the sandbox")?,
         })),
     };
+    if matches!(config.driver, DriverConfig::Chroot(_)) {
+        tracing::warn!("{}", cgroups::Hierarchy::of_this_machine().notice());
+    }
     // Roots a crash left mounted go first, before their directories are removed.
     let stale = mounts::unmount_under(&config.work_dir);
     if stale > 0 {

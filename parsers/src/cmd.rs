@@ -18,6 +18,9 @@ pub enum CmdError {
     NotStarted { command: String, reason: String },
     #[error("`{command}` did not finish within {limit:?} and was killed")]
     TimedOut { command: String, limit: Duration },
+    /// It wrote more than it may to its standard output, and was killed.
+    #[error("`{command}` printed more than {limit} bytes and was killed")]
+    TooMuchOutput { command: String, limit: usize },
     #[error("`{command}` failed ({status}): {stderr}")]
     Failed {
         command: String,
@@ -47,9 +50,29 @@ pub fn run(
     run_command(cmd, &what, limit)
 }
 
+/// Most a command's standard output may hold unless its caller says otherwise: far more than
+/// any listing or log a client prints, far less than what would take the master's memory.
+pub const DEFAULT_MAX_STDOUT: usize = 256 << 20;
+
+/// How much of a failed command's standard error is kept for its error: the end, where the
+/// reason is.
+const STDERR_TAIL: usize = 2000;
+
 /// Runs a prepared command in a new process group, killing the whole group if it runs longer
 /// than `limit`, and returns its standard output. `what` names it in errors.
-pub fn run_command(mut cmd: Command, what: &str, limit: Duration) -> Result<String, CmdError> {
+pub fn run_command(cmd: Command, what: &str, limit: Duration) -> Result<String, CmdError> {
+    run_bounded(cmd, what, limit, DEFAULT_MAX_STDOUT)
+}
+
+/// [`run_command`], killing the group too once the command has written more than `max_stdout`
+/// bytes to its standard output. Standard error is drained whatever its size; only its end is
+/// kept.
+pub fn run_bounded(
+    mut cmd: Command,
+    what: &str,
+    limit: Duration,
+    max_stdout: usize,
+) -> Result<String, CmdError> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -59,18 +82,32 @@ pub fn run_command(mut cmd: Command, what: &str, limit: Duration) -> Result<Stri
         reason: e.to_string(),
     })?;
     let pid = child.id();
-    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let group = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+    let stdout = child.stdout.take().expect("stdout is piped");
     let mut stderr = child.stderr.take().expect("stderr is piped");
     // Both pipes are drained at once, so that a chatty command never blocks on a full pipe.
     let out_reader = std::thread::spawn(move || {
         let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf);
+        let cap = u64::try_from(max_stdout)
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        let _ = stdout.take(cap).read_to_end(&mut buf);
+        if buf.len() > max_stdout {
+            // The rest is never read: the whole group goes, as it would at the time limit.
+            let _ = killpg(group, Signal::SIGKILL);
+        }
         buf
     });
     let err_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
-        buf
+        let mut tail = Vec::new();
+        let mut chunk = [0u8; 8192];
+        while let Ok(n @ 1..) = stderr.read(&mut chunk) {
+            tail.extend_from_slice(&chunk[..n]);
+            if tail.len() > 2 * STDERR_TAIL {
+                tail.drain(..tail.len() - STDERR_TAIL);
+            }
+        }
+        tail
     });
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -79,7 +116,6 @@ pub fn run_command(mut cmd: Command, what: &str, limit: Duration) -> Result<Stri
     let status = match rx.recv_timeout(limit) {
         Ok(status) => status,
         Err(_) => {
-            let group = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
             let _ = killpg(group, Signal::SIGKILL);
             let _ = rx.recv();
             return Err(CmdError::TimedOut {
@@ -90,6 +126,12 @@ pub fn run_command(mut cmd: Command, what: &str, limit: Duration) -> Result<Stri
     };
     let stdout = out_reader.join().unwrap_or_default();
     let stderr = err_reader.join().unwrap_or_default();
+    if stdout.len() > max_stdout {
+        return Err(CmdError::TooMuchOutput {
+            command: what.to_owned(),
+            limit: max_stdout,
+        });
+    }
     let status = status.map_err(|e| CmdError::NotStarted {
         command: what.to_owned(),
         reason: e.to_string(),
@@ -98,7 +140,7 @@ pub fn run_command(mut cmd: Command, what: &str, limit: Duration) -> Result<Stri
         return Err(CmdError::Failed {
             command: what.to_owned(),
             status: status.to_string(),
-            stderr: tail(&String::from_utf8_lossy(&stderr), 2000),
+            stderr: tail(&String::from_utf8_lossy(&stderr), STDERR_TAIL),
             stdout_head: String::from_utf8_lossy(&stdout[..stdout.len().min(256)]).into_owned(),
         });
     }
@@ -141,6 +183,34 @@ mod tests {
         assert!(err.contains("oops"), "{err}");
         let err = run("no-such-tool-here", &[], None, Duration::from_secs(5)).unwrap_err();
         assert!(matches!(err, CmdError::NotStarted { .. }), "{err}");
+    }
+
+    #[test]
+    fn output_is_bounded_on_both_pipes() {
+        // Ten megabytes on stderr: drained, only the end kept.
+        let err = run(
+            "sh",
+            &[
+                "-c",
+                "head -c 10000000 /dev/zero | tr '\\0' x >&2; echo last-words >&2; exit 1",
+            ],
+            None,
+            Duration::from_secs(20),
+        )
+        .unwrap_err();
+        let CmdError::Failed { stderr, .. } = err else {
+            panic!("{err}")
+        };
+        assert!(stderr.ends_with("last-words"), "{stderr:.100}");
+        assert!(stderr.len() <= STDERR_TAIL + 3, "{}", stderr.len());
+        // Endless stdout: killed once past the bound.
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "yes quarters"]);
+        let err = run_bounded(cmd, "yes", Duration::from_secs(20), 1 << 16).unwrap_err();
+        assert!(
+            matches!(err, CmdError::TooMuchOutput { limit: 65536, .. }),
+            "{err}"
+        );
     }
 
     #[test]

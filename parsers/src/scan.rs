@@ -323,10 +323,10 @@ impl Scanner {
     ) -> Result<tempfile::TempDir, PackageError> {
         let tmp = tempfile::tempdir()
             .map_err(|e| PackageError::Source(format!("creating a temporary directory: {e}")))?;
-        make_world_readable(tmp.path());
         self.source
             .export(revision, path, &tmp.path().join("pkg"))
             .map_err(|e| PackageError::Source(e.to_string()))?;
+        make_world_readable(tmp.path());
         Ok(tmp)
     }
 
@@ -437,9 +437,22 @@ fn load_cache(path: &Path) -> CacheFile {
     }
 }
 
+/// Makes the scratch copy at `path` readable by everyone: a master running as root evaluates
+/// as `nobody`, which must be able to read what the sandbox binds. Links are left alone.
 fn make_world_readable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o755));
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return;
+    };
+    if meta.is_dir() {
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o755));
+        for entry in fs::read_dir(path).into_iter().flatten().flatten() {
+            make_world_readable(&entry.path());
+        }
+    } else if meta.is_file() {
+        let mode = meta.permissions().mode() | 0o444;
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode));
+    }
 }
 
 /// Waits before evaluating again when the sandbox could not start makepkg for want of
@@ -463,8 +476,14 @@ fn evaluate_exported(tmp: &tempfile::TempDir, timeout: Duration) -> Result<Strin
     }
     result.map_err(|e| match e {
         EvalError::Sandbox(_) => PackageError::Source(format!("no .SRCINFO, and {e}")),
-        EvalError::TimedOut(_) | EvalError::Failed(_) => {
+        EvalError::Failed {
+            ref stderr_tail, ..
+        } => {
+            // The end of what makepkg printed goes to the operator's log only: it is the
+            // PKGBUILD's to choose, and what is published is the one-line reason.
+            tracing::debug!("makepkg --printsrcinfo printed: {stderr_tail}");
             PackageError::Metadata(format!("no .SRCINFO, and {e}"))
         }
+        EvalError::TimedOut(_) => PackageError::Metadata(format!("no .SRCINFO, and {e}")),
     })
 }

@@ -18,8 +18,41 @@ pub struct MasterProcess {
     pub state_dir: PathBuf,
     pub log: PathBuf,
     pub client: PeerClient,
+    run_as: RunAs,
     child: Option<Child>,
 }
+
+/// How the master process is started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunAs {
+    /// As the test runs: root, in the host's namespaces.
+    Caller,
+    /// As `contrib/systemd/quarters-master.service` runs it, as far as a machine without
+    /// systemd allows: as an unprivileged user (`nobody`, which must own the test's directory)
+    /// with its own `HOME` and `NoNewPrivileges`, the whole file system read-only but the test's directory
+    /// (`ProtectSystem=strict` with its `StateDirectory`), a `/dev` of the harmless devices
+    /// only (`PrivateDevices`) and a temporary directory of its own (`PrivateTmp`).
+    Service,
+}
+
+/// What `unshare --mount` runs to set up [`RunAs::Service`]: `$1` is the test's directory, the
+/// rest the master's command line.
+const SERVICE_SETUP: &str = r#"set -eu
+dir=$1; shift
+mount --bind "$dir" "$dir"
+devs=$dir/.service-dev
+mkdir -p "$devs" "$dir/.service-tmp"
+chown 65534:65534 "$dir/.service-tmp"
+mount -t tmpfs -o mode=755,nosuid,noexec tmpfs "$devs"
+for node in null zero full random urandom tty; do
+  touch "$devs/$node"
+  mount --bind "/dev/$node" "$devs/$node"
+done
+mount --move "$devs" /dev
+mount -o remount,bind,ro /
+export TMPDIR=$dir/.service-tmp HOME=/nonexistent USER=nobody LOGNAME=nobody
+exec setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs -- "$@"
+"#;
 
 /// Creates the farm CA in `dir/ca` and the master's certificate; returns the CA directory.
 pub fn farm_pki(dir: &Path) -> PathBuf {
@@ -34,6 +67,11 @@ impl MasterProcess {
     /// Writes `dir/master.toml` (the given tables appended to the basics) and starts the
     /// master on a free port.
     pub async fn start(dir: &Path, port: u16, tables: &str) -> Self {
+        Self::start_as(dir, port, tables, RunAs::Caller).await
+    }
+
+    /// [`MasterProcess::start`], run as `run_as` says.
+    pub async fn start_as(dir: &Path, port: u16, tables: &str, run_as: RunAs) -> Self {
         let url: Url = format!("https://127.0.0.1:{port}/").parse().unwrap();
         let config = dir.join("master.toml");
         std::fs::write(
@@ -57,6 +95,7 @@ impl MasterProcess {
             state_dir: dir.join("state"),
             log: dir.join("master.log"),
             client,
+            run_as,
             child: None,
         };
         master.spawn().await;
@@ -69,7 +108,23 @@ impl MasterProcess {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(crate::bin("quarters-master"))
+        let mut cmd = match self.run_as {
+            RunAs::Caller => Command::new(crate::bin("quarters-master")),
+            RunAs::Service => {
+                let dir = self
+                    .config
+                    .parent()
+                    .expect("the config is in the test's directory");
+                let mut cmd = Command::new("unshare");
+                cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                    .arg(SERVICE_SETUP)
+                    .arg("sh")
+                    .arg(dir)
+                    .arg(crate::bin("quarters-master"));
+                cmd
+            }
+        };
+        let child = cmd
             .arg("--config")
             .arg(&self.config)
             .env("RUST_LOG", "info")

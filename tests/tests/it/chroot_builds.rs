@@ -119,6 +119,15 @@ async fn a_real_build_with_a_dependency_from_the_build_repository_installs_with_
         "hello from libhello\n"
     );
 
+    // The builder said at start-up what bounds its builds on this machine's cgroups.
+    let builder = farm
+        .nodes()
+        .find(|n| n.name.as_str() == "builder-1")
+        .unwrap();
+    let log = std::fs::read_to_string(&builder.log).unwrap();
+    let notice = quarters_builder::cgroups::Hierarchy::of_this_machine().notice();
+    assert!(log.contains(&notice), "{notice:?} not in:\n{log}");
+
     // Teardown left nothing mounted under the builder's work directory.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let work = dir.path().join("builder-1-work").canonicalize().unwrap();

@@ -10,6 +10,7 @@ mod examples;
 mod farm_sim;
 mod hostile_builder;
 mod hostile_clients;
+mod hostile_pkgbuilds;
 mod master_crash;
 mod master_flow;
 mod pki_cli;

@@ -216,3 +216,54 @@ fn scan_shows_how_far_the_evaluation_got_on_a_terminal_and_in_plain_lines() {
         &["\r\x1b[2Ksource main: 3 of 3 PKGBUILDs evaluated, 1 failed"],
     );
 }
+
+/// On a machine where no sandbox can be made (here: bubblewrap hidden), no PKGBUILD runs, and
+/// each package without `.SRCINFO` says why, as an error of the source that is tried again.
+#[test]
+fn without_a_sandbox_no_pkgbuild_runs_and_each_package_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let tree = dir.path().join("packages");
+    fs::create_dir_all(tree.join("eager")).unwrap();
+    fs::write(
+        tree.join("eager/PKGBUILD"),
+        format!(
+            "pkgname=eager\ntouch {}\npkgver=1\npkgrel=1\narch=(any)\n",
+            ran.display()
+        ),
+    )
+    .unwrap();
+    quarters_tests::makepkg::git_commit_all(&tree, "import");
+    let config = config(
+        dir.path(),
+        "[[source]]\nname = \"main\"\nkind = \"git\"\npath = \"packages\"\n",
+    );
+    // The master's own mount namespace, in which bwrap is no program.
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg("mount --bind /dev/null \"$(command -v bwrap)\" && exec \"$@\"")
+        .arg("sh")
+        .arg(quarters_tests::bin("quarters-master"))
+        .args(["scan", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let error = &report[0]["packages"][0]["error"];
+    assert_eq!(error["kind"], "source", "{report:#}");
+    let message = error["message"].as_str().unwrap();
+    assert_contains(
+        message,
+        &[
+            "cannot evaluate PKGBUILD in a sandbox here",
+            "`bwrap` is not installed (package bubblewrap)",
+        ],
+    );
+    assert!(!ran.exists(), "the PKGBUILD ran without a sandbox");
+}
