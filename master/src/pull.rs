@@ -12,6 +12,7 @@ use quarters_common::api::v1::{BUILDDIR, artifact_path, log_path};
 use quarters_common::client::{PeerClient, PeerError};
 use quarters_common::peer_input::CheckedBuild;
 
+use crate::plan::Pin;
 use crate::repo::package::{ArchiveError, FileFacts, InspectError, Inspected, Limits, inspect};
 pub use crate::verdict::Blame;
 
@@ -27,6 +28,8 @@ pub struct Expectation<'a> {
     pub packager: &'a str,
     /// The sha256 of the PKGBUILD in the source tarball the master handed out, once known.
     pub pkgbuild_sha256: Option<&'a str>,
+    /// The dependencies the build waited for, at the versions it must have been built against.
+    pub pins: &'a [Pin],
 }
 
 /// Limits and cancellation for pulls.
@@ -267,6 +270,24 @@ fn check(package: &Inspected, file: &str, expect: Expectation<'_>) -> Result<(),
                 buildinfo.builddir.as_deref().unwrap_or("")
             ),
         );
+    }
+    // A build against an older version of what it waited for is not the rebuild the sources
+    // asked for. A builder that installs what the master's build repository holds cannot make
+    // one, unless that dependency was built again while this build ran.
+    for pin in expect.pins {
+        if let Some(other) = buildinfo
+            .installed
+            .iter()
+            .find(|i| pin.pkgnames.contains(&i.name) && i.version != pin.version)
+        {
+            return refuse(
+                Builder,
+                format!(
+                    "{file}: the dependency check failed: .BUILDINFO says {} {} was installed, the master's plan named {} {} (of {})",
+                    other.name, other.version, other.name, pin.version, pin.pkgbase
+                ),
+            );
+        }
     }
     if let Some(want) = expect.pkgbuild_sha256
         && buildinfo.pkgbuild_sha256sum.as_deref() != Some(want)

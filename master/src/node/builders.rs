@@ -166,11 +166,18 @@ impl Master {
             }
             return;
         }
-        let unit = self
-            .model()
-            .plan
-            .unit(build.pkgbase.as_str(), build.arch.as_str())
-            .cloned();
+        let (unit, pins) = {
+            let model = self.model();
+            let unit = model
+                .plan
+                .unit(build.pkgbase.as_str(), build.arch.as_str())
+                .cloned();
+            let pins = unit
+                .as_ref()
+                .map(|u| model.plan.pins(u))
+                .unwrap_or_default();
+            (unit, pins)
+        };
         let key = super::build_key(build);
         let already = self.db().is_accepted(&key).unwrap_or(false);
         let unneeded = match &unit {
@@ -233,6 +240,7 @@ impl Master {
                     pkgnames: &unit.spec.pkgnames,
                     packager: &packager,
                     pkgbuild_sha256: pkgbuild_sha256.as_deref(),
+                    pins: &pins,
                 };
                 let limits = PullLimits {
                     max_bytes: self.config.max_artifact_size,

@@ -147,7 +147,9 @@ impl Master {
             }
             match &u.state {
                 State::Waiting => {
-                    let _ = writeln!(out, "  waits on {}", model.plan.waiting_on(u).join(", "));
+                    for line in model.plan.explain_waits(u) {
+                        let _ = writeln!(out, "  {line}");
+                    }
                 }
                 State::Claimed { builder } => {
                     let _ = writeln!(out, "  being built by {builder}");
@@ -172,6 +174,9 @@ impl Master {
                     );
                 }
                 State::Built | State::Live => {}
+            }
+            for line in model.plan.explain_bootstrap(u) {
+                let _ = writeln!(out, "  {line}");
             }
             if let Ok(builds) = db.builds_of(&s.pkgbase, 5) {
                 for b in builds {

@@ -11,6 +11,16 @@ pub enum RepoKind {
     Live,
 }
 
+impl RepoKind {
+    /// How `why` names it: "the build repository".
+    pub fn describe(self) -> &'static str {
+        match self {
+            RepoKind::Build => "the build repository",
+            RepoKind::Live => "the live repository",
+        }
+    }
+}
+
 /// One package file in a repository.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BinaryPackage {
@@ -60,8 +70,16 @@ impl Binaries {
 
     /// Whether a package in either repository, for `arch`, satisfies `req`.
     pub fn satisfies(&self, req: &Requirement<'_>, arch: &str) -> bool {
-        self.by_name.get(req.name.as_ref()).is_some_and(|ids| {
-            ids.iter().map(|&i| &self.packages[i]).any(|p| {
+        self.satisfier(req, arch).is_some()
+    }
+
+    /// The newest package in either repository, for `arch`, that satisfies `req`.
+    pub fn satisfier(&self, req: &Requirement<'_>, arch: &str) -> Option<&BinaryPackage> {
+        self.by_name
+            .get(req.name.as_ref())?
+            .iter()
+            .map(|&i| &self.packages[i])
+            .filter(|p| {
                 (p.arch == arch || p.arch == "any")
                     && (req.satisfied_by(&p.pkgname, Some(&p.version))
                         || p.provides.iter().any(|prov| {
@@ -69,7 +87,7 @@ impl Binaries {
                             req.satisfied_by(name, version)
                         }))
             })
-        })
+            .max_by(|a, b| vercmp(&a.version, &b.version))
     }
 
     /// The newest version of `pkgbase` in `repo` for build architecture `arch`.

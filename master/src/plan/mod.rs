@@ -3,6 +3,18 @@
 //!
 //! This is a pure function of its inputs, recomputed whenever one of them changes; on the
 //! 1,815-package pkgsrc graph it takes a few milliseconds (BENCHMARKS.md).
+//!
+//! Two rules decide what a build waits for:
+//!
+//! * **Pending versions first.** A dependency that a source provides is met by that source's
+//!   version: while it is not in a binary repository the dependent waits for it, even if an
+//!   older binary would satisfy the relation. A rebuild is built against what the sources say,
+//!   never against what they are replacing. Only a dependency no source provides (or whose
+//!   source version does not fit a versioned relation) is met by a binary alone.
+//! * **Cycles are broken through binaries** ([`break_cycles`]): in a cycle of pending builds,
+//!   a member whose dependencies inside the cycle all have binaries is built first against
+//!   those binaries (the one the rest of the cycle waits for most); the rest of the cycle then
+//!   waits for it as usual. A cycle with no such member stays blocked.
 
 pub mod binaries;
 pub mod relation;
@@ -11,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 
 use quarters_parsers::PkgBase;
 
-use self::binaries::{Binaries, RepoKind};
+use self::binaries::{Binaries, BinaryPackage, RepoKind};
 use self::relation::{Requirement, provision, vercmp};
 
 /// One build the farm may have to do: a pkgbase, for one architecture (or `any`).
@@ -156,7 +168,8 @@ impl State {
         matches!(self, State::Waiting | State::Ready | State::Claimed { .. })
     }
 
-    fn is_done(&self) -> bool {
+    /// This version is in a binary repository.
+    pub fn is_done(&self) -> bool {
         matches!(self, State::Built | State::Live)
     }
 }
@@ -183,12 +196,25 @@ pub struct Inputs<'a> {
 }
 
 /// One dependency a build has on another build.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Wait {
     /// The build that provides it (an index into [`Plan::units`]).
     pub provider: usize,
     /// Which dependency: an index into [`UnitSpec::all_depends`].
     pub dep: usize,
+    /// A package already in a repository that satisfies the dependency too, but which the
+    /// provider's new version replaces: not used while that version is pending, unless a
+    /// cycle must be broken.
+    pub stand_in: Option<BinaryPackage>,
+}
+
+/// A dependency a build waited for: whichever of `pkgnames` its root had installed must be at
+/// `version`, the one the sources provide, not an older binary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pin {
+    pub pkgbase: String,
+    pub pkgnames: Vec<String>,
+    pub version: String,
 }
 
 /// A build with its state.
@@ -198,6 +224,9 @@ pub struct Planned {
     pub state: State,
     /// The builds whose packages it needs and that are not in a binary repository.
     pub waits: Vec<Wait>,
+    /// Dependencies on builds of its own dependency cycle that it does not wait for: it is
+    /// built against their [`Wait::stand_in`] binaries, to break the cycle.
+    pub bootstrap: Vec<Wait>,
     pub expected_ms: u64,
     /// Critical-path priority: `expected_ms` plus the longest chain of pending dependents.
     pub priority: u64,
@@ -244,6 +273,73 @@ impl Plan {
             .filter_map(|w| {
                 let dep = unit.spec.all_depends().nth(w.dep)?;
                 Some(format!("{dep} ({})", self.units[w.provider].spec.pkgbase))
+            })
+            .collect()
+    }
+
+    /// What a build waits for, one line each, for `why`: the pending version it waits for,
+    /// where that build is, and the binary it does not use meanwhile.
+    pub fn explain_waits(&self, unit: &Planned) -> Vec<String> {
+        unit.waits
+            .iter()
+            .filter(|w| !self.units[w.provider].state.is_done())
+            .filter_map(|w| {
+                let dep = unit.spec.all_depends().nth(w.dep)?;
+                let provider = &self.units[w.provider];
+                let at = match &provider.state {
+                    State::Waiting => "which waits for its own dependencies".to_owned(),
+                    State::Ready => "which is ready to be built".to_owned(),
+                    State::Claimed { builder } => format!("which is being built on {builder}"),
+                    other => format!("which is {}", other.name()),
+                };
+                let mut line = format!(
+                    "waits for {} {} (for {dep}), {at}",
+                    provider.spec.pkgbase, provider.spec.version
+                );
+                if let Some(old) = &w.stand_in {
+                    line.push_str(&format!(
+                        "; {} {} is in {}, but the sources replace it",
+                        old.pkgname,
+                        old.version,
+                        old.repo.describe()
+                    ));
+                }
+                Some(line)
+            })
+            .collect()
+    }
+
+    /// The versions a build must be built against: those of the builds it waited for.
+    pub fn pins(&self, unit: &Planned) -> Vec<Pin> {
+        unit.waits
+            .iter()
+            .map(|w| {
+                let provider = &self.units[w.provider].spec;
+                Pin {
+                    pkgbase: provider.pkgbase.clone(),
+                    pkgnames: provider.pkgnames.clone(),
+                    version: provider.version.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// The binaries a build is built against to break its dependency cycle, one line each.
+    pub fn explain_bootstrap(&self, unit: &Planned) -> Vec<String> {
+        unit.bootstrap
+            .iter()
+            .filter_map(|w| {
+                let dep = unit.spec.all_depends().nth(w.dep)?;
+                let old = w.stand_in.as_ref()?;
+                let provider = &self.units[w.provider].spec;
+                Some(format!(
+                    "built against {} {} from {} (for {dep}), not {} {}: they depend on each other, and it goes first",
+                    old.pkgname,
+                    old.version,
+                    old.repo.describe(),
+                    provider.pkgbase,
+                    provider.version
+                ))
             })
             .collect()
     }
@@ -342,8 +438,19 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         }
     }
 
+    // Whether each build's own version is in a binary repository already.
+    let in_repo = |s: &UnitSpec, repo| {
+        binaries
+            .version_of(repo, &s.pkgbase, &s.arch)
+            .is_some_and(|v| vercmp(v, &s.version).is_ge())
+    };
+    let done: Vec<bool> = specs
+        .iter()
+        .map(|s| in_repo(s, RepoKind::Live) || in_repo(s, RepoKind::Build))
+        .collect();
+
     let mut states: Vec<Option<State>> = vec![None; n];
-    let mut edges: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
+    let mut edges: Vec<Vec<Wait>> = vec![Vec::new(); n];
     let mut own_block: Vec<Option<String>> = vec![None; n];
     for (i, s) in specs.iter().enumerate() {
         if let Some(why) = duplicates.get(&i) {
@@ -357,16 +464,11 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         } else {
             s.arch.as_str()
         };
-        let at_least = |repo| {
-            binaries
-                .version_of(repo, &s.pkgbase, &s.arch)
-                .is_some_and(|v| vercmp(v, &s.version).is_ge())
-        };
-        if at_least(RepoKind::Live) {
+        if in_repo(s, RepoKind::Live) {
             states[i] = Some(State::Live);
             continue;
         }
-        if at_least(RepoKind::Build) {
+        if done[i] {
             states[i] = Some(State::Built);
             continue;
         }
@@ -383,12 +485,10 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
                 continue;
             }
             let req = Requirement::parse(dep);
-            if s.provides_itself(&req)
-                || template.contains(req.name.as_ref())
-                || binaries.satisfies(&req, resolve_arch)
-            {
+            if s.provides_itself(&req) || template.contains(req.name.as_ref()) {
                 continue;
             }
+            let binary = binaries.satisfier(&req, resolve_arch);
             let named = providers
                 .get(req.name.as_ref())
                 .map(Vec::as_slice)
@@ -408,7 +508,15 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
                 .find(|&p| specs[p].pkgnames.iter().any(|n| n == req.name.as_ref()))
                 .or_else(|| fitting.first().copied());
             match chosen {
-                Some(p) => edges[i].push((p, k)),
+                // The source's version is in a repository: met, as by any binary.
+                Some(p) if done[p] && binary.is_some() => {}
+                // The source's version is pending: waited for, whatever binary would do.
+                Some(p) => edges[i].push(Wait {
+                    provider: p,
+                    dep: k,
+                    stand_in: binary.cloned(),
+                }),
+                None if binary.is_some() => {}
                 None if named.is_empty() => {
                     own_block[i].get_or_insert_with(|| {
                         format!("{}: needs {dep}, which nothing provides (not in the sources, the repositories or the build root)", s.pkgbase)
@@ -433,12 +541,11 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         }
     }
 
-    // Strongly connected components over the waiting edges, providers before dependents.
-    let order = tarjan(n, &edges, &states);
+    // Strongly connected components over the waiting edges, providers before dependents;
+    // cycles that binaries can break are broken first.
+    let (order, bootstrap) = break_cycles(&mut edges, &states, &specs);
     for component in &order {
-        let cyclic =
-            component.len() > 1 || edges[component[0]].iter().any(|(p, _)| *p == component[0]);
-        if cyclic {
+        if is_cycle(component, &edges) {
             let chain = cycle_chain(component, &edges, &specs);
             for &i in component {
                 states[i] = Some(State::Blocked {
@@ -461,7 +568,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
                 propagate(i, &edges[i], &states, &specs).unwrap_or_else(|| {
                     let waiting = edges[i]
                         .iter()
-                        .any(|(p, _)| !states[*p].as_ref().is_some_and(State::is_done));
+                        .any(|w| !states[w.provider].as_ref().is_some_and(State::is_done));
                     if waiting {
                         State::Waiting
                     } else {
@@ -497,8 +604,8 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
     let mut priority = vec![0u64; n];
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (i, e) in edges.iter().enumerate() {
-        for (p, _) in e {
-            dependents[*p].push(i);
+        for w in e {
+            dependents[w.provider].push(i);
         }
     }
     for component in order.iter().rev() {
@@ -519,14 +626,13 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
     let units: Vec<Planned> = specs
         .into_iter()
         .zip(states)
+        .zip(edges.into_iter().zip(bootstrap))
         .enumerate()
-        .map(|(i, (spec, state))| Planned {
+        .map(|(i, ((spec, state), (waits, bootstrap)))| Planned {
             spec,
             state,
-            waits: edges[i]
-                .iter()
-                .map(|&(provider, dep)| Wait { provider, dep })
-                .collect(),
+            waits,
+            bootstrap,
             expected_ms: expected[i],
             priority: priority[i],
         })
@@ -548,15 +654,15 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
 /// The state a build inherits from a failed or blocked dependency, if any.
 fn propagate(
     i: usize,
-    edges: &[(usize, usize)],
+    edges: &[Wait],
     states: &[Option<State>],
     specs: &[UnitSpec],
 ) -> Option<State> {
     let me = &specs[i].pkgbase;
     let dep_text = |k: usize| specs[i].all_depends().nth(k).unwrap_or("?");
     let mut blocked = None;
-    for &(p, k) in edges {
-        let p = &p;
+    for w in edges {
+        let (p, k) = (&w.provider, w.dep);
         let via = format!("{me} needs {} ({})", dep_text(k), specs[*p].pkgbase);
         match &states[*p] {
             Some(State::Failed { reason }) => {
@@ -580,9 +686,84 @@ fn propagate(
     blocked
 }
 
+/// Whether a component of [`tarjan`]'s is a cycle: more than one build, or one that needs
+/// itself.
+fn is_cycle(component: &[usize], edges: &[Vec<Wait>]) -> bool {
+    component.len() > 1
+        || edges[component[0]]
+            .iter()
+            .any(|w| w.provider == component[0])
+}
+
+/// Breaks the dependency cycles among pending builds that binaries can break, and returns the
+/// components of what remains (as [`tarjan`]) with, for every build, the waits it no longer
+/// has (its bootstrap).
+///
+/// The rule, applied to every cycle until none is left that it can break, as Eades, Lin and
+/// Smyth's greedy ordering picks its sources: of the members all of whose dependencies inside
+/// the cycle have a stand-in binary, the one that most members wait for, less what it needs
+/// from the cycle, goes first (then the one that needs the least, then the first by pkgbase),
+/// built against those binaries. Its waits inside the cycle are dropped, and the rest is
+/// examined again: a bigger cycle may still hold smaller ones. Each round drops the waits of
+/// at least one build, so this ends. The aim is as few binaries used as possible; the greedy
+/// rule does not promise the least, but it is deterministic and shown by `why`.
+fn break_cycles(
+    edges: &mut [Vec<Wait>],
+    states: &[Option<State>],
+    specs: &[UnitSpec],
+) -> (Vec<Vec<usize>>, Vec<Vec<Wait>>) {
+    let n = edges.len();
+    let mut bootstrap: Vec<Vec<Wait>> = vec![Vec::new(); n];
+    loop {
+        let order = tarjan(n, edges, states);
+        let mut broke = false;
+        for component in &order {
+            if !is_cycle(component, edges) {
+                continue;
+            }
+            let members: HashSet<usize> = component.iter().copied().collect();
+            let inside = |w: &Wait| members.contains(&w.provider);
+            let needs = |m: usize| edges[m].iter().filter(|w| inside(w)).count();
+            let mut waited_for: HashMap<usize, usize> = HashMap::new();
+            for &m in component {
+                for w in edges[m].iter().filter(|w| inside(w)) {
+                    *waited_for.entry(w.provider).or_default() += 1;
+                }
+            }
+            let score = |m: usize| {
+                let gain = waited_for.get(&m).copied().unwrap_or(0);
+                (std::cmp::Reverse(gain as i64 - needs(m) as i64), needs(m))
+            };
+            let first = component
+                .iter()
+                .copied()
+                .filter(|&m| {
+                    edges[m]
+                        .iter()
+                        .filter(|w| inside(w))
+                        .all(|w| w.stand_in.is_some())
+                })
+                .min_by(|&a, &b| {
+                    score(a)
+                        .cmp(&score(b))
+                        .then_with(|| specs[a].pkgbase.cmp(&specs[b].pkgbase))
+                });
+            if let Some(m) = first {
+                let (dropped, kept) = std::mem::take(&mut edges[m]).into_iter().partition(inside);
+                edges[m] = kept;
+                bootstrap[m].extend::<Vec<Wait>>(dropped);
+                broke = true;
+            }
+        }
+        if !broke {
+            return (order, bootstrap);
+        }
+    }
+}
+
 /// Tarjan's algorithm, iterative, over the builds that still need resolving. Components come
 /// out with every component they depend on before them.
-fn tarjan(n: usize, edges: &[Vec<(usize, usize)>], states: &[Option<State>]) -> Vec<Vec<usize>> {
+fn tarjan(n: usize, edges: &[Vec<Wait>], states: &[Option<State>]) -> Vec<Vec<usize>> {
     const UNSEEN: usize = usize::MAX;
     let mut index = vec![UNSEEN; n];
     let mut low = vec![0; n];
@@ -593,7 +774,7 @@ fn tarjan(n: usize, edges: &[Vec<(usize, usize)>], states: &[Option<State>]) -> 
     let follow = |v: usize| -> Vec<usize> {
         edges[v]
             .iter()
-            .map(|(p, _)| *p)
+            .map(|w| w.provider)
             .filter(|p| states[*p].is_none())
             .collect()
     };
@@ -645,11 +826,7 @@ fn tarjan(n: usize, edges: &[Vec<(usize, usize)>], states: &[Option<State>]) -> 
 }
 
 /// A readable cycle through a component: `a needs x (b)`, `b needs y (a)`.
-fn cycle_chain(
-    component: &[usize],
-    edges: &[Vec<(usize, usize)>],
-    specs: &[UnitSpec],
-) -> Vec<String> {
+fn cycle_chain(component: &[usize], edges: &[Vec<Wait>], specs: &[UnitSpec]) -> Vec<String> {
     let members: HashSet<usize> = component.iter().copied().collect();
     let start = *component
         .iter()
@@ -659,7 +836,12 @@ fn cycle_chain(
     let mut seen = HashSet::new();
     let mut at = start;
     while seen.insert(at) {
-        let Some((next, k)) = edges[at].iter().find(|(p, _)| members.contains(p)) else {
+        let Some(Wait {
+            provider: next,
+            dep: k,
+            ..
+        }) = edges[at].iter().find(|w| members.contains(&w.provider))
+        else {
             break;
         };
         let dep = specs[at].all_depends().nth(*k).unwrap_or("?");

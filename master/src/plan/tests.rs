@@ -301,3 +301,172 @@ fn two_pkgbases_producing_one_pkgname_are_both_blocked() {
         "nothing is built against a contested name"
     );
 }
+
+/// Every build of the plan that is ready, by pkgbase.
+fn ready(p: &Plan) -> Vec<&str> {
+    p.ready
+        .iter()
+        .map(|&i| p.units[i].spec.pkgbase.as_str())
+        .collect()
+}
+
+#[test]
+fn a_pending_version_is_waited_for_even_when_an_older_binary_would_do() {
+    let mut w = World::new();
+    w.binaries = Binaries::new(vec![
+        bin(RepoKind::Build, "liba", "1.0-1"),
+        bin(RepoKind::Live, "app", "1.0-1"),
+    ]);
+    let units = || {
+        vec![
+            unit("liba", "2.0-1", &[], &[]),
+            unit("app", "1.0-2", &["liba"], &[]),
+            // A relation the new version does not meet is met by the old binary.
+            unit("pinned", "1-1", &["liba<2"], &[]),
+        ]
+    };
+    let p = w.plan(units());
+    assert_eq!(ready(&p), ["liba", "pinned"]);
+    let app = p.find("app")[0];
+    assert_eq!(app.state, State::Waiting);
+    assert_eq!(
+        p.explain_waits(app),
+        [
+            "waits for liba 2.0-1 (for liba), which is ready to be built; liba 1.0-1 is in the build repository, but the sources replace it"
+        ]
+    );
+
+    w.claimed.insert(key("liba", "2.0-1"), "builder-1".into());
+    let p = w.plan(units());
+    let line = &p.explain_waits(p.find("app")[0])[0];
+    assert!(line.contains("which is being built on builder-1"), "{line}");
+
+    // Once the new version is in the build repository, the rebuild goes.
+    w.claimed.clear();
+    w.binaries = Binaries::new(vec![
+        bin(RepoKind::Live, "liba", "1.0-1"),
+        bin(RepoKind::Build, "liba", "2.0-1"),
+        bin(RepoKind::Live, "app", "1.0-1"),
+    ]);
+    let p = w.plan(units());
+    assert_eq!(ready(&p), ["app", "pinned"]);
+}
+
+#[test]
+fn a_soname_bump_rebuilds_no_dependent_before_the_library() {
+    let mut w = World::new();
+    let dependents: Vec<String> = (0..50).map(|i| format!("app{i:02}")).collect();
+    let mut old = vec![bin(RepoKind::Live, "libfoo", "1-1")];
+    old.extend(dependents.iter().map(|d| bin(RepoKind::Live, d, "1-1")));
+    w.binaries = Binaries::new(old);
+    let units = || {
+        let mut units = vec![unit("libfoo", "2-1", &[], &[])];
+        units.extend(dependents.iter().map(|d| unit(d, "1-2", &["libfoo"], &[])));
+        units
+    };
+    let p = w.plan(units());
+    assert_eq!(ready(&p), ["libfoo"]);
+    assert_eq!(p.counts()["waiting"], 50);
+    assert_eq!(
+        p.find("libfoo")[0].priority,
+        2000,
+        "its rebuilds count on its path"
+    );
+
+    w.binaries = Binaries::new(
+        [bin(RepoKind::Build, "libfoo", "2-1")]
+            .into_iter()
+            .chain(dependents.iter().map(|d| bin(RepoKind::Live, d, "1-1")))
+            .collect(),
+    );
+    let p = w.plan(units());
+    assert_eq!(p.ready.len(), 50);
+    assert_eq!(state(&p, "libfoo"), &State::Built);
+}
+
+#[test]
+fn a_chain_of_pending_versions_goes_one_level_at_a_time() {
+    let mut w = World::new();
+    let units = || {
+        vec![
+            unit("a", "2-1", &[], &[]),
+            unit("b", "2-1", &["a"], &[]),
+            unit("c", "2-1", &[], &["b"]),
+        ]
+    };
+    let olds = ["a", "b", "c"].map(|n| bin(RepoKind::Live, n, "1-1"));
+    w.binaries = Binaries::new(olds.to_vec());
+    let p = w.plan(units());
+    assert_eq!(ready(&p), ["a"]);
+    assert_waits(&p, "b", &["a (a)"]);
+    assert_waits(&p, "c", &["b (b)"]);
+
+    w.binaries = Binaries::new(vec![
+        bin(RepoKind::Build, "a", "2-1"),
+        olds[1].clone(),
+        olds[2].clone(),
+    ]);
+    let p = w.plan(units());
+    assert_eq!(ready(&p), ["b"]);
+    assert_waits(&p, "c", &["b (b)"]);
+}
+
+#[test]
+fn a_cycle_with_older_binaries_is_broken_where_the_cycle_waits_most() {
+    let mut w = World::new();
+    w.binaries = Binaries::new(
+        ["glibc", "gcc", "binutils"]
+            .map(|n| bin(RepoKind::Live, n, "1-1"))
+            .to_vec(),
+    );
+    // The toolchain: gcc needs binutils and glibc, binutils needs glibc, glibc needs gcc.
+    let p = w.plan(vec![
+        unit("glibc", "2-1", &[], &["gcc"]),
+        unit("gcc", "2-1", &["glibc", "binutils"], &[]),
+        unit("binutils", "2-1", &["glibc"], &[]),
+        unit("gdb", "2-1", &["gcc"], &[]),
+    ]);
+    // glibc is what both others wait for and needs one binary: it goes first, against the
+    // old gcc; the rest waits for the new versions as usual. One binary used, not two.
+    assert_eq!(ready(&p), ["glibc"]);
+    let glibc = p.find("glibc")[0];
+    assert_eq!(
+        p.explain_bootstrap(glibc),
+        [
+            "built against gcc 1-1 from the live repository (for gcc), not gcc 2-1: they depend on each other, and it goes first"
+        ]
+    );
+    assert_waits(&p, "binutils", &["glibc (glibc)"]);
+    assert_waits(&p, "gcc", &["glibc (glibc)", "binutils (binutils)"]);
+    assert!(p.find("gcc")[0].bootstrap.is_empty());
+    assert_waits(&p, "gdb", &["gcc (gcc)"]);
+    let prio = |n| p.find(n)[0].priority;
+    assert_eq!(
+        (prio("glibc"), prio("binutils"), prio("gcc"), prio("gdb")),
+        (4000, 3000, 2000, 1000),
+        "the broken cycle is a chain, and the critical path follows it"
+    );
+}
+
+#[test]
+fn a_cycle_only_part_of_which_has_binaries_starts_where_it_can_or_stays_blocked() {
+    let mut w = World::new();
+    // x needs y, which has a binary; y needs x, which has none: x goes first.
+    w.binaries = Binaries::new(vec![bin(RepoKind::Live, "y", "1-1")]);
+    let p = w.plan(vec![
+        unit("x", "1-1", &["y"], &[]),
+        unit("y", "2-1", &["x"], &[]),
+        // Neither p nor q has a binary: blocked, as any cycle was before.
+        unit("p", "1-1", &["q"], &[]),
+        unit("q", "1-1", &["p"], &[]),
+    ]);
+    assert_eq!(ready(&p), ["x"]);
+    assert_waits(&p, "y", &["x (x)"]);
+    for member in ["p", "q"] {
+        assert!(
+            matches!(state(&p, member), State::Blocked { chain } if chain[0] == "dependency cycle: p, q"),
+            "{member}: {:?}",
+            state(&p, member)
+        );
+    }
+}

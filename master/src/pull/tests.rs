@@ -116,6 +116,7 @@ fn expect(names: &[String]) -> Expectation<'_> {
         pkgnames: names,
         packager: testpkg::PACKAGER,
         pkgbuild_sha256: Some(testpkg::PKGBUILD_SHA256),
+        pins: &[],
     }
 }
 
@@ -127,6 +128,15 @@ fn refused(err: &PullError) -> Option<(Blame, &str)> {
 }
 
 async fn try_pull(b: &TestBuilder, build: &Build) -> Result<Vec<Pulled>, PullError> {
+    try_pull_pinned(b, build, &[]).await
+}
+
+/// [`try_pull`] of a build that waited for the dependencies `pins`.
+async fn try_pull_pinned(
+    b: &TestBuilder,
+    build: &Build,
+    pins: &[crate::plan::Pin],
+) -> Result<Vec<Pulled>, PullError> {
     let staging = tempfile::tempdir().unwrap();
     let names: Vec<String> = NAMES.iter().map(|s| (*s).to_owned()).collect();
     let limits = PullLimits {
@@ -139,7 +149,11 @@ async fn try_pull(b: &TestBuilder, build: &Build) -> Result<Vec<Pulled>, PullErr
         Ok(build) => build,
         Err(v) => return refuse(Blame::Builder, v.to_string()),
     };
-    let result = pull(&b.client, &build, expect(&names), staging.path(), &limits).await;
+    let expectation = Expectation {
+        pins,
+        ..expect(&names)
+    };
+    let result = pull(&b.client, &build, expectation, staging.path(), &limits).await;
     if let Ok(pulled) = &result {
         for p in pulled {
             assert!(p.path.is_file());
@@ -360,4 +374,53 @@ async fn what_pacman_installs_is_accepted_with_warnings() {
             .contains("%LICENSE%\nmy own licence\n")
     );
     b.stop.cancel();
+}
+
+/// A build must have been built against the versions it waited for: one whose `.BUILDINFO`
+/// shows an older version of such a dependency is refused, naming both.
+#[tokio::test]
+async fn a_build_against_an_older_version_of_what_it_waited_for_is_refused() {
+    let b = test_builder().await;
+    let bin = testpkg::write(&b.files, "b-bin", "split-b", "1:2.0-1", "x86_64", "");
+    let with_installed = |installed: &str| {
+        let pkginfo = format!(
+            "pkgname = b-lib\npkgbase = split-b\npkgver = 1:2.0-1\narch = x86_64\nsize = 1\npackager = {}\n",
+            testpkg::PACKAGER
+        );
+        let buildinfo = format!(
+            "format = 2\npkgbuild_sha256sum = {}\npackager = {}\nbuilddir = {}\ninstalled = glibc-2.36-9-x86_64\ninstalled = {installed}\n",
+            testpkg::PKGBUILD_SHA256,
+            testpkg::PACKAGER,
+            quarters_common::api::v1::BUILDDIR
+        );
+        testpkg::write_members(
+            &b.files,
+            "b-lib-1:2.0-1-x86_64.pkg.tar.gz",
+            &[
+                (".PKGINFO", pkginfo.as_bytes()),
+                (".BUILDINFO", buildinfo.as_bytes()),
+                ("usr/", b""),
+            ],
+        )
+    };
+    let pins = [crate::plan::Pin {
+        pkgbase: "lib-a".into(),
+        pkgnames: vec!["lib-a".into(), "lib-a-docs".into()],
+        version: "2:1.0-2".into(),
+    }];
+    let old = with_installed("lib-a-2:1.0-1-x86_64");
+    let err = try_pull_pinned(&b, &build(vec![artifact(&old), artifact(&bin)]), &pins)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused(&err), Some((Blame::Builder, m)) if m.contains(
+            "the dependency check failed: .BUILDINFO says lib-a 2:1.0-1 was installed, the master's plan named lib-a 2:1.0-2 (of lib-a)"
+        )),
+        "{err}"
+    );
+    let new = with_installed("lib-a-2:1.0-2-x86_64");
+    let pulled = try_pull_pinned(&b, &build(vec![artifact(&new), artifact(&bin)]), &pins)
+        .await
+        .unwrap();
+    assert_eq!(pulled.len(), 2);
 }

@@ -295,3 +295,62 @@ async fn the_master_plans_pulls_verifies_and_serves_a_repository_pacman_installs
     assert!(!ok && text.contains("no failed or refused build"), "{text}");
     builder.stop();
 }
+
+/// A library update and the rebuild of its dependent in one commit: the rebuild waits for the
+/// new library even though the old one is in the build repository, and `why` says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebuild_waits_for_the_new_library_not_the_one_it_replaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = farm_pki(dir.path());
+    let packages = dir.path().join("packages");
+    let arch = std::env::consts::ARCH;
+    let liba = |version: &str| recipe("liba", version, arch, &[], ":");
+    let app = |version: &str| recipe("app", version, arch, &["liba"], ":");
+    makepkg::write_tree(&packages, &[liba("1.0-1")]);
+    makepkg::git_commit_all(&packages, "liba 1.0");
+    let port = free_ports(1).unwrap()[0];
+    let master_url: url::Url = format!("https://127.0.0.1:{port}/").parse().unwrap();
+    let builder = TestBuilder::start(&ca, "builder-1", &master_url).await;
+    let master = MasterProcess::start(
+        dir.path(),
+        port,
+        &format!(
+            "[[source]]\nname = \"main\"\nkind = \"git\"\npath = \"packages\"\n\n[[builder]]\nname = \"builder-1\"\nurl = \"{}\"\n",
+            builder.url
+        ),
+    )
+    .await;
+    master
+        .wait_for("liba ready", |s| ready(s).contains(&"liba"))
+        .await;
+    let old = makepkg::build(&liba("1.0-1"), &dir.path().join("built"));
+    builder.show(builder.succeeded("b1", "liba", "1.0-1", &old));
+    master
+        .wait_for("liba 1.0-1 built", |s| s.counts.get("built") == Some(&1))
+        .await;
+
+    // One commit: the new library and the rebuild against it.
+    makepkg::write_tree(&packages, &[liba("2.0-1"), app("1.0-2")]);
+    makepkg::git_commit_all(&packages, "liba 2.0, and app rebuilt against it");
+    let state = master
+        .wait_for("liba 2.0-1 ready", |s| {
+            s.ready
+                .iter()
+                .any(|r| r.pkgbase == "liba" && r.version == "2.0-1")
+        })
+        .await;
+    assert_eq!(
+        ready(&state),
+        ["liba"],
+        "app must not build against liba 1.0-1"
+    );
+    assert_eq!(state.counts.get("waiting"), Some(&1), "{:?}", state.counts);
+    let (ok, why) = quarters_tests::quartersctl(&master.config, &["why", "app"]);
+    assert!(ok, "{why}");
+    quarters_tests::assert_contains(
+        &why,
+        &[
+            "waits for liba 2.0-1 (for liba), which is ready to be built; liba 1.0-1 is in the build repository, but the sources replace it",
+        ],
+    );
+}

@@ -25,7 +25,34 @@ pub struct BuildInfo {
     pub builddir: Option<String>,
     pub pkgbuild_sha256sum: Option<String>,
     pub packager: Option<String>,
+    /// What was installed in the root when the package was built, as `.BUILDINFO` lists it.
+    pub installed: Vec<Installed>,
     pub fields: Fields,
+}
+
+/// One `installed = NAME-PKGVER-PKGREL-ARCH` line of `.BUILDINFO`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Installed {
+    pub name: String,
+    /// `[epoch:]pkgver-pkgrel`.
+    pub version: String,
+    pub arch: String,
+}
+
+impl Installed {
+    /// Splits from the right, as names may hold `-` and the last three parts may not.
+    pub fn parse(entry: &str) -> Option<Installed> {
+        let mut parts = entry.rsplitn(4, '-');
+        let arch = parts.next()?;
+        let pkgrel = parts.next()?;
+        let pkgver = parts.next()?;
+        let name = parts.next()?;
+        (!name.is_empty() && !pkgver.is_empty() && !pkgrel.is_empty()).then(|| Installed {
+            name: name.to_owned(),
+            version: format!("{pkgver}-{pkgrel}"),
+            arch: arch.to_owned(),
+        })
+    }
 }
 
 /// Why `.PKGINFO` cannot be used: only what pacman itself would refuse, or what the farm's
@@ -110,6 +137,10 @@ impl BuildInfo {
             builddir: fields.one("builddir").map(str::to_owned),
             pkgbuild_sha256sum: fields.one("pkgbuild_sha256sum").map(str::to_owned),
             packager: fields.one("packager").map(str::to_owned),
+            installed: fields
+                .all("installed")
+                .filter_map(Installed::parse)
+                .collect(),
             fields,
         }
     }
