@@ -90,13 +90,17 @@ pub fn evaluate(dir: &Path, limit: Duration) -> Result<String, EvalError> {
     } else {
         cmd = Command::new("prlimit");
     }
-    cmd.args(["--nproc=256", "--as=2147483648", "--", "bwrap"])
+    cmd.args(["--as=2147483648", "--", "bwrap"])
         .args(bwrap_args(&dir, &MinimalRoot::of_host()))
+        // The process limit is set inside, where the kernel counts it per user namespace: each
+        // evaluation has its own 256. Set outside, it would count every process of the one
+        // outside id, so a PKGBUILD holding them all would starve the evaluations beside it
+        // into time-outs, errors of their own packages.
+        .args(["--", "prlimit", "--nproc=256", "--"])
         // The sandbox announces that it stands before makepkg reads the PKGBUILD: output
         // without the announcement means the sandbox failed, and nothing the PKGBUILD prints
         // can say so.
         .args([
-            "--",
             "sh",
             "-c",
             &format!("printf '%s\\n' {READY}; exec makepkg --printsrcinfo"),

@@ -197,3 +197,48 @@ fn a_repository_vanishing_mid_scan_is_one_package_error() {
     assert!(matches!(e, PackageError::Source(_)), "{e:?}");
     assert!(e.to_string().contains("split-b"), "{e}");
 }
+
+/// A PKGBUILD that takes every process the evaluations' shared process limit allows starves the
+/// evaluations beside it only until its own time limit kills it: they are evaluated in the same
+/// scan, not turned into errors of their own.
+#[test]
+fn a_pkgbuild_holding_the_process_limit_delays_the_others_but_does_not_fail_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("packages");
+    let put = |path: &str, text: &str| {
+        let path = work.join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    };
+    // Evaluated first ("a" sorts first), side by side with "b"; "c" starts once "b" is done,
+    // when the hog holds every process it may have.
+    put(
+        "a-hog/PKGBUILD",
+        "pkgname=a-hog\nfor i in $(seq 400); do sleep 60 & done 2>/dev/null\nwait\npkgver=1\npkgrel=1\narch=(any)\n",
+    );
+    for name in ["b-plain", "c-plain"] {
+        put(
+            &format!("{name}/PKGBUILD"),
+            &format!("pkgname={name}\nsleep 1\npkgver=2\npkgrel=1\narch=(any)\n"),
+        );
+    }
+    let repo = Repository::init(&work).unwrap();
+    commit_all(&repo, ("Alice", "alice@example.org"), "import");
+    let source =
+        quarters_parsers::open(&spec(&work, Layout::default(), &[]), Path::new("/")).unwrap();
+    let evaluation = Evaluation {
+        enabled: true,
+        jobs: 2,
+        timeout: Duration::from_secs(12),
+    };
+    let mut scanner = Scanner::new("hog", source, None, evaluation);
+    scanner.poll().unwrap();
+    assert!(
+        error(&scanner, "a-hog")
+            .to_string()
+            .contains("did not evaluate within")
+    );
+    for name in ["b-plain", "c-plain"] {
+        assert_eq!(meta(&scanner, name).version, "2-1", "{name}");
+    }
+}
