@@ -64,12 +64,13 @@ pub fn mkroot(dir: &Path, ids: IdMap) -> anyhow::Result<()> {
     if dir.exists() && fs::read_dir(dir)?.next().is_some() {
         bail!("{} exists and is not empty", dir.display());
     }
-    if Path::new("/etc/arch-release").exists() && which("pacstrap") {
+    if Path::new("/etc/arch-release").exists() && quarters_parsers::cmd::which("pacstrap").is_some()
+    {
         run(Command::new("pacstrap")
             .arg("-c")
             .arg(dir)
             .arg("base-devel"))?;
-    } else if which("debootstrap") {
+    } else if quarters_parsers::cmd::which("debootstrap").is_some() {
         debian(dir)?;
     } else {
         bail!(
@@ -207,14 +208,6 @@ fn write_template_package(dir: &Path, provides: &[String]) -> anyhow::Result<std
     tar.append_data(&mut header, ".PKGINFO", pkginfo.as_bytes())?;
     tar.into_inner()?.finish()?.flush()?;
     Ok(path)
-}
-
-fn which(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .any(|d| d.join(tool).is_file())
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {

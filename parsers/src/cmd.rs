@@ -147,6 +147,17 @@ pub fn run_bounded(
     Ok(String::from_utf8_lossy(&stdout).into_owned())
 }
 
+/// Where `tool` is installed: on `PATH`, or in the system directories a service's short `PATH`
+/// may leave out.
+pub fn which(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain(["/usr/bin", "/usr/sbin", "/bin", "/sbin"].map(std::path::PathBuf::from))
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file())
+}
+
 /// The last `max` bytes of `text`, trimmed, on a character boundary.
 fn tail(text: &str, max: usize) -> String {
     let text = text.trim();

@@ -73,7 +73,7 @@ pub fn evaluate(dir: &Path, limit: Duration) -> Result<String, EvalError> {
         needed.push(("setpriv", "util-linux"));
     }
     for (tool, package) in needed {
-        if which(tool).is_none() {
+        if cmd::which(tool).is_none() {
             return Err(EvalError::Sandbox(format!(
                 "`{tool}` is not installed (package {package})"
             )));
@@ -307,15 +307,6 @@ fn one_line(text: &str) -> String {
         }
     }
     out.trim_end().to_owned()
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .chain(["/usr/bin".into(), "/usr/sbin".into(), "/bin".into()])
-        .map(|dir| dir.join(tool))
-        .find(|p| p.is_file())
 }
 
 #[cfg(test)]

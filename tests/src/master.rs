@@ -54,6 +54,28 @@ export TMPDIR=$dir/.service-tmp HOME=/nonexistent USER=nobody LOGNAME=nobody
 exec setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs -- "$@"
 "#;
 
+/// The config table of the git repository `packages` in a test's directory, as source `main`.
+pub const GIT_SOURCE: &str = "[[source]]\nname = \"main\"\nkind = \"git\"\npath = \"packages\"\n";
+
+/// Starts a test builder `builder-1` and a master on a free port that reads [`GIT_SOURCE`] and
+/// follows that builder, with the tables `extra` first. The farm CA must be in `dir/ca`
+/// ([`farm_pki`]).
+pub async fn master_with_test_builder(
+    dir: &Path,
+    extra: &str,
+) -> (MasterProcess, crate::testbuilder::TestBuilder) {
+    let port = quarters_master::localfarm::free_ports(1).unwrap()[0];
+    let master_url: Url = format!("https://127.0.0.1:{port}/").parse().unwrap();
+    let builder =
+        crate::testbuilder::TestBuilder::start(&dir.join("ca"), "builder-1", &master_url).await;
+    let tables = format!(
+        "{extra}\n{GIT_SOURCE}\n[[builder]]\nname = \"builder-1\"\nurl = \"{}\"\n",
+        builder.url
+    );
+    let master = MasterProcess::start(dir, port, &tables).await;
+    (master, builder)
+}
+
 /// Creates the farm CA in `dir/ca` and the master's certificate; returns the CA directory.
 pub fn farm_pki(dir: &Path) -> PathBuf {
     let ca = dir.join("ca");

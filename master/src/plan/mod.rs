@@ -269,7 +269,7 @@ impl Plan {
     pub fn waiting_on(&self, unit: &Planned) -> Vec<String> {
         unit.waits
             .iter()
-            .filter(|w| !matches!(self.units[w.provider].state, State::Built | State::Live))
+            .filter(|w| !self.units[w.provider].state.is_done())
             .filter_map(|w| {
                 let dep = unit.spec.all_depends().nth(w.dep)?;
                 Some(format!("{dep} ({})", self.units[w.provider].spec.pkgbase))

@@ -237,32 +237,41 @@ async fn tampered_wrong_missing_and_oversized_builds_are_rejected() {
     assert!(matches!(err, PullError::Unavailable(_)), "{err}");
 }
 
+/// The `.BUILDINFO` an honest builder's makepkg writes for the test packages.
+fn good_buildinfo() -> String {
+    format!(
+        "format = 2\npkgbuild_sha256sum = {}\npackager = {}\nbuilddir = {}\n",
+        testpkg::PKGBUILD_SHA256,
+        testpkg::PACKAGER,
+        quarters_common::api::v1::BUILDDIR
+    )
+}
+
+/// Writes `b-lib` of `split-b 1:2.0-1` with `pkginfo_extra` after its `.PKGINFO`'s basic lines
+/// and `buildinfo` as its `.BUILDINFO`; returns its path.
+fn b_lib(b: &TestBuilder, pkginfo_extra: &str, buildinfo: &str) -> PathBuf {
+    let pkginfo = format!(
+        "pkgname = b-lib\npkgbase = split-b\npkgver = 1:2.0-1\narch = x86_64\nsize = 1\n{pkginfo_extra}"
+    );
+    testpkg::write_members(
+        &b.files,
+        "b-lib-1:2.0-1-x86_64.pkg.tar.gz",
+        &[
+            (".PKGINFO", pkginfo.as_bytes()),
+            (".BUILDINFO", buildinfo.as_bytes()),
+            ("usr/", b""),
+        ],
+    )
+}
+
 /// Each of the checks a distribution's repository tooling makes, each refused with the check
 /// named and the values, and blamed on the builder: makepkg on an honest builder passes them.
 #[tokio::test]
 async fn packages_failing_the_repository_checks_are_refused_naming_the_check() {
     let b = test_builder().await;
     let bin = testpkg::write(&b.files, "b-bin", "split-b", "1:2.0-1", "x86_64", "");
-    let standard = |pkginfo_extra: &str, buildinfo: &str| {
-        let pkginfo = format!(
-            "pkgname = b-lib\npkgbase = split-b\npkgver = 1:2.0-1\narch = x86_64\nsize = 1\n{pkginfo_extra}"
-        );
-        testpkg::write_members(
-            &b.files,
-            "b-lib-1:2.0-1-x86_64.pkg.tar.gz",
-            &[
-                (".PKGINFO", pkginfo.as_bytes()),
-                (".BUILDINFO", buildinfo.as_bytes()),
-                ("usr/", b""),
-            ],
-        )
-    };
-    let good_buildinfo = format!(
-        "format = 2\npkgbuild_sha256sum = {}\npackager = {}\nbuilddir = {}\n",
-        testpkg::PKGBUILD_SHA256,
-        testpkg::PACKAGER,
-        quarters_common::api::v1::BUILDDIR
-    );
+    let standard = |pkginfo_extra: &str, buildinfo: &str| b_lib(&b, pkginfo_extra, buildinfo);
+    let good_buildinfo = good_buildinfo();
     let packager = format!("packager = {}\n", testpkg::PACKAGER);
     let cases: Vec<(String, String, &str)> = vec![
         (
@@ -383,24 +392,13 @@ async fn a_build_against_an_older_version_of_what_it_waited_for_is_refused() {
     let b = test_builder().await;
     let bin = testpkg::write(&b.files, "b-bin", "split-b", "1:2.0-1", "x86_64", "");
     let with_installed = |installed: &str| {
-        let pkginfo = format!(
-            "pkgname = b-lib\npkgbase = split-b\npkgver = 1:2.0-1\narch = x86_64\nsize = 1\npackager = {}\n",
-            testpkg::PACKAGER
-        );
-        let buildinfo = format!(
-            "format = 2\npkgbuild_sha256sum = {}\npackager = {}\nbuilddir = {}\ninstalled = glibc-2.36-9-x86_64\ninstalled = {installed}\n",
-            testpkg::PKGBUILD_SHA256,
-            testpkg::PACKAGER,
-            quarters_common::api::v1::BUILDDIR
-        );
-        testpkg::write_members(
-            &b.files,
-            "b-lib-1:2.0-1-x86_64.pkg.tar.gz",
-            &[
-                (".PKGINFO", pkginfo.as_bytes()),
-                (".BUILDINFO", buildinfo.as_bytes()),
-                ("usr/", b""),
-            ],
+        b_lib(
+            &b,
+            &format!("packager = {}\n", testpkg::PACKAGER),
+            &format!(
+                "{}installed = glibc-2.36-9-x86_64\ninstalled = {installed}\n",
+                good_buildinfo()
+            ),
         )
     };
     let pins = [crate::plan::Pin {

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use quarters_master::localfarm::free_ports;
-use quarters_tests::master::{MasterProcess, RunAs, farm_pki};
+use quarters_tests::master::{GIT_SOURCE, MasterProcess, RunAs, farm_pki};
 
 /// A PKGBUILD whose version says what it could reach (`1.key.state.port` if everything, `1`
 /// if nothing). It depends on what no
@@ -67,13 +67,7 @@ async fn a_pkgbuild_evaluated_by_a_service_master_reaches_none_of_its_files() {
         .unwrap();
     assert!(chown.success());
 
-    let master = MasterProcess::start_as(
-        dir.path(),
-        port,
-        "[[source]]\nname = \"main\"\nkind = \"git\"\npath = \"packages\"\n",
-        RunAs::Service,
-    )
-    .await;
+    let master = MasterProcess::start_as(dir.path(), port, GIT_SOURCE, RunAs::Service).await;
     let published = master
         .wait_for("the three packages scanned", |s| {
             ["noisy", "snoop"]

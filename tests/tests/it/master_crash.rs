@@ -5,11 +5,9 @@
 use std::time::Duration;
 
 use quarters_common::api::v1::Verdict;
-use quarters_master::localfarm::free_ports;
 use quarters_tests::makepkg::{self, recipe};
-use quarters_tests::master::{MasterProcess, farm_pki};
+use quarters_tests::master::{farm_pki, master_with_test_builder};
 use quarters_tests::pacman::PacmanRoot;
-use quarters_tests::testbuilder::TestBuilder;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_master_killed_mid_pull_recovers_and_accepts_exactly_once() {
@@ -26,18 +24,7 @@ async fn a_master_killed_mid_pull_recovers_and_accepts_exactly_once() {
     );
     makepkg::write_tree(&packages, std::slice::from_ref(&big));
     makepkg::git_commit_all(&packages, "import");
-    let port = free_ports(1).unwrap()[0];
-    let master_url: url::Url = format!("https://127.0.0.1:{port}/").parse().unwrap();
-    let builder = TestBuilder::start(&ca, "builder-1", &master_url).await;
-    let mut master = MasterProcess::start(
-        dir.path(),
-        port,
-        &format!(
-            "[[source]]\nname = \"main\"\nkind = \"git\"\npath = \"packages\"\n\n[[builder]]\nname = \"builder-1\"\nurl = \"{}\"\n",
-            builder.url
-        ),
-    )
-    .await;
+    let (mut master, builder) = master_with_test_builder(dir.path(), "").await;
     master
         .wait_for("big ready", |s| s.ready.iter().any(|r| r.pkgbase == "big"))
         .await;

@@ -4,11 +4,10 @@
 //! stock pacman installs from the result.
 
 use quarters_common::api::v1::{Build, BuildOutcome, MasterState, Verdict};
-use quarters_master::localfarm::free_ports;
 use quarters_tests::makepkg::{self, Recipe, recipe};
-use quarters_tests::master::{MasterProcess, farm_pki};
+use quarters_tests::master::{farm_pki, master_with_test_builder};
 use quarters_tests::pacman::PacmanRoot;
-use quarters_tests::testbuilder::{TestBuilder, finished_build};
+use quarters_tests::testbuilder::finished_build;
 use sha2::{Digest, Sha256};
 
 fn recipes() -> Vec<Recipe> {
@@ -60,18 +59,7 @@ async fn the_master_plans_pulls_verifies_and_serves_a_repository_pacman_installs
     let recipes = recipes();
     makepkg::write_tree(&packages, &recipes);
     makepkg::git_commit_all(&packages, "import");
-    let port = free_ports(1).unwrap()[0];
-    let master_url: url::Url = format!("https://127.0.0.1:{port}/").parse().unwrap();
-    let builder = TestBuilder::start(&ca, "builder-1", &master_url).await;
-    let master = MasterProcess::start(
-        dir.path(),
-        port,
-        &format!(
-            "[[source]]\nname = \"main\"\nkind = \"git\"\npath = \"packages\"\n\n[[builder]]\nname = \"builder-1\"\nurl = \"{}\"\n",
-            builder.url
-        ),
-    )
-    .await;
+    let (master, builder) = master_with_test_builder(dir.path(), "").await;
 
     // Planning: what can be built now, what waits, what can never build.
     let state = master
@@ -301,25 +289,14 @@ async fn the_master_plans_pulls_verifies_and_serves_a_repository_pacman_installs
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rebuild_waits_for_the_new_library_not_the_one_it_replaces() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = farm_pki(dir.path());
+    farm_pki(dir.path());
     let packages = dir.path().join("packages");
     let arch = std::env::consts::ARCH;
     let liba = |version: &str| recipe("liba", version, arch, &[], ":");
     let app = |version: &str| recipe("app", version, arch, &["liba"], ":");
     makepkg::write_tree(&packages, &[liba("1.0-1")]);
     makepkg::git_commit_all(&packages, "liba 1.0");
-    let port = free_ports(1).unwrap()[0];
-    let master_url: url::Url = format!("https://127.0.0.1:{port}/").parse().unwrap();
-    let builder = TestBuilder::start(&ca, "builder-1", &master_url).await;
-    let master = MasterProcess::start(
-        dir.path(),
-        port,
-        &format!(
-            "[[source]]\nname = \"main\"\nkind = \"git\"\npath = \"packages\"\n\n[[builder]]\nname = \"builder-1\"\nurl = \"{}\"\n",
-            builder.url
-        ),
-    )
-    .await;
+    let (master, builder) = master_with_test_builder(dir.path(), "").await;
     master
         .wait_for("liba ready", |s| ready(s).contains(&"liba"))
         .await;

@@ -4,10 +4,9 @@
 //! afresh.
 
 use quarters_common::api::v1::{Build, BuildOutcome, MasterState, Verdict};
-use quarters_master::localfarm::free_ports;
 use quarters_tests::makepkg::{self, recipe};
-use quarters_tests::master::{MasterProcess, farm_pki};
-use quarters_tests::testbuilder::{TestBuilder, finished_build};
+use quarters_tests::master::{farm_pki, master_with_test_builder};
+use quarters_tests::testbuilder::finished_build;
 
 fn build(id: &str) -> Build {
     finished_build(id, "stale", "1.0-1", BuildOutcome::Succeeded)
@@ -24,7 +23,7 @@ fn problem<'a>(state: &'a MasterState, pkgbase: &str) -> Option<&'a str> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_version_refused_twice_fails_with_the_reason_until_retried() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = farm_pki(dir.path());
+    farm_pki(dir.path());
     let packages = dir.path().join("packages");
     let arch = std::env::consts::ARCH;
     // The PKGBUILD was bumped to pkgrel 2; its .SRCINFO was not regenerated.
@@ -32,18 +31,8 @@ async fn a_version_refused_twice_fails_with_the_reason_until_retried() {
     stale.pkgbuild = stale.pkgbuild.replace("pkgrel=1", "pkgrel=2");
     makepkg::write_tree(&packages, std::slice::from_ref(&stale));
     makepkg::git_commit_all(&packages, "import");
-    let port = free_ports(1).unwrap()[0];
-    let master_url: url::Url = format!("https://127.0.0.1:{port}/").parse().unwrap();
-    let builder = TestBuilder::start(&ca, "builder-1", &master_url).await;
-    let master = MasterProcess::start(
-        dir.path(),
-        port,
-        &format!(
-            "[builds]\nmax_refusals = 2\n\n[[source]]\nname = \"main\"\nkind = \"git\"\npath = \"packages\"\n\n[[builder]]\nname = \"builder-1\"\nurl = \"{}\"\n",
-            builder.url
-        ),
-    )
-    .await;
+    let (master, builder) =
+        master_with_test_builder(dir.path(), "[builds]\nmax_refusals = 2\n").await;
     master
         .wait_for("stale ready", |s| {
             s.ready.iter().any(|r| r.pkgbase == "stale")
