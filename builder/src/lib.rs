@@ -82,13 +82,14 @@ pub async fn run(
         let node = node.clone();
         let cancel = cancel.clone();
         async move {
-            follow::<MasterState, _>(
+            follow::<MasterState, _, _>(
                 &master,
                 Role::Master,
                 &FollowOptions::default(),
                 &cancel,
                 |event| {
                     node.master_event(event);
+                    std::future::ready(())
                 },
             )
             .await;

@@ -41,8 +41,9 @@ impl Default for FollowOptions {
 }
 
 /// Follows `client`'s peer, which must be a `role`, until `cancel` fires, calling `on_event`
-/// for every read.
-pub async fn follow<T, F>(
+/// for every read and waiting for it to finish before the next read: a slow reader slows its
+/// follower rather than queueing states.
+pub async fn follow<T, F, Fut>(
     client: &PeerClient,
     role: Role,
     options: &FollowOptions,
@@ -50,7 +51,8 @@ pub async fn follow<T, F>(
     mut on_event: F,
 ) where
     T: DeserializeOwned,
-    F: FnMut(PeerEvent<T>),
+    F: FnMut(PeerEvent<T>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
 {
     let mut etag: Option<String> = None;
     let mut backoff = options.min_backoff;
@@ -63,16 +65,16 @@ pub async fn follow<T, F>(
             Ok(Fetched::New { state, etag: new }) => {
                 etag = Some(new);
                 backoff = options.min_backoff;
-                on_event(PeerEvent::State(Box::new(state)));
+                on_event(PeerEvent::State(Box::new(state))).await;
             }
             Ok(Fetched::Unchanged) => {
                 backoff = options.min_backoff;
-                on_event(PeerEvent::Alive);
+                on_event(PeerEvent::Alive).await;
             }
             Err(e) => {
                 // After a failure the next read is a full one: the peer may have restarted.
                 etag = None;
-                on_event(PeerEvent::Down(e.to_string()));
+                on_event(PeerEvent::Down(e.to_string())).await;
                 tokio::select! {
                     () = cancel.cancelled() => return,
                     () = tokio::time::sleep(backoff) => {}

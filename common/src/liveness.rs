@@ -21,18 +21,32 @@ pub enum Liveness {
 impl Liveness {
     /// Updates the view from a follower's event; returns whether it changed.
     pub fn observe<T>(&mut self, event: &PeerEvent<T>) -> bool {
-        let now = OffsetDateTime::now_utc();
-        let next = match (event, &*self) {
-            (PeerEvent::State(_) | PeerEvent::Alive, Liveness::Up { .. }) => return false,
-            (PeerEvent::State(_) | PeerEvent::Alive, _) => Liveness::Up { since: now },
-            (PeerEvent::Down(error), Liveness::Down { since, .. }) => Liveness::Down {
-                since: *since,
-                error: error.clone(),
-            },
-            (PeerEvent::Down(error), _) => Liveness::Down {
-                since: now,
-                error: error.clone(),
-            },
+        match event {
+            PeerEvent::State(_) | PeerEvent::Alive => self.answered(),
+            PeerEvent::Down(error) => self.failed(error),
+        }
+    }
+
+    /// The peer answered a read; returns whether that changed the view.
+    pub fn answered(&mut self) -> bool {
+        if self.is_up() {
+            return false;
+        }
+        *self = Liveness::Up {
+            since: OffsetDateTime::now_utc(),
+        };
+        true
+    }
+
+    /// A read of the peer failed with `error`; returns whether that changed the view.
+    pub fn failed(&mut self, error: &str) -> bool {
+        let since = match self {
+            Liveness::Down { since, .. } => *since,
+            _ => OffsetDateTime::now_utc(),
+        };
+        let next = Liveness::Down {
+            since,
+            error: error.to_owned(),
         };
         let changed = next != *self;
         *self = next;

@@ -28,20 +28,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use quarters_common::api::v1::{MasterState, Role};
 use quarters_common::client::{ClientLimits, PeerClient};
 use quarters_common::serve::serve_node;
+use quarters_common::state::StatePublisher;
+use std::sync::atomic::AtomicBool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::MasterConfig;
 use crate::db::Db;
-use crate::node::Master;
+use crate::node::{Core, CoreParts, Event, Master};
 use crate::repo::Repos;
 
-/// How long the planner lets a burst of changes gather before recomputing.
-const REPLAN_SETTLE: Duration = Duration::from_millis(5);
 /// How often builds whose pull failed are tried again, and lapsed claims noticed.
-const RETRY_PULLS: Duration = Duration::from_secs(2);
+const TICK: Duration = Duration::from_secs(2);
 
 /// Runs the master on `listener` until `shutdown` completes.
 pub async fn run(
@@ -89,14 +90,31 @@ pub async fn run(
         .map(|s| (s.name().to_owned(), s.source().kind().to_owned()))
         .collect();
     let config = Arc::new(config);
-    let master = Master::new(
-        config.clone(),
-        db,
-        repos,
-        builders.clone(),
-        sources,
-        tarball_txs,
+    let repos = Arc::new(repos);
+    let publisher = StatePublisher::new(
+        config.name.clone(),
+        Role::Master,
+        &MasterState::default(),
+        0,
     );
+    let stopping = Arc::new(AtomicBool::new(false));
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel(node::EVENT_QUEUE);
+    let core = Core::new(CoreParts {
+        config: config.clone(),
+        db,
+        repos: repos.clone(),
+        publisher: publisher.clone(),
+        builders: builders.clone(),
+        sources,
+        tarballs: tarball_txs,
+        events: &events_tx,
+        runtime: tokio::runtime::Handle::current(),
+        stopping: stopping.clone(),
+    });
+    // The core plans and writes files: it runs on a thread of its own, not on the async
+    // workers that serve the HTTPS port.
+    let core = tokio::task::spawn_blocking(move || core.run(events_rx));
+    let master = Master::new(config.clone(), repos, publisher, events_tx, stopping);
 
     let cancel = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -117,7 +135,7 @@ pub async fn run(
             cancel.clone(),
         ));
     }
-    tasks.spawn(plan_loop(master.clone(), cancel.clone()));
+    tasks.spawn(tick(master.clone(), cancel.clone()));
     let spool = spool::spool_dir(&state_dir);
     spool::prepare(&spool).with_context(|| format!("creating the spool {}", spool.display()))?;
     tasks.spawn(spool::run(master.clone(), spool, cancel.clone()));
@@ -136,30 +154,22 @@ pub async fn run(
     // Packages being read stop at once rather than hold the runtime's shutdown.
     master.stop_reading();
     tasks.join_all().await;
+    let _ = master.events().send(Event::Stop).await;
+    core.await.context("the master's core panicked")?;
     Ok(())
 }
 
-/// Recomputes the plan whenever asked, and retries postponed pulls now and then.
-async fn plan_loop(master: Arc<Master>, cancel: CancellationToken) {
-    let mut retry = tokio::time::interval(RETRY_PULLS);
+/// Tells the core that time passed, now and then: claims lapse with time alone (a dead builder
+/// renews nothing), and pulls that were postponed are tried again.
+async fn tick(master: Arc<Master>, cancel: CancellationToken) {
+    let mut every = tokio::time::interval(TICK);
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
-            () = master.replan_requested() => {
-                tokio::time::sleep(REPLAN_SETTLE).await;
-                master.replan_now();
-                // A new plan may make builds judgeable that were not (the first scan, say).
-                master.judge_finished_builds();
-            }
-            () = master.republish_requested() => {
-                tokio::time::sleep(REPLAN_SETTLE).await;
-                master.republish_now();
-            }
-            _ = retry.tick() => {
-                // Claims lapse with time alone (a dead builder renews nothing): replan now and
-                // then even without news.
-                master.replan_now();
-                master.judge_finished_builds();
+            _ = every.tick() => {
+                if master.events().send(Event::Tick).await.is_err() {
+                    return;
+                }
             }
         }
     }

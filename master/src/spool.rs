@@ -76,7 +76,7 @@ fn answer_all(master: &Master, spool: &Path) {
         let reply = match read_request(&path) {
             Ok(request) if request.id == id => {
                 tracing::info!("quartersctl: {:?}", request.command);
-                master.handle(&id, &request.command)
+                master.handle_blocking(&id, request.command)
             }
             Ok(request) => refusal(
                 &id,

@@ -134,6 +134,15 @@ fn repo_str(r: RepoKind) -> &'static str {
     }
 }
 
+/// The repository a row names, as [`repo_str`] wrote it.
+fn repo_kind(text: &str) -> RepoKind {
+    if text == "live" {
+        RepoKind::Live
+    } else {
+        RepoKind::Build
+    }
+}
+
 fn now() -> String {
     format_time(OffsetDateTime::now_utc())
 }
@@ -404,11 +413,7 @@ impl Db {
         )?;
         let rows = stmt.query_map([], |r| {
             Ok(RepoEntry {
-                repo: if r.get::<_, String>(0)? == "live" {
-                    RepoKind::Live
-                } else {
-                    RepoKind::Build
-                },
+                repo: repo_kind(&r.get::<_, String>(0)?),
                 arch: r.get(1)?,
                 filename: r.get(2)?,
                 pkgname: r.get(3)?,
@@ -425,20 +430,23 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The repositories' contents as the planner sees them.
+    /// The repositories' contents as the planner sees them (without the database texts,
+    /// which the planner never reads).
     pub fn binaries(&self) -> Result<Vec<BinaryPackage>, DbError> {
-        Ok(self
-            .repo_entries()?
-            .into_iter()
-            .map(|e| BinaryPackage {
-                repo: e.repo,
-                arch: e.pkg_arch,
-                pkgname: e.pkgname,
-                pkgbase: e.pkgbase,
-                version: e.version,
-                provides: e.provides,
+        let mut stmt = self.conn.prepare(
+            "SELECT repo, pkg_arch, pkgname, pkgbase, version, provides FROM repo_packages",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(BinaryPackage {
+                repo: repo_kind(&r.get::<_, String>(0)?),
+                arch: r.get(1)?,
+                pkgname: r.get(2)?,
+                pkgbase: r.get(3)?,
+                version: r.get(4)?,
+                provides: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
             })
-            .collect())
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Copies `entries` into the live repository (replacing older versions of the same

@@ -1,26 +1,76 @@
 //! Builders: following their states, and judging their finished builds: pulled, verified and
 //! accepted into the build repository, rejected with a reason, or recorded as failed with logs.
+//!
+//! A follower checks each state it reads and hands it to the core. The core decides what to
+//! judge; pulls and log downloads run in tasks of their own and come back as a [`Judgement`].
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use quarters_common::NodeName;
 use quarters_common::api::v1::{BuilderState, ClaimPhase, Role};
 use quarters_common::client::PeerClient;
 use quarters_common::follow::{FollowOptions, PeerEvent, follow};
 use quarters_common::liveness::Liveness;
-use quarters_common::peer_input::{CheckedBuild, CheckedBuilder, CheckedOutcome};
+use quarters_common::peer_input::{
+    BuildId, CheckedBuild, CheckedBuilder, CheckedOutcome, Violation,
+};
 use tokio_util::sync::CancellationToken;
 
-use super::Master;
-use crate::db::{BuildRow, DbError, RepoEntry, VerdictKind};
+use super::model::{BuilderSlot, build_key, claim_key};
+use super::{Core, Event, Master};
+use crate::db::{BuildRow, DbError, Recorded, RepoEntry, VerdictKind};
 use crate::plan::State;
 use crate::plan::binaries::RepoKind;
-use crate::pull::{Expectation, PullError, PullLimits, pull, pull_logs};
+use crate::pull::{Expectation, PullError, PullLimits, Pulled, pull, pull_logs};
 
-impl Master {
-    fn builder_event(self: &Arc<Self>, index: usize, event: PeerEvent<BuilderState>) {
-        let mut model = self.model();
-        let slot = &mut model.builders[index];
-        let liveness_changed = slot.liveness.observe(&event);
+/// One read of a builder, as its follower passes it on.
+#[derive(Debug)]
+pub(crate) enum BuilderRead {
+    /// A new state, checked.
+    State(Box<CheckedState>),
+    /// Nothing new.
+    Alive,
+    /// The read failed: why.
+    Down(String),
+}
+
+/// A builder's state as its follower checked it: nothing else of what it published is used.
+#[derive(Debug)]
+pub(crate) struct CheckedState {
+    checked: CheckedBuilder,
+    /// What the state broke of the protocol.
+    violations: Vec<Violation>,
+}
+
+/// A finished build whose judgement needed the network, with what came of it.
+#[derive(Debug)]
+pub(crate) struct Judgement {
+    builder: NodeName,
+    build: BuildId,
+    row: BuildRow,
+    outcome: Fetched,
+}
+
+/// What a judgement's task fetched.
+#[derive(Debug)]
+enum Fetched {
+    /// A failed build's logs, in `row.log_dir` if any arrived.
+    Logs,
+    /// A successful build's packages, verified into `staging`, or why not.
+    Packages {
+        staging: PathBuf,
+        result: Result<Vec<Pulled>, PullError>,
+    },
+}
+
+impl Core {
+    pub(super) fn builder_event(&mut self, index: usize, read: BuilderRead) {
+        let slot = &mut self.model.builders[index];
+        let liveness_changed = match &read {
+            BuilderRead::State(_) | BuilderRead::Alive => slot.liveness.answered(),
+            BuilderRead::Down(error) => slot.liveness.failed(error),
+        };
         if liveness_changed {
             match &slot.liveness {
                 Liveness::Down { error, .. } => {
@@ -32,25 +82,26 @@ impl Master {
         }
         let committed_before = slot.committed();
         let mut offences = Vec::new();
-        if let PeerEvent::State(state) = event {
-            let (checked, violations) =
-                CheckedBuilder::check(&state.content, &self.config.builder_limits);
+        if let BuilderRead::State(state) = read {
+            let CheckedState {
+                checked,
+                violations,
+            } = *state;
             for v in violations.iter().filter(|v| !slot.violations.contains(v)) {
                 tracing::warn!(builder = %slot.name, "protocol violation: {v}");
             }
             offences.extend(violations.iter().map(|v| v.to_string()));
             slot.violations = violations;
             slot.judged
-                .retain(|id| checked.builds.iter().any(|b| &b.id == id));
+                .retain(|id, _| checked.builds.iter().any(|b| &b.id == id));
             let now = std::time::Instant::now();
-            let keys: std::collections::HashSet<_> =
-                checked.claims.iter().map(super::claim_key).collect();
+            let keys: std::collections::HashSet<_> = checked.claims.iter().map(claim_key).collect();
             slot.leases.retain(|k| keys.contains(k));
             slot.lapses_at = checked
                 .claims
                 .iter()
                 .map(|c| {
-                    let key = super::claim_key(c);
+                    let key = claim_key(c);
                     let at = slot.leases.lapses_at(&key, c.renewed_at, c.lease, now);
                     (key, at)
                 })
@@ -66,81 +117,73 @@ impl Master {
         }
         let mut quarantined = false;
         for what in &offences {
-            quarantined |= self.offend(&mut model, index, what);
+            quarantined |= self.offend(index, what);
         }
-        let slot = &model.builders[index];
+        let slot = &self.model.builders[index];
         // Most of a builder's changes (a build's stage, a lease renewed, a claim being made)
         // leave the plan as it was: only what it has committed to counts there. Those are
         // published without planning again, which at thousands of packages is what the
         // master's CPU time would otherwise go to.
-        let replan = liveness_changed || quarantined || slot.committed() != committed_before;
-        drop(model);
-        self.judge_finished_builds();
-        if replan {
+        if liveness_changed || quarantined || slot.committed() != committed_before {
             self.request_replan();
         } else {
             self.request_republish();
         }
+        self.request_judging();
     }
 
     /// Starts judging every finished build a builder shows that has no verdict yet.
-    pub(crate) fn judge_finished_builds(self: &Arc<Self>) {
-        let mut model = self.model();
-        if !model.plan_complete {
+    pub(super) fn judge_finished_builds(&mut self) {
+        if !self.model.plan_complete {
             // Judged against an incomplete plan, a good build would look unwanted.
             return;
         }
         let mut todo = Vec::new();
         // A quarantined builder's builds wait: nothing of it is pulled or judged.
-        for (index, slot) in model.builders.iter().enumerate() {
+        for (index, slot) in self.model.builders.iter().enumerate() {
             if slot.quarantine.is_some() {
                 continue;
             }
             let Some(state) = &slot.state else { continue };
             for build in state.builds.iter().filter(|b| !b.is_running()) {
-                todo.push((index, slot.name.to_string(), build.clone()));
+                if !slot.judged.contains_key(&build.id)
+                    && !self
+                        .model
+                        .in_flight
+                        .contains_key(&(slot.name.clone(), build.id.clone()))
+                {
+                    todo.push((index, build.clone()));
+                }
             }
         }
-        todo.retain(|(_, builder, build)| {
-            !model
-                .in_flight
-                .contains(&(builder.clone(), build.id.to_string()))
-        });
-        let db = self.db();
-        todo.retain(
-            |(index, builder, build)| match db.verdict_of(builder, build.id.as_str()) {
-                Ok(None) => true,
-                Ok(Some(_)) => {
-                    model.builders[*index].judged.insert(build.id.clone());
-                    false
+        for (index, build) in todo {
+            // Recorded before this run saw it (the master restarted): known, not judged again.
+            let slot = &self.model.builders[index];
+            match self.db.verdict_of(slot.name.as_str(), build.id.as_str()) {
+                Ok(None) => {}
+                Ok(Some(recorded)) => {
+                    self.model.builders[index]
+                        .judged
+                        .insert(build.id.clone(), recorded);
+                    self.request_republish();
+                    continue;
                 }
-                Err(_) => false,
-            },
-        );
-        drop(db);
-        for (index, builder, build) in todo {
-            let unclaimed = unclaimed(&model.builders, index, &build);
-            model
-                .in_flight
-                .insert((builder.clone(), build.id.to_string()));
-            let client = model.builders[index].client.clone();
-            let master = self.clone();
-            tokio::spawn(async move {
-                master.judge(&client, &build, unclaimed).await;
-                master
-                    .model()
-                    .in_flight
-                    .remove(&(builder, build.id.to_string()));
-                master.request_replan();
-            });
+                Err(e) => {
+                    tracing::error!("reading the verdict of build {}: {e}", build.id);
+                    continue;
+                }
+            }
+            self.judge(index, &build);
         }
     }
 
-    /// Judges one finished build. One that was not claimed as the protocol says (`unclaimed`
-    /// says why) is recorded unjudged: nothing of it is pulled, and it counts against nothing
-    /// but its builder, and against that only if the builder never claimed it.
-    async fn judge(&self, client: &PeerClient, build: &CheckedBuild, unclaimed: Option<Unclaimed>) {
-        let builder = client.name().to_string();
+    /// Judges one finished build: at once when nothing needs fetching, else in a task that
+    /// reports back with a [`Judgement`]. A build that was not claimed as the protocol says
+    /// is recorded unjudged: nothing of it is pulled, and it counts against nothing but its
+    /// builder, and against that only if the builder never claimed it.
+    fn judge(&mut self, index: usize, build: &CheckedBuild) {
+        let slot = &self.model.builders[index];
+        let builder = slot.name.to_string();
         let mut row = BuildRow {
             builder: builder.clone(),
             build_id: build.id.to_string(),
@@ -156,30 +199,23 @@ impl Master {
             started_at: Some(build.started_at),
             warnings: Vec::new(),
         };
-        if let Some(unclaimed) = unclaimed {
+        if let Some(unclaimed) = unclaimed(&self.model.builders, index, build) {
             let why = unclaimed.to_string();
             tracing::warn!(%builder, build = %build.id, "not judged: {why}");
             row.reason = Some(format!("not judged: {why}"));
             self.record(&row);
             if let Unclaimed::NoClaim(_) = unclaimed {
-                self.offend_by_name(&builder, &why);
+                self.offend(index, &why);
             }
             return;
         }
-        let (unit, pins) = {
-            let model = self.model();
-            let unit = model
-                .plan
-                .unit(build.pkgbase.as_str(), build.arch.as_str())
-                .cloned();
-            let pins = unit
-                .as_ref()
-                .map(|u| model.plan.pins(u))
-                .unwrap_or_default();
-            (unit, pins)
-        };
-        let key = super::build_key(build);
-        let already = self.db().is_accepted(&key).unwrap_or(false);
+        let unit = self
+            .model
+            .plan
+            .unit(build.pkgbase.as_str(), build.arch.as_str())
+            .cloned();
+        let key = build_key(build);
+        let already = self.db.is_accepted(&key).unwrap_or(false);
         let unneeded = match &unit {
             None => Some(format!(
                 "{} ({}) is not a package the master builds",
@@ -204,50 +240,113 @@ impl Master {
             self.record(&row);
             return;
         }
+        let client = slot.client.clone();
+        let name = slot.name.clone();
         match &build.outcome {
             CheckedOutcome::Running { .. } => {}
             CheckedOutcome::Failed { stage, reason } => {
                 let dir =
                     crate::store::log_dir(&self.config.state_dir, &builder, build.id.as_str());
-                let got = pull_logs(client, build, &dir, self.config.max_log_size).await;
                 row.verdict = VerdictKind::Failed;
                 row.reason = Some(format!("{stage}: {reason}"));
-                row.log_dir = (!got.is_empty()).then(|| dir.to_string_lossy().into_owned());
-                tracing::warn!(%builder, build = %build.id, "{} {} failed in {stage}: {reason}", build.pkgbase, build.version);
-                self.record(&row);
+                let max_log = self.config.max_log_size;
+                self.fetch(name, build, async move |build| {
+                    let got = pull_logs(&client, &build, &dir, max_log).await;
+                    row.log_dir = (!got.is_empty()).then(|| dir.to_string_lossy().into_owned());
+                    (row, Fetched::Logs)
+                });
             }
             CheckedOutcome::Succeeded => {
                 let unit = unit.expect("checked above");
+                let pins = self.model.plan.pins(&unit);
+                let handed_out = self.handed_out_pkgbuild(&unit.spec);
+                let packager = unit.spec.makepkg_packager();
                 let staging =
                     crate::store::staging_dir(&self.config.state_dir, &builder, build.id.as_str());
-                let _ = tokio::fs::remove_dir_all(&staging).await;
-                if let Err(e) = tokio::fs::create_dir_all(&staging).await {
-                    tracing::error!("creating {}: {e}", staging.display());
-                    return;
-                }
-                let pkgbuild_sha256 = self.handed_out_pkgbuild(&unit.spec);
-                if pkgbuild_sha256.is_none() {
-                    row.warnings.push(
-                        "the master has no source tarball of this version left to check its PKGBUILD against"
-                            .to_owned(),
-                    );
-                }
-                let packager = unit.spec.makepkg_packager();
-                let expect = Expectation {
-                    pkgbase: build.pkgbase.as_str(),
-                    version: build.version.as_str(),
-                    arch: build.arch.as_str(),
-                    pkgnames: &unit.spec.pkgnames,
-                    packager: &packager,
-                    pkgbuild_sha256: pkgbuild_sha256.as_deref(),
-                    pins: &pins,
-                };
                 let limits = PullLimits {
                     max_bytes: self.config.max_artifact_size,
                     archive: self.config.archive_limits,
                     cancel: self.stopping.clone(),
                 };
-                let result = pull(client, build, expect, &staging, &limits).await;
+                self.fetch(name, build, async move |build| {
+                    let pkgbuild_sha256 = handed_out.resolve().await;
+                    if pkgbuild_sha256.is_none() {
+                        row.warnings.push(
+                            "the master has no source tarball of this version left to check its PKGBUILD against"
+                                .to_owned(),
+                        );
+                    }
+                    let expect = Expectation {
+                        pkgbase: build.pkgbase.as_str(),
+                        version: build.version.as_str(),
+                        arch: build.arch.as_str(),
+                        pkgnames: &unit.spec.pkgnames,
+                        packager: &packager,
+                        pkgbuild_sha256: pkgbuild_sha256.as_deref(),
+                        pins: &pins,
+                    };
+                    let _ = tokio::fs::remove_dir_all(&staging).await;
+                    let result = match tokio::fs::create_dir_all(&staging).await {
+                        Ok(()) => pull(&client, &build, expect, &staging, &limits).await,
+                        Err(e) => Err(PullError::Unavailable(format!(
+                            "creating {}: {e}",
+                            staging.display()
+                        ))),
+                    };
+                    (row, Fetched::Packages { staging, result })
+                });
+            }
+        }
+    }
+
+    /// Runs `work` on `build` in a task of its own, the build counted in flight (and its
+    /// package claimed) until its [`Judgement`] is applied.
+    fn fetch<W, F>(&mut self, builder: NodeName, build: &CheckedBuild, work: W)
+    where
+        W: FnOnce(CheckedBuild) -> F + Send + 'static,
+        F: std::future::Future<Output = (BuildRow, Fetched)> + Send,
+    {
+        // Gone only when the master is stopping: the build is judged at the next start.
+        let Some(events) = self.events.upgrade() else {
+            return;
+        };
+        let id = build.id.clone();
+        self.model
+            .in_flight
+            .insert((builder.clone(), id.clone()), build_key(build));
+        let build = build.clone();
+        self.runtime.spawn(async move {
+            let (row, outcome) = work(build).await;
+            let judgement = Judgement {
+                builder,
+                build: id,
+                row,
+                outcome,
+            };
+            // Only a stopping master drops this: the build is judged again at the next start.
+            let _ = events.send(Event::Judged(Box::new(judgement))).await;
+        });
+    }
+
+    /// Applies what a judgement's task fetched.
+    pub(super) fn judged(&mut self, judgement: Judgement) {
+        let Judgement {
+            builder,
+            build,
+            mut row,
+            outcome,
+        } = judgement;
+        self.model
+            .in_flight
+            .remove(&(builder.clone(), build.clone()));
+        self.request_replan();
+        match outcome {
+            Fetched::Logs => {
+                let reason = row.reason.as_deref().unwrap_or_default();
+                tracing::warn!(%builder, %build, "{} {} failed in {reason}", row.pkgbase, row.version);
+                self.record(&row);
+            }
+            Fetched::Packages { staging, result } => {
                 match result {
                     Ok(pulled) => {
                         for p in &pulled {
@@ -259,12 +358,12 @@ impl Master {
                             );
                         }
                         if !row.warnings.is_empty() {
-                            tracing::info!(%builder, build = %build.id, "warnings: {}", row.warnings.join("; "));
+                            tracing::info!(%builder, %build, "warnings: {}", row.warnings.join("; "));
                         }
                         self.accept(&mut row, &pulled);
                     }
                     Err(PullError::Refused(refusal)) => {
-                        tracing::warn!(%builder, build = %build.id, blame = refusal.blame.as_str(), "refused: {}", refusal.reason);
+                        tracing::warn!(%builder, %build, blame = refusal.blame.as_str(), "refused: {}", refusal.reason);
                         row.verdict = VerdictKind::Refused(refusal.blame);
                         row.reason = Some(refusal.reason);
                         self.record(&row);
@@ -273,43 +372,53 @@ impl Master {
                                 &builder,
                                 &format!(
                                     "build {} of {} {} was refused: {}",
-                                    build.id,
-                                    build.pkgbase,
-                                    build.version,
+                                    build,
+                                    row.pkgbase,
+                                    row.version,
                                     row.reason.as_deref().unwrap_or_default()
                                 ),
                             );
                         }
                     }
                     Err(PullError::Unavailable(reason)) => {
-                        tracing::info!(%builder, build = %build.id, "pull postponed: {reason}");
+                        // Judged again at the next tick.
+                        tracing::info!(%builder, %build, "pull postponed: {reason}");
                     }
                 }
-                let _ = tokio::fs::remove_dir_all(&staging).await;
+                if let Err(e) = std::fs::remove_dir_all(&staging)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!("removing {}: {e}", staging.display());
+                }
             }
         }
     }
 
-    /// Marks a build judged before its verdict is written: no state published with the
-    /// verdict may still count the claim naming it.
-    fn mark_judged(&self, row: &BuildRow) {
-        let Ok(id) = quarters_common::peer_input::BuildId::parse(&row.build_id) else {
-            return;
-        };
-        let mut model = self.model();
-        if let Some(slot) = model
+    /// Marks a build judged, with its verdict: no state published with the verdict may still
+    /// count the claim naming it.
+    fn mark_judged(&mut self, row: &BuildRow) {
+        if let Some(slot) = self
+            .model
             .builders
             .iter_mut()
             .find(|b| b.name.as_str() == row.builder)
+            && let Ok(id) = BuildId::parse(&row.build_id)
         {
-            slot.judged.insert(id);
+            slot.judged.insert(
+                id,
+                Recorded {
+                    verdict: row.verdict,
+                    reason: row.reason.clone(),
+                    warnings: row.warnings.clone(),
+                },
+            );
         }
     }
 
-    fn record(&self, row: &BuildRow) {
+    /// Records a build's verdict, and marks the build judged.
+    fn record(&mut self, row: &BuildRow) {
         self.mark_judged(row);
-        let mut db = self.db();
-        if let Err(e) = db.record_build(row) {
+        if let Err(e) = self.db.record_build(row) {
             tracing::error!("recording build {} of {}: {e}", row.build_id, row.builder);
         }
         let message = format!(
@@ -325,14 +434,15 @@ impl Master {
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default()
         );
-        let _ = db.event(row.verdict.as_str(), &row.pkgbase, &message);
+        let _ = self.db.event(row.verdict.as_str(), &row.pkgbase, &message);
+        self.db_changed();
     }
 
-    /// Commits the acceptance of verified packages, puts them into the pool, and rewrites
-    /// the build repository of every architecture they belong to. A pool file of the same
-    /// name with other content, or a package name another pkgbase holds, refuses the build
-    /// and changes nothing.
-    fn accept(&self, row: &mut BuildRow, pulled: &[crate::pull::Pulled]) {
+    /// Commits the acceptance of verified packages, puts them into the pool, and asks for the
+    /// build repository of every architecture they belong to to be written again (before the
+    /// next plan). A pool file of the same name with other content, or a package name another
+    /// pkgbase holds, refuses the build and changes nothing.
+    fn accept(&mut self, row: &mut BuildRow, pulled: &[Pulled]) {
         use crate::repo::pool::{self, Slot};
         let pool = self.repos.pool();
         let mut entries = Vec::new();
@@ -360,16 +470,12 @@ impl Master {
                 });
             }
         }
-        // Marked before the database is locked (the model is always locked first).
-        self.mark_judged(row);
-        // The database lock is held from the pool check to the rewrite: acceptances are one
-        // at a time, so no other can take a name between the check and the link.
-        let mut db = self.db();
+        // The core is the only writer: no other acceptance can take a name between the check
+        // and the link.
         for p in pulled {
             match pool::slot(&pool, &p.filename, &p.sha256) {
                 Ok(Slot::Free | Slot::Same) => {}
                 Ok(Slot::Taken) => {
-                    drop(db);
                     row.verdict = VerdictKind::Refused(crate::verdict::Blame::Package);
                     row.reason = Some(format!(
                         "the pool check failed: it holds another {}, which is never replaced",
@@ -385,10 +491,9 @@ impl Master {
             }
         }
         row.verdict = VerdictKind::Accepted;
-        match db.accept(row, &entries) {
+        match self.db.accept(row, &entries) {
             Ok(()) => {}
             Err(DbError::AlreadyAccepted { .. }) => {
-                drop(db);
                 row.verdict = VerdictKind::Unneeded;
                 row.reason =
                     Some("not needed: another build of this version was accepted first".to_owned());
@@ -396,7 +501,6 @@ impl Master {
                 return;
             }
             Err(e @ DbError::NameTaken { .. }) => {
-                drop(db);
                 row.verdict = VerdictKind::Refused(crate::verdict::Blame::Package);
                 row.reason = Some(format!("the package name check failed: {e}"));
                 self.record(row);
@@ -407,6 +511,7 @@ impl Master {
                 return;
             }
         }
+        self.mark_judged(row);
         // Into the pool only now that the acceptance is committed; a failure here leaves the
         // database naming a file the pool lacks, which is said loudly and fixed by a rebuild.
         for p in pulled {
@@ -414,26 +519,10 @@ impl Master {
                 tracing::error!("putting {} into the pool: {e}", p.filename);
             }
         }
-        // The database stays locked until the files are rewritten: a plan reads the build
-        // repository from SQLite, and must not publish a package as ready before the
-        // dependency it just gained is in the files pacman reads.
-        let all = db.repo_entries();
         tracing::info!(builder = %row.builder, build = %row.build_id, "accepted {} {} ({})", row.pkgbase, row.version, row.arch);
-        match all {
-            Ok(all) => {
-                let mut arches: Vec<&str> = entries.iter().map(|e| e.arch.as_str()).collect();
-                arches.sort_unstable();
-                arches.dedup();
-                for arch in arches {
-                    if let Err(e) = self.repos.rewrite(RepoKind::Build, arch, &all) {
-                        // SQLite has the acceptance; the next start-up rewrites the files.
-                        tracing::error!("rewriting the build repository ({arch}): {e}");
-                    }
-                }
-            }
-            Err(e) => tracing::error!("reading the repositories: {e}"),
+        for e in &entries {
+            self.request_rewrite(RepoKind::Build, &e.arch);
         }
-        drop(db);
     }
 }
 
@@ -460,16 +549,12 @@ impl std::fmt::Display for Unclaimed {
 /// Why the finished `build` of builder `index` may not be judged, if it may not: the
 /// builder must show a live claim on it past `claimed` naming the build, and no other
 /// builder may hold an older live commitment to the same package version.
-fn unclaimed(
-    builders: &[super::BuilderSlot],
-    index: usize,
-    build: &CheckedBuild,
-) -> Option<Unclaimed> {
-    let key = super::build_key(build);
+fn unclaimed(builders: &[BuilderSlot], index: usize, build: &CheckedBuild) -> Option<Unclaimed> {
+    let key = build_key(build);
     let slot = &builders[index];
     let claimed = slot.live_claims().any(|c| {
         c.phase >= ClaimPhase::Committed
-            && super::claim_key(c) == key
+            && claim_key(c) == key
             && c.build.as_ref() == Some(&build.id)
     });
     if !claimed {
@@ -501,7 +586,7 @@ fn unclaimed(
 /// The builder's commitments that it has held for longer than a lease without showing a build
 /// of the package: an honest builder starts the build as it commits, and a builder that only
 /// holds commitments keeps others from building.
-fn idle_commitments(slot: &super::BuilderSlot, max_lease: std::time::Duration) -> Vec<String> {
+fn idle_commitments(slot: &BuilderSlot, max_lease: std::time::Duration) -> Vec<String> {
     let Some(state) = &slot.state else {
         return Vec::new();
     };
@@ -509,14 +594,14 @@ fn idle_commitments(slot: &super::BuilderSlot, max_lease: std::time::Duration) -
     slot.live_claims()
         .filter(|c| c.phase == ClaimPhase::Committed)
         .filter(|c| {
-            let key = super::claim_key(c);
+            let key = claim_key(c);
             slot.committed_since
                 .get(&key)
                 .is_some_and(|since| now.duration_since(*since) > max_lease)
                 && !state
                     .builds
                     .iter()
-                    .any(|b| b.is_running() && super::build_key(b) == key)
+                    .any(|b| b.is_running() && build_key(b) == key)
         })
         .map(|c| {
             format!(
@@ -530,20 +615,37 @@ fn idle_commitments(slot: &super::BuilderSlot, max_lease: std::time::Duration) -
         .collect()
 }
 
-/// Follows builder `index` until `cancel` fires.
+/// Follows builder `index` until `cancel` fires, checking each state it reads before the
+/// core sees it.
 pub async fn run_follower(
     master: Arc<Master>,
     index: usize,
     client: PeerClient,
     cancel: CancellationToken,
 ) {
-    follow::<BuilderState, _>(
+    let limits = master.config.builder_limits;
+    follow::<BuilderState, _, _>(
         &client,
         Role::Builder,
         &FollowOptions::default(),
         &cancel,
         |event| {
-            master.builder_event(index, event);
+            let read = match event {
+                PeerEvent::State(state) => {
+                    let (checked, violations) = CheckedBuilder::check(&state.content, &limits);
+                    BuilderRead::State(Box::new(CheckedState {
+                        checked,
+                        violations,
+                    }))
+                }
+                PeerEvent::Alive => BuilderRead::Alive,
+                PeerEvent::Down(e) => BuilderRead::Down(e),
+            };
+            let events = master.events().clone();
+            async move {
+                // Waiting here is the back-pressure: a core behind slows its followers.
+                let _ = events.send(Event::Builder { index, read }).await;
+            }
         },
     )
     .await;

@@ -6,16 +6,16 @@ use std::fmt::Write as _;
 
 use quarters_common::api::v1::ctl::{Command, Reply};
 
-use super::Master;
+use super::Core;
 use crate::db::RepoEntry;
 use crate::plan::State;
 use crate::plan::binaries::{Binaries, BinaryPackage, RepoKind};
 use crate::plan::relation::{Requirement, vercmp};
 use crate::repo::package::desc_section;
 
-impl Master {
+impl Core {
     /// Carries out one request.
-    pub fn handle(&self, id: &str, command: &Command) -> Reply {
+    pub(super) fn handle(&mut self, id: &str, command: &Command) -> Reply {
         let (ok, text) = match command {
             Command::Status => (true, self.status()),
             Command::Why { package } => self.why(package),
@@ -36,7 +36,7 @@ impl Master {
     }
 
     fn status(&self) -> String {
-        let model = self.model();
+        let model = &self.model;
         let mut out = String::new();
         for s in &model.sources {
             let _ = writeln!(
@@ -99,7 +99,7 @@ impl Master {
     }
 
     fn why(&self, name: &str) -> (bool, String) {
-        let model = self.model();
+        let model = &self.model;
         let units = model.plan.find(name);
         let mut out = String::new();
         if units.is_empty() {
@@ -121,7 +121,7 @@ impl Master {
             }
             return (false, format!("no package {name:?} in any source\n"));
         }
-        let db = self.db();
+        let db = &self.db;
         for u in units {
             let s = &u.spec;
             let _ = writeln!(
@@ -198,9 +198,9 @@ impl Master {
         (true, out)
     }
 
-    fn retry(&self, name: &str) -> (bool, String) {
+    fn retry(&mut self, name: &str) -> (bool, String) {
         let pkgbase = {
-            let model = self.model();
+            let model = &self.model;
             model
                 .plan
                 .find(name)
@@ -210,14 +210,14 @@ impl Master {
         let Some(pkgbase) = pkgbase else {
             return (false, format!("no package {name:?} in any source\n"));
         };
-        let retried = self.db().retry(&pkgbase);
+        let retried = self.db.retry(&pkgbase);
         match retried {
             Ok(0) => (
                 false,
                 format!("{pkgbase} has no failed or refused build to retry\n"),
             ),
             Ok(n) => {
-                self.replan_now();
+                self.db_changed();
                 (
                     true,
                     format!(
@@ -229,8 +229,8 @@ impl Master {
         }
     }
 
-    fn promote(&self, names: &[String], with_deps: bool) -> (bool, String) {
-        let entries = match self.db().repo_entries() {
+    fn promote(&mut self, names: &[String], with_deps: bool) -> (bool, String) {
+        let entries = match self.db.repo_entries() {
             Ok(e) => e,
             Err(e) => return (false, format!("database: {e}\n")),
         };
@@ -252,7 +252,7 @@ impl Master {
                     selected.insert(e.pkgbase.clone());
                 }
                 None => {
-                    let state = self.model().plan.find(name).first().map(|u| u.state.name());
+                    let state = self.model.plan.find(name).first().map(|u| u.state.name());
                     return (
                         false,
                         format!(
@@ -344,20 +344,13 @@ impl Master {
             selected.extend(missing.into_keys());
         };
         let to_live: Vec<RepoEntry> = promoting.iter().map(|e| (*e).clone()).collect();
-        if let Err(e) = self.db().promote(&to_live) {
+        if let Err(e) = self.db.promote(&to_live) {
             return (false, format!("database: {e}\n"));
         }
-        let all = match self.db().repo_entries() {
-            Ok(all) => all,
-            Err(e) => return (false, format!("database: {e}\n")),
-        };
-        let arches: BTreeSet<&str> = to_live.iter().map(|e| e.arch.as_str()).collect();
-        for arch in arches {
-            if let Err(e) = self.repos.rewrite(RepoKind::Live, arch, &all) {
-                tracing::error!("rewriting the live repository ({arch}): {e}");
-            }
+        // Written before the reply: the core settles between handling a request and answering.
+        for e in &to_live {
+            self.request_rewrite(RepoKind::Live, &e.arch);
         }
-        self.replan_now();
         let mut text = String::from("promoted to the live repository:\n");
         for e in &to_live {
             let extra = if requested.contains(&e.pkgbase) {

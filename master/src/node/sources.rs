@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quarters_parsers::Scanner;
-use quarters_parsers::source::SourceError;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Master, Model, Tarball, TarballKey};
+use super::model::{Tarball, TarballKey};
+use super::{Core, Event, Master};
 
 /// A request for the tarball of one package at one content id.
 #[derive(Debug)]
@@ -27,16 +27,42 @@ const TARBALLS_AT_ONCE: usize = 64;
 /// How long a burst of file events is left to settle before the source is polled.
 const SETTLE: Duration = Duration::from_millis(200);
 
-impl Master {
-    /// The directory of a source's tarballs.
-    pub fn tarball_dir(&self, source: &str) -> PathBuf {
-        self.config.state_dir.join("sources").join(source)
-    }
+/// The sha256 of the PKGBUILD the master handed out for a build, or where to find it.
+#[derive(Debug)]
+pub(super) enum HandedOut {
+    /// From the tarball made this run (`None`: it has no PKGBUILD the master could read).
+    Known(Option<String>),
+    /// In the tarball file an earlier run left.
+    InFile(PathBuf),
+    /// The master has no tarball of the package as its sources are now.
+    Unknown,
+}
 
+impl HandedOut {
+    /// The sha256, reading the tarball file if need be (off the async threads: it is
+    /// decompressed).
+    pub(super) async fn resolve(self) -> Option<String> {
+        match self {
+            HandedOut::Known(sha) => sha,
+            HandedOut::InFile(path) => tokio::task::spawn_blocking(move || {
+                quarters_parsers::tarball::pkgbuild_sha256_in(&path)
+                    .ok()
+                    .flatten()
+            })
+            .await
+            .ok()
+            .flatten(),
+            HandedOut::Unknown => None,
+        }
+    }
+}
+
+impl Core {
     /// Asks the source tasks for the tarballs that are missing: first those of ready packages,
     /// then those of waiting ones, highest priority first. Making them ahead of readiness keeps
     /// tarball-making out of the path from a dependency's acceptance to the next build's start.
-    pub(super) fn request_tarballs(&self, model: &mut Model) {
+    pub(super) fn request_tarballs(&mut self) {
+        let model = &mut self.model;
         // Waiting packages are looked at only while some of them lack a tarball, and only when
         // the source tasks have nothing left to do: a plan is made after every event, and going
         // through thousands of waiting packages each time would cost more than the plan.
@@ -80,26 +106,20 @@ impl Master {
 
     /// The sha256 of the PKGBUILD the master hands out for `spec` as its sources are now:
     /// from the tarball made this run, or else from the tarball file an earlier run left.
-    pub(super) fn handed_out_pkgbuild(&self, spec: &crate::plan::UnitSpec) -> Option<String> {
-        let (path, made) = {
-            let model = self.model();
-            let key = model.tarball_key(spec)?;
-            let made = model.tarballs.get(&key).map(|t| t.pkgbuild_sha256.clone());
-            let file = self
-                .tarball_dir(&spec.source)
-                .join(tarball_filename(spec, &key.2));
-            (file, made)
+    pub(super) fn handed_out_pkgbuild(&self, spec: &crate::plan::UnitSpec) -> HandedOut {
+        let Some(key) = self.model.tarball_key(spec) else {
+            return HandedOut::Unknown;
         };
-        match made {
-            Some(sha) => sha,
-            None => quarters_parsers::tarball::pkgbuild_sha256_in(&path)
-                .ok()
-                .flatten(),
+        match self.model.tarballs.get(&key) {
+            Some(t) => HandedOut::Known(t.pkgbuild_sha256.clone()),
+            None => HandedOut::InFile(
+                super::tarball_dir(&self.config, &spec.source).join(tarball_filename(spec, &key.2)),
+            ),
         }
     }
 
-    fn tarball_made(&self, key: TarballKey, made: Option<Tarball>) {
-        let mut model = self.model();
+    pub(super) fn tarball_made(&mut self, key: TarballKey, made: Option<Tarball>) {
+        let model = &mut self.model;
         model.requested.remove(&key);
         let Some(tarball) = made else { return };
         // Only a ready package's tarball changes what the master publishes; the others are
@@ -111,29 +131,36 @@ impl Master {
             &spec.source == name && &spec.path == path
         });
         model.tarballs.insert(key, tarball);
-        drop(model);
         if ready {
             self.request_replan();
         }
     }
 
-    fn source_polled(&self, index: usize, scanner: &Scanner, result: Result<bool, SourceError>) {
-        let mut model = self.model();
-        let model = &mut *model;
-        let slot = &mut model.sources[index];
-        slot.revision = scanner.revision().map(ToString::to_string);
+    /// A poll's result: `packages` is set when they changed (or at the first poll).
+    pub(super) fn source_polled(
+        &mut self,
+        index: usize,
+        revision: Option<String>,
+        result: Result<
+            Option<std::collections::BTreeMap<String, quarters_parsers::scan::Scanned>>,
+            String,
+        >,
+    ) {
+        let slot = &mut self.model.sources[index];
+        slot.revision = revision;
         match result {
-            Ok(changed) => {
+            Ok(packages) => {
                 slot.error = None;
-                if changed || !slot.scanned {
-                    slot.packages = scanner.packages().clone();
-                    model.tarballs_ahead_done = false;
-                }
                 slot.scanned = true;
+                if let Some(packages) = packages {
+                    slot.packages = packages;
+                    self.model.tarballs_ahead_done = false;
+                    self.sources_changed();
+                }
             }
             Err(e) => {
                 tracing::warn!(source = %slot.name, "poll failed: {e}");
-                slot.error = Some(e.to_string());
+                slot.error = Some(e);
             }
         }
         self.request_replan();
@@ -165,6 +192,7 @@ pub async fn run_source(
     let mut scanner = scanner.with_progress(progress_observer(&master, index));
     let interval = master.config.poll_interval;
     let mut poll_now = true;
+    let mut first = true;
     loop {
         if poll_now {
             let (back, result) = tokio::task::spawn_blocking(move || {
@@ -174,7 +202,23 @@ pub async fn run_source(
             .await
             .expect("scanning does not panic");
             scanner = back;
-            master.source_polled(index, &scanner, result);
+            let revision = scanner.revision().map(ToString::to_string);
+            let result = match result {
+                Ok(changed) if changed || first => {
+                    first = false;
+                    Ok(Some(scanner.packages().clone()))
+                }
+                Ok(_) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            };
+            let _ = master
+                .events()
+                .send(Event::SourcePolled {
+                    index,
+                    revision,
+                    result,
+                })
+                .await;
         }
         poll_now = tokio::select! {
             () = cancel.cancelled() => return,
@@ -194,7 +238,7 @@ pub async fn run_source(
                 .await
                 .expect("making a tarball does not panic");
                 scanner = back;
-                master.tarball_made(key, made);
+                let _ = master.events().send(Event::TarballMade { key, made }).await;
                 false
             }
         };
@@ -210,8 +254,11 @@ fn progress_observer(master: &Arc<Master>, index: usize) -> quarters_parsers::ev
     Arc::new(move |progress: &quarters_parsers::evaluate::Progress| {
         log(progress);
         if let Some(master) = master.upgrade() {
-            master.model().sources[index].evaluation = Some(progress.clone());
-            master.request_republish();
+            // Evaluations run on blocking threads, where waiting for the core is allowed.
+            let _ = master.events().blocking_send(Event::Evaluation {
+                index,
+                progress: progress.clone(),
+            });
         }
     })
 }

@@ -5,20 +5,18 @@ use quarters_common::api::v1::{
     QuarantineView, QuarantinedBy, ReadyPackage, SourceView, Verdict, ViolationView,
 };
 
-use super::{Master, Model};
+use super::Core;
 use crate::db::VerdictKind;
 use crate::plan::State;
 
 /// Violations published per builder: enough to name the offence, never a flood.
 const VIOLATIONS_SHOWN: usize = 8;
 
-impl Master {
-    pub(super) fn to_wire(
-        &self,
-        model: &Model,
-        db: &crate::db::Db,
-        failures: &std::collections::HashMap<crate::plan::UnitKey, crate::db::Failure>,
-    ) -> MasterState {
+impl Core {
+    pub(super) fn to_wire(&self) -> MasterState {
+        let model = &self.model;
+        let no_failures = std::collections::HashMap::new();
+        let failures = self.failures().unwrap_or(&no_failures);
         let base = &self.config.url;
         let primary = self.config.arch.first().map_or("x86_64", String::as_str);
         let ready = model
@@ -70,7 +68,7 @@ impl Master {
                 phase: c.phase,
             }));
             for build in state.builds.iter().filter(|b| !b.is_running()) {
-                if let Ok(Some(recorded)) = db.verdict_of(b.name.as_str(), build.id.as_str()) {
+                if let Some(recorded) = b.judged.get(&build.id) {
                     results.push(BuildVerdict {
                         builder: b.name.to_string(),
                         build: build.id.to_string(),
@@ -84,8 +82,8 @@ impl Master {
                             VerdictKind::Refused(_) | VerdictKind::Unneeded => Verdict::Rejected,
                             VerdictKind::Failed => Verdict::Failed,
                         },
-                        reason: recorded.reason,
-                        warnings: recorded.warnings,
+                        reason: recorded.reason.clone(),
+                        warnings: recorded.warnings.clone(),
                     });
                 }
             }
@@ -215,7 +213,7 @@ impl Master {
 /// packages, several times the builders' slots. A bulk build has thousands of packages ready at
 /// once, and every builder reads the whole state at every change; `counts` still says how many
 /// are ready in all.
-fn shown(builders: &[super::BuilderSlot]) -> usize {
+fn shown(builders: &[super::model::BuilderSlot]) -> usize {
     let slots: usize = builders
         .iter()
         .map(|b| b.state.as_ref().map_or(1, |s| s.slots as usize))

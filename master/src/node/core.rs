@@ -1,0 +1,394 @@
+//! The core: the one owner of the master's model and database.
+//!
+//! It runs on a thread of its own and takes [`Event`]s from one channel. Each turn applies every
+//! event waiting (up to [`BATCH`]), then settles once: judges what builders finished, rewrites
+//! the repository databases that acceptances and promotions changed, plans again if an input
+//! of the plan changed, and publishes. A burst of events therefore costs one plan and one
+//! rewrite (group commit), and an event never waits longer than one turn.
+//!
+//! Invariants:
+//! * nothing else reads or writes the model or the database: other tasks send events, and
+//!   read what the core published;
+//! * no lock is held anywhere in the master across planning, I/O or SQL, because there is no
+//!   lock: long network work (pulls, log downloads) runs in tasks that report back as events;
+//! * the repository files are rewritten before the plan that counts their new packages is
+//!   published: no package is published ready before the dependency it gained is in the files
+//!   pacman reads.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use quarters_common::api::v1::ctl::{Command, Reply};
+use quarters_common::state::StatePublisher;
+use quarters_parsers::evaluate::Progress;
+use quarters_parsers::scan::Scanned;
+use tokio::sync::{mpsc, oneshot};
+
+use super::builders::{BuilderRead, Judgement};
+use super::model::{BuilderSlot, Model, SourceSlot, Tarball, TarballKey, committed_claims};
+use super::sources::TarballRequest;
+use crate::config::MasterConfig;
+use crate::db::{Db, DbError, Failure};
+use crate::plan::binaries::{Binaries, RepoKind};
+use crate::plan::{self, Inputs, UnitKey, UnitSpec};
+use crate::quarantine::Quarantine;
+use crate::repo::Repos;
+
+/// Events applied in one turn at most, so that a flood still gets published now and then.
+const BATCH: usize = 1024;
+
+/// Something the core must take into account.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A builder's state was read and checked by its follower, or it could not be read.
+    Builder { index: usize, read: BuilderRead },
+    /// A source was polled: its revision, and its packages if they changed (or the error).
+    SourcePolled {
+        index: usize,
+        revision: Option<String>,
+        result: Result<Option<BTreeMap<String, Scanned>>, String>,
+    },
+    /// An evaluation of PKGBUILDs in a source went on.
+    Evaluation { index: usize, progress: Progress },
+    /// A source tarball asked for was made, or could not be.
+    TarballMade {
+        key: TarballKey,
+        made: Option<Tarball>,
+    },
+    /// A judgement that needed the network has its result.
+    Judged(Box<Judgement>),
+    /// A `quartersctl` request; the reply goes back on `reply`.
+    Command {
+        id: String,
+        command: Command,
+        reply: oneshot::Sender<Reply>,
+    },
+    /// Time passed: claims lapse with time alone, and postponed pulls are tried again.
+    Tick,
+    /// The master is stopping.
+    Stop,
+}
+
+/// What the turn's events left to do when it settles.
+#[derive(Debug, Default)]
+struct Todo {
+    replan: bool,
+    republish: bool,
+    judge: bool,
+    /// Repository databases to write again: acceptances and promotions changed them.
+    rewrite: BTreeSet<(RepoKind, String)>,
+}
+
+/// The plan's inputs read from the database, kept until the database changes.
+#[derive(Debug)]
+pub(super) struct Facts {
+    pub(super) failures: HashMap<UnitKey, Failure>,
+    durations: HashMap<String, u64>,
+    binaries: Binaries,
+}
+
+/// The owner of the model; see the module documentation.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(super) config: Arc<MasterConfig>,
+    pub(super) model: Model,
+    pub(super) db: Db,
+    pub(super) repos: Arc<Repos>,
+    publisher: StatePublisher,
+    pub(super) tarballs: Vec<mpsc::Sender<TarballRequest>>,
+    /// Where tasks the core starts report back. Weak, so that the channel closes (and the
+    /// core stops) when the master's last handle is gone, however it ended.
+    pub(super) events: mpsc::WeakSender<Event>,
+    pub(super) runtime: tokio::runtime::Handle,
+    pub(super) stopping: Arc<AtomicBool>,
+    /// Every build the sources ask for, kept until a source changes.
+    specs: Option<Vec<UnitSpec>>,
+    /// Kept until the database changes.
+    facts: Option<Facts>,
+    todo: Todo,
+}
+
+/// What the core is made from.
+#[derive(Debug)]
+pub(crate) struct CoreParts<'a> {
+    pub config: Arc<MasterConfig>,
+    pub db: Db,
+    pub repos: Arc<Repos>,
+    pub publisher: StatePublisher,
+    pub builders: Vec<quarters_common::client::PeerClient>,
+    /// Each source's name and kind.
+    pub sources: Vec<(String, String)>,
+    pub tarballs: Vec<mpsc::Sender<TarballRequest>>,
+    pub events: &'a mpsc::Sender<Event>,
+    pub runtime: tokio::runtime::Handle,
+    pub stopping: Arc<AtomicBool>,
+}
+
+impl Core {
+    pub(crate) fn new(parts: CoreParts<'_>) -> Self {
+        let CoreParts {
+            config,
+            db,
+            repos,
+            publisher,
+            builders,
+            sources,
+            tarballs,
+            events,
+            runtime,
+            stopping,
+        } = parts;
+        // Quarantines outlive restarts: a builder stays out until an operator enables it.
+        let mut quarantined: HashMap<String, Quarantine> = match db.quarantines() {
+            Ok(rows) => rows.into_iter().collect(),
+            Err(e) => {
+                tracing::error!("reading the quarantined builders: {e}");
+                HashMap::new()
+            }
+        };
+        for name in quarantined.keys() {
+            tracing::warn!(builder = %name, "quarantined (from the database)");
+        }
+        let model = Model {
+            builders: builders
+                .into_iter()
+                .map(|client| BuilderSlot::new(client, &mut quarantined))
+                .collect(),
+            sources: sources
+                .into_iter()
+                .map(|(name, kind)| SourceSlot {
+                    name,
+                    kind,
+                    ..SourceSlot::default()
+                })
+                .collect(),
+            ..Model::default()
+        };
+        Core {
+            config,
+            model,
+            db,
+            repos,
+            publisher,
+            tarballs,
+            events: events.downgrade(),
+            runtime,
+            stopping,
+            specs: None,
+            facts: None,
+            todo: Todo::default(),
+        }
+    }
+
+    /// Applies events until [`Event::Stop`], or until every sender is gone. Blocks: run it on
+    /// a thread of its own.
+    pub(crate) fn run(mut self, mut events: mpsc::Receiver<Event>) {
+        self.todo.replan = true;
+        self.settle();
+        while let Some(first) = events.blocking_recv() {
+            let mut next = Some(first);
+            let mut applied = 0;
+            while let Some(event) = next.take() {
+                if matches!(event, Event::Stop) {
+                    return;
+                }
+                self.apply(event);
+                applied += 1;
+                if applied < BATCH {
+                    next = events.try_recv().ok();
+                }
+            }
+            self.settle();
+        }
+    }
+
+    fn apply(&mut self, event: Event) {
+        match event {
+            Event::Builder { index, read } => self.builder_event(index, read),
+            Event::SourcePolled {
+                index,
+                revision,
+                result,
+            } => self.source_polled(index, revision, result),
+            Event::Evaluation { index, progress } => {
+                self.model.sources[index].evaluation = Some(progress);
+                self.todo.republish = true;
+            }
+            Event::TarballMade { key, made } => self.tarball_made(key, made),
+            Event::Judged(judgement) => self.judged(*judgement),
+            Event::Command { id, command, reply } => {
+                // The reply sees every event that came before the request.
+                self.settle();
+                let reply_to = self.handle(&id, &command);
+                self.settle();
+                let _ = reply.send(reply_to);
+            }
+            Event::Tick => {
+                self.todo.replan = true;
+                self.todo.judge = true;
+            }
+            Event::Stop => {}
+        }
+    }
+
+    /// The sources changed: the builds they ask for are listed again at the next plan.
+    pub(super) fn sources_changed(&mut self) {
+        self.specs = None;
+        self.todo.replan = true;
+    }
+
+    /// The database changed: the plan reads its facts again.
+    pub(super) fn db_changed(&mut self) {
+        self.facts = None;
+        self.todo.replan = true;
+    }
+
+    pub(super) fn request_replan(&mut self) {
+        self.todo.replan = true;
+    }
+
+    pub(super) fn request_republish(&mut self) {
+        self.todo.republish = true;
+    }
+
+    pub(super) fn request_judging(&mut self) {
+        self.todo.judge = true;
+    }
+
+    /// Asks for a repository's databases to be written again before the next plan.
+    pub(super) fn request_rewrite(&mut self, repo: RepoKind, arch: &str) {
+        self.todo.rewrite.insert((repo, arch.to_owned()));
+        self.db_changed();
+    }
+
+    /// Does what the turn's events left to do, in the order the invariants need: verdicts,
+    /// then the files they change, then the plan that counts them, then the state.
+    fn settle(&mut self) {
+        // Judging may record verdicts, and a new plan may make builds judgeable (the first
+        // complete one): twice is enough for both to settle.
+        for _ in 0..2 {
+            if std::mem::take(&mut self.todo.judge) {
+                self.judge_finished_builds();
+            }
+            self.write_repos();
+            if std::mem::take(&mut self.todo.replan) {
+                let was_complete = self.model.plan_complete;
+                self.replan();
+                self.todo.republish = true;
+                if !was_complete && self.model.plan_complete {
+                    self.todo.judge = true;
+                }
+            }
+            if !self.todo.judge && !self.todo.replan {
+                break;
+            }
+        }
+        if std::mem::take(&mut self.todo.republish) {
+            self.publish();
+        }
+    }
+
+    /// Writes the repository databases the turn changed, from what SQLite committed.
+    fn write_repos(&mut self) {
+        let rewrite = std::mem::take(&mut self.todo.rewrite);
+        if rewrite.is_empty() {
+            return;
+        }
+        let all = match self.db.repo_entries() {
+            Ok(all) => all,
+            Err(e) => {
+                // SQLite has the changes; the next start-up rewrites the files.
+                tracing::error!("reading the repositories: {e}");
+                return;
+            }
+        };
+        for (repo, arch) in rewrite {
+            if let Err(e) = self.repos.rewrite(repo, &arch, &all) {
+                tracing::error!("rewriting the {} ({arch}): {e}", repo.describe());
+            }
+        }
+    }
+
+    /// The plan's facts from the database, read again if it changed since.
+    fn facts(&mut self) -> Option<&Facts> {
+        if self.facts.is_none() {
+            let read = (|| {
+                Ok::<_, DbError>(Facts {
+                    failures: self.db.failures(self.config.max_refusals)?,
+                    durations: self.db.durations()?,
+                    binaries: Binaries::new(self.db.binaries()?),
+                })
+            })();
+            match read {
+                Ok(facts) => self.facts = Some(facts),
+                Err(e) => tracing::error!("reading the database: {e}"),
+            }
+        }
+        self.facts.as_ref()
+    }
+
+    /// Recomputes the plan from the model and the database.
+    fn replan(&mut self) {
+        if self.specs.is_none() {
+            let arches = &self.config.arch;
+            self.specs = Some(
+                self.model
+                    .sources
+                    .iter()
+                    .flat_map(|s| {
+                        s.packages.iter().filter_map(move |(path, scanned)| {
+                            scanned.result.as_ref().ok().map(|meta| (s, path, meta))
+                        })
+                    })
+                    .flat_map(|(s, path, meta)| UnitSpec::from_meta(&s.name, path, meta, arches))
+                    .collect(),
+            );
+        }
+        if self.facts().is_none() {
+            return;
+        }
+        let facts = self.facts.as_ref().expect("read just now");
+        let failed: HashMap<UnitKey, String> = facts
+            .failures
+            .iter()
+            .map(|(k, f)| (k.clone(), f.describe()))
+            .collect();
+        let mut claimed = committed_claims(&self.model.builders);
+        // A build being judged keeps its package claimed until its verdict is in: otherwise
+        // the package would look ready between the claim's end and the acceptance.
+        for ((builder, _), key) in &self.model.in_flight {
+            claimed
+                .entry(key.clone())
+                .or_insert_with(|| builder.to_string());
+        }
+        let plan = plan::plan(Inputs {
+            arches: &self.config.arch,
+            units: self.specs.clone().unwrap_or_default(),
+            binaries: &facts.binaries,
+            template: &self.config.build_root,
+            failed: &failed,
+            claimed: &claimed,
+            durations: &facts.durations,
+            history: &self.config.history,
+            default_ms: u64::try_from(self.config.default_estimate.as_millis()).unwrap_or(u64::MAX),
+        });
+        self.model.plan = plan;
+        self.model.plan_complete = self.model.sources.iter().all(|s| s.scanned);
+        self.request_tarballs();
+    }
+
+    /// Publishes the master's state from the current plan and what the builders show.
+    fn publish(&mut self) {
+        if self.facts().is_none() {
+            return;
+        }
+        let wire = self.to_wire();
+        self.publisher.publish(&wire);
+    }
+
+    /// The facts as last read; empty if the database could not be read.
+    pub(super) fn failures(&self) -> Option<&HashMap<UnitKey, Failure>> {
+        self.facts.as_ref().map(|f| &f.failures)
+    }
+}

@@ -1,0 +1,175 @@
+//! The core's model of the farm: its builders as last read, its sources as last scanned, the
+//! plan, and the source tarballs made. Owned by the core alone (see `core.rs`).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use quarters_common::NodeName;
+use quarters_common::client::PeerClient;
+use quarters_common::liveness::Liveness;
+use quarters_common::peer_input::lease::LeaseClock;
+use quarters_common::peer_input::{BuildId, CheckedBuilder, CheckedClaim, Violation};
+use quarters_parsers::scan::Scanned;
+
+use crate::db::Recorded;
+use crate::plan::{Plan, UnitKey, UnitSpec};
+use crate::quarantine::{Offences, Quarantine};
+
+#[derive(Debug, Default)]
+pub(super) struct Model {
+    pub(super) builders: Vec<BuilderSlot>,
+    pub(super) sources: Vec<SourceSlot>,
+    pub(super) plan: Plan,
+    /// Whether `plan` was made after every source had been scanned: until then it is
+    /// incomplete, and no build may be judged against it.
+    pub(super) plan_complete: bool,
+    pub(super) tarballs: HashMap<TarballKey, Tarball>,
+    pub(super) requested: HashSet<TarballKey>,
+    /// Every waiting package had its tarball made, as of the sources' last change.
+    pub(super) tarballs_ahead_done: bool,
+    /// Builds being pulled or judged now, with the builder that made them. A build's key
+    /// counts as claimed by that builder until its verdict is in the files pacman reads.
+    pub(super) in_flight: HashMap<(NodeName, BuildId), UnitKey>,
+}
+
+impl Model {
+    /// The tarball of `spec` as its source holds it now, if the source lists the package.
+    pub(super) fn tarball_key(&self, spec: &UnitSpec) -> Option<TarballKey> {
+        let source = self.sources.iter().position(|s| s.name == spec.source)?;
+        let content_id = &self.sources[source].packages.get(&spec.path)?.content_id;
+        Some((source, spec.path.clone(), content_id.clone()))
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct BuilderSlot {
+    pub(super) name: NodeName,
+    pub(super) client: PeerClient,
+    pub(super) liveness: Liveness,
+    /// Its state as last read, checked: nothing else of what it published is used.
+    pub(super) state: Option<CheckedBuilder>,
+    /// What its last state broke of the protocol.
+    pub(super) violations: Vec<Violation>,
+    /// Its finished builds that have a verdict: a claim naming one of them no longer holds
+    /// its package, however long the builder goes on renewing it.
+    pub(super) judged: HashMap<BuildId, Recorded>,
+    /// When the master first saw each of its live commitments: of two builders committed to
+    /// the same package, only the earlier one's build is judged.
+    pub(super) committed_since: HashMap<UnitKey, std::time::Instant>,
+    /// The renewals seen of its claims: a claim lapses a lease after the read that first
+    /// showed its latest renewal, as builders count it (the builder's own clock is never
+    /// compared with ours).
+    pub(super) leases: LeaseClock<UnitKey>,
+    /// When each claim in `state` lapses.
+    pub(super) lapses_at: HashMap<UnitKey, std::time::Instant>,
+    /// Its recent protocol violations, counted towards a quarantine.
+    pub(super) offences: Offences,
+    /// Set while the master does not validate it: nothing it publishes counts.
+    pub(super) quarantine: Option<Quarantine>,
+}
+
+impl BuilderSlot {
+    /// What the builder has committed to (or finished), as the plan counts it.
+    pub(super) fn committed(&self) -> std::collections::BTreeSet<UnitKey> {
+        use quarters_common::api::v1::ClaimPhase;
+        self.live_claims()
+            .filter(|c| c.phase >= ClaimPhase::Committed)
+            .map(claim_key)
+            .collect()
+    }
+
+    /// The builder's claims that have not lapsed (their leases clamped when they were read)
+    /// and whose builds have no verdict yet; none while it is quarantined.
+    pub(super) fn live_claims(&self) -> impl Iterator<Item = &CheckedClaim> {
+        let now = std::time::Instant::now();
+        self.state
+            .iter()
+            .filter(|_| self.quarantine.is_none())
+            .flat_map(|s| &s.claims)
+            .filter(move |c| {
+                self.lapses_at
+                    .get(&claim_key(c))
+                    .is_some_and(|at| now < *at)
+            })
+            .filter(|c| {
+                c.phase == quarters_common::api::v1::ClaimPhase::Committed
+                    || c.build
+                        .as_ref()
+                        .is_none_or(|b| !self.judged.contains_key(b))
+            })
+    }
+}
+
+#[derive(Debug, Default)]
+pub(super) struct SourceSlot {
+    pub(super) name: String,
+    pub(super) kind: String,
+    /// Whether a poll has succeeded since the master started.
+    pub(super) scanned: bool,
+    pub(super) revision: Option<String>,
+    pub(super) error: Option<String>,
+    pub(super) packages: BTreeMap<String, Scanned>,
+    /// How the last evaluation of PKGBUILDs without `.SRCINFO` went, or how far the running
+    /// one has got.
+    pub(super) evaluation: Option<quarters_parsers::evaluate::Progress>,
+}
+
+/// A source tarball: `(source index, package path, content id)`.
+pub(crate) type TarballKey = (usize, String, String);
+
+#[derive(Clone, Debug)]
+pub(crate) struct Tarball {
+    pub(super) filename: String,
+    pub(super) sha256: String,
+    /// What makepkg will record as `pkgbuild_sha256sum` for a build from it.
+    pub(super) pkgbuild_sha256: Option<String>,
+}
+
+/// What a claim is on, as the plan names units.
+pub(super) fn claim_key(c: &CheckedClaim) -> UnitKey {
+    (
+        c.pkgbase.to_string(),
+        c.version.to_string(),
+        c.arch.to_string(),
+    )
+}
+
+pub(super) fn build_key(b: &quarters_common::peer_input::CheckedBuild) -> UnitKey {
+    (
+        b.pkgbase.to_string(),
+        b.version.to_string(),
+        b.arch.to_string(),
+    )
+}
+
+/// Claims a builder has committed to (or finished), by what they build.
+pub(super) fn committed_claims(builders: &[BuilderSlot]) -> HashMap<UnitKey, String> {
+    use quarters_common::api::v1::ClaimPhase;
+    let mut claimed = HashMap::new();
+    for b in builders {
+        for c in b.live_claims() {
+            if c.phase >= ClaimPhase::Committed {
+                claimed.insert(claim_key(c), b.name.to_string());
+            }
+        }
+    }
+    claimed
+}
+
+impl BuilderSlot {
+    /// A builder not read yet, quarantined if `quarantined` (read from the database) says so.
+    pub(super) fn new(client: PeerClient, quarantined: &mut HashMap<String, Quarantine>) -> Self {
+        BuilderSlot {
+            quarantine: quarantined.remove(client.name().as_str()),
+            name: client.name().clone(),
+            client,
+            liveness: Liveness::Unknown,
+            state: None,
+            violations: Vec::new(),
+            committed_since: HashMap::new(),
+            judged: HashMap::new(),
+            leases: LeaseClock::default(),
+            lapses_at: HashMap::new(),
+            offences: Offences::default(),
+        }
+    }
+}
