@@ -435,7 +435,7 @@ impl Core {
                 .unwrap_or_default()
         );
         let _ = self.db.event(row.verdict.as_str(), &row.pkgbase, &message);
-        self.db_changed();
+        self.verdicts_changed();
     }
 
     /// Commits the acceptance of verified packages, puts them into the pool, and asks for the
@@ -521,7 +521,7 @@ impl Core {
         }
         tracing::info!(builder = %row.builder, build = %row.build_id, "accepted {} {} ({})", row.pkgbase, row.version, row.arch);
         for e in &entries {
-            self.request_rewrite(RepoKind::Build, &e.arch);
+            self.repo_changed(e);
         }
     }
 }

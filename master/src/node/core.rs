@@ -15,13 +15,13 @@
 //!   published: no package is published ready before the dependency it gained is in the files
 //!   pacman reads.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use quarters_common::api::v1::ctl::{Command, Reply};
 use quarters_common::state::StatePublisher;
-use quarters_parsers::evaluate::Progress;
+use quarters_parsers::evaluate::Progress as Evaluation;
 use quarters_parsers::scan::Scanned;
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,9 +29,10 @@ use super::builders::{BuilderRead, Judgement};
 use super::model::{BuilderSlot, Model, SourceSlot, Tarball, TarballKey, committed_claims};
 use super::sources::TarballRequest;
 use crate::config::MasterConfig;
-use crate::db::{Db, DbError, Failure};
+use crate::db::{Db, DbError, Failure, RepoEntry};
 use crate::plan::binaries::{Binaries, RepoKind};
-use crate::plan::{self, Inputs, UnitKey, UnitSpec};
+use crate::plan::relation::provision;
+use crate::plan::{Progress, Resolution, UnitKey, UnitSpec};
 use crate::quarantine::Quarantine;
 use crate::repo::Repos;
 
@@ -50,7 +51,7 @@ pub(crate) enum Event {
         result: Result<Option<BTreeMap<String, Scanned>>, String>,
     },
     /// An evaluation of PKGBUILDs in a source went on.
-    Evaluation { index: usize, progress: Progress },
+    Evaluation { index: usize, progress: Evaluation },
     /// A source tarball asked for was made, or could not be.
     TarballMade {
         key: TarballKey,
@@ -80,12 +81,20 @@ struct Todo {
     rewrite: BTreeSet<(RepoKind, String)>,
 }
 
-/// The plan's inputs read from the database, kept until the database changes.
+/// The plan's inputs read from the database about builds, kept until a verdict changes them.
 #[derive(Debug)]
 pub(super) struct Facts {
     pub(super) failures: HashMap<UnitKey, Failure>,
     durations: HashMap<String, u64>,
-    binaries: Binaries,
+}
+
+/// What changed in the repositories since the plan last looked: the resolution is updated for
+/// the builds these concern only.
+#[derive(Debug, Default)]
+struct RepoChanges {
+    pkgbases: HashSet<String>,
+    /// Every name the changed packages answer to.
+    names: HashSet<String>,
 }
 
 /// The owner of the model; see the module documentation.
@@ -102,9 +111,13 @@ pub(crate) struct Core {
     pub(super) events: mpsc::WeakSender<Event>,
     pub(super) runtime: tokio::runtime::Handle,
     pub(super) stopping: Arc<AtomicBool>,
-    /// Every build the sources ask for, kept until a source changes.
-    specs: Option<Vec<UnitSpec>>,
-    /// Kept until the database changes.
+    /// Every build's dependencies resolved: made again when a source changes, updated when
+    /// the repositories do.
+    resolution: Option<Resolution>,
+    /// The repositories as the planner sees them, read again when they change.
+    binaries: Option<Binaries>,
+    repo_changes: RepoChanges,
+    /// Kept until a verdict changes.
     facts: Option<Facts>,
     todo: Todo,
 }
@@ -175,7 +188,9 @@ impl Core {
             events: events.downgrade(),
             runtime,
             stopping,
-            specs: None,
+            resolution: None,
+            binaries: None,
+            repo_changes: RepoChanges::default(),
             facts: None,
             todo: Todo::default(),
         }
@@ -232,14 +247,14 @@ impl Core {
         }
     }
 
-    /// The sources changed: the builds they ask for are listed again at the next plan.
+    /// The sources changed: the builds they ask for are resolved again at the next plan.
     pub(super) fn sources_changed(&mut self) {
-        self.specs = None;
+        self.resolution = None;
         self.todo.replan = true;
     }
 
-    /// The database changed: the plan reads its facts again.
-    pub(super) fn db_changed(&mut self) {
+    /// A verdict changed (recorded or retried): the plan reads failures and durations again.
+    pub(super) fn verdicts_changed(&mut self) {
         self.facts = None;
         self.todo.replan = true;
     }
@@ -256,10 +271,17 @@ impl Core {
         self.todo.judge = true;
     }
 
-    /// Asks for a repository's databases to be written again before the next plan.
-    pub(super) fn request_rewrite(&mut self, repo: RepoKind, arch: &str) {
-        self.todo.rewrite.insert((repo, arch.to_owned()));
-        self.db_changed();
+    /// A repository gained `entry` (committed in SQLite): its databases are written again
+    /// before the next plan, which resolves again the builds the entry concerns.
+    pub(super) fn repo_changed(&mut self, entry: &RepoEntry) {
+        self.todo.rewrite.insert((entry.repo, entry.arch.clone()));
+        self.repo_changes.pkgbases.insert(entry.pkgbase.clone());
+        self.repo_changes.names.insert(entry.pkgname.clone());
+        self.repo_changes
+            .names
+            .extend(entry.provides.iter().map(|p| provision(p).0.to_owned()));
+        self.binaries = None;
+        self.todo.replan = true;
     }
 
     /// Does what the turn's events left to do, in the order the invariants need: verdicts,
@@ -310,14 +332,13 @@ impl Core {
         }
     }
 
-    /// The plan's facts from the database, read again if it changed since.
+    /// The plan's facts from the database, read again if a verdict changed since.
     fn facts(&mut self) -> Option<&Facts> {
         if self.facts.is_none() {
             let read = (|| {
                 Ok::<_, DbError>(Facts {
                     failures: self.db.failures(self.config.max_refusals)?,
                     durations: self.db.durations()?,
-                    binaries: Binaries::new(self.db.binaries()?),
                 })
             })();
             match read {
@@ -328,12 +349,36 @@ impl Core {
         self.facts.as_ref()
     }
 
-    /// Recomputes the plan from the model and the database.
-    fn replan(&mut self) {
-        if self.specs.is_none() {
-            let arches = &self.config.arch;
-            self.specs = Some(
-                self.model
+    /// Every build's dependencies resolved against the repositories as they are now: made
+    /// from the sources when they changed, updated for what entered the repositories since
+    /// the last plan otherwise.
+    fn resolution(&mut self) -> Option<&Resolution> {
+        if self.binaries.is_none() {
+            match self.db.binaries() {
+                Ok(binaries) => self.binaries = Some(Binaries::new(binaries)),
+                Err(e) => {
+                    tracing::error!("reading the repositories: {e}");
+                    return None;
+                }
+            }
+        }
+        let binaries = self.binaries.as_ref().expect("read just now");
+        let changes = std::mem::take(&mut self.repo_changes);
+        match &mut self.resolution {
+            Some(resolution) => {
+                if !changes.pkgbases.is_empty() {
+                    resolution.update(
+                        binaries,
+                        &self.config.build_root,
+                        &changes.pkgbases,
+                        &changes.names,
+                    );
+                }
+            }
+            None => {
+                let arches = &self.config.arch;
+                let specs = self
+                    .model
                     .sources
                     .iter()
                     .flat_map(|s| {
@@ -342,10 +387,22 @@ impl Core {
                         })
                     })
                     .flat_map(|(s, path, meta)| UnitSpec::from_meta(&s.name, path, meta, arches))
-                    .collect(),
-            );
+                    .map(Arc::new)
+                    .collect();
+                self.resolution = Some(Resolution::new(
+                    specs,
+                    arches,
+                    binaries,
+                    &self.config.build_root,
+                ));
+            }
         }
-        if self.facts().is_none() {
+        self.resolution.as_ref()
+    }
+
+    /// Plans again from the resolution and how the builds are going.
+    fn replan(&mut self) {
+        if self.facts().is_none() || self.resolution().is_none() {
             return;
         }
         let facts = self.facts.as_ref().expect("read just now");
@@ -362,18 +419,14 @@ impl Core {
                 .entry(key.clone())
                 .or_insert_with(|| builder.to_string());
         }
-        let plan = plan::plan(Inputs {
-            arches: &self.config.arch,
-            units: self.specs.clone().unwrap_or_default(),
-            binaries: &facts.binaries,
-            template: &self.config.build_root,
+        let resolution = self.resolution.as_ref().expect("made just now");
+        self.model.plan = resolution.plan(&Progress {
             failed: &failed,
             claimed: &claimed,
             durations: &facts.durations,
             history: &self.config.history,
             default_ms: u64::try_from(self.config.default_estimate.as_millis()).unwrap_or(u64::MAX),
         });
-        self.model.plan = plan;
         self.model.plan_complete = self.model.sources.iter().all(|s| s.scanned);
         self.request_tarballs();
     }

@@ -217,7 +217,7 @@ impl Core {
                 format!("{pkgbase} has no failed or refused build to retry\n"),
             ),
             Ok(n) => {
-                self.db_changed();
+                self.verdicts_changed();
                 (
                     true,
                     format!(
@@ -349,7 +349,10 @@ impl Core {
         }
         // Written before the reply: the core settles between handling a request and answering.
         for e in &to_live {
-            self.request_rewrite(RepoKind::Live, &e.arch);
+            self.repo_changed(&RepoEntry {
+                repo: RepoKind::Live,
+                ..e.clone()
+            });
         }
         let mut text = String::from("promoted to the live repository:\n");
         for e in &to_live {

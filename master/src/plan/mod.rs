@@ -1,8 +1,13 @@
 //! Planning: from what the sources hold and what the repositories have, every build's state
 //! (DESIGN.md's package states), what it waits on, and the ready list by critical path.
 //!
-//! This is a pure function of its inputs, recomputed whenever one of them changes; on the
-//! 1,815-package pkgsrc graph it takes a few milliseconds (BENCHMARKS.md).
+//! A plan is made in two phases, both pure functions of their inputs. The first
+//! ([`Resolution`]) resolves every build's dependencies against the sources and the binary
+//! repositories; it is the costly one, so the master keeps it and, when packages enter a
+//! repository, resolves again only the builds they concern. The second ([`Resolution::plan`])
+//! derives states, cycles, critical-path priorities and the ready list from the resolution and
+//! how builds are going (failures, claims, durations); it is linear in builds and waits, and
+//! runs whenever one of those changes. [`plan`] does both from scratch.
 //!
 //! Two rules decide what a build waits for:
 //!
@@ -20,6 +25,7 @@ pub mod binaries;
 pub mod relation;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use quarters_parsers::PkgBase;
 
@@ -220,7 +226,7 @@ pub struct Pin {
 /// A build with its state.
 #[derive(Clone, Debug)]
 pub struct Planned {
-    pub spec: UnitSpec,
+    pub spec: Arc<UnitSpec>,
     pub state: State,
     /// The builds whose packages it needs and that are not in a binary repository.
     pub waits: Vec<Wait>,
@@ -238,7 +244,7 @@ pub struct Plan {
     pub units: Vec<Planned>,
     /// Ready builds, highest priority first.
     pub ready: Vec<usize>,
-    by_name: HashMap<(String, String), usize>,
+    by_name: Arc<HashMap<(String, String), usize>>,
 }
 
 impl Plan {
@@ -354,131 +360,240 @@ impl Plan {
     }
 }
 
-/// Computes the plan.
+/// Computes the plan from scratch.
 pub fn plan(inputs: Inputs<'_>) -> Plan {
-    let Inputs {
-        arches,
-        units: specs,
-        binaries,
-        template,
-        failed,
-        claimed,
-        durations,
-        history,
-        default_ms,
-    } = inputs;
-    let primary = arches.first().map_or("x86_64", String::as_str);
-    let n = specs.len();
-    let mut by_name: HashMap<(String, String), usize> = HashMap::with_capacity(n);
-    let mut duplicates: HashMap<usize, String> = HashMap::new();
-    for (i, s) in specs.iter().enumerate() {
-        let key = (s.pkgbase.clone(), s.arch.clone());
-        match by_name.get(&key) {
-            Some(&first) => {
-                duplicates.insert(
-                    i,
-                    format!(
-                        "{} is also in source {} at {}; only the first is built",
-                        s.pkgbase, specs[first].source, specs[first].path
-                    ),
-                );
-            }
-            None => {
-                by_name.insert(key, i);
-            }
-        }
-    }
+    let specs: Vec<Arc<UnitSpec>> = inputs.units.into_iter().map(Arc::new).collect();
+    let resolution = Resolution::new(specs, inputs.arches, inputs.binaries, inputs.template);
+    resolution.plan(&Progress {
+        failed: inputs.failed,
+        claimed: inputs.claimed,
+        durations: inputs.durations,
+        history: inputs.history,
+        default_ms: inputs.default_ms,
+    })
+}
 
-    // A package name belongs to one pkgbase: two pkgbases that produce the same pkgname would
-    // take each other's place in the repository, so both are blocked until one gives it up.
-    let mut owners: HashMap<&str, usize> = HashMap::new();
-    let mut clashes: Vec<(usize, String)> = Vec::new();
-    for (i, s) in specs.iter().enumerate() {
-        if duplicates.contains_key(&i) {
-            continue;
-        }
-        for name in &s.pkgnames {
-            match owners.get(name.as_str()) {
-                Some(&j) if specs[j].pkgbase != s.pkgbase => {
-                    let clash = |b: &UnitSpec| {
+/// What changes as builds go on, without changing what any build depends on: the plan's
+/// second phase reads these.
+#[derive(Debug)]
+pub struct Progress<'a> {
+    pub failed: &'a HashMap<UnitKey, String>,
+    pub claimed: &'a HashMap<UnitKey, String>,
+    pub durations: &'a HashMap<String, u64>,
+    pub history: &'a HashMap<String, u64>,
+    pub default_ms: u64,
+}
+
+/// The plan's first phase: every build's dependencies resolved against the sources and the
+/// binary repositories. It costs what the plan costs (every dependency of every build is
+/// parsed and looked up), so it is kept between plans and, when binaries arrive, updated for
+/// the builds they concern only ([`Resolution::update`]). Failures, claims and durations do not
+/// touch it.
+///
+/// Invariant: a resolution updated for a sequence of repository changes equals one made from
+/// scratch with the repositories as they are after them (tested in `tests.rs`).
+#[derive(Clone, Debug, Default)]
+pub struct Resolution {
+    specs: Vec<Arc<UnitSpec>>,
+    primary: String,
+    by_name: Arc<HashMap<(String, String), usize>>,
+    /// Builds that are never built, with the reason: a duplicate pkgbase or a pkgname clash.
+    duplicates: HashMap<usize, String>,
+    /// Every name a build answers to, with the version it provides, for the builds that may
+    /// provide a dependency.
+    providers: HashMap<String, Vec<(usize, Option<String>)>>,
+    /// The builds that have a dependency on each name: those to resolve again when binaries
+    /// of that name arrive.
+    depends_on: HashMap<String, Vec<usize>>,
+    rows: Vec<Row>,
+}
+
+/// One build's resolution.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Row {
+    /// Its version (or a newer one) is in the live repository.
+    live: bool,
+    /// Its version (or a newer one) is in a binary repository.
+    done: bool,
+    waits: Vec<Wait>,
+    /// Why it can never build as things are, if a dependency of its own cannot be met.
+    own_block: Option<String>,
+}
+
+impl Resolution {
+    /// Resolves every build from scratch.
+    pub fn new(
+        specs: Vec<Arc<UnitSpec>>,
+        arches: &[String],
+        binaries: &Binaries,
+        template: &HashSet<String>,
+    ) -> Self {
+        let n = specs.len();
+        let mut by_name: HashMap<(String, String), usize> = HashMap::with_capacity(n);
+        let mut duplicates: HashMap<usize, String> = HashMap::new();
+        for (i, s) in specs.iter().enumerate() {
+            let key = (s.pkgbase.clone(), s.arch.clone());
+            match by_name.get(&key) {
+                Some(&first) => {
+                    duplicates.insert(
+                        i,
                         format!(
-                            "pkgname {name} is also built by pkgbase {} in source {} at {}; a package name belongs to one pkgbase",
-                            b.pkgbase, b.source, b.path
-                        )
-                    };
-                    clashes.push((i, clash(&specs[j])));
-                    clashes.push((j, clash(s)));
+                            "{} is also in source {} at {}; only the first is built",
+                            s.pkgbase, specs[first].source, specs[first].path
+                        ),
+                    );
                 }
-                Some(_) => {}
                 None => {
-                    owners.insert(name, i);
+                    by_name.insert(key, i);
                 }
             }
         }
-    }
-    for (i, why) in clashes {
-        duplicates.entry(i).or_insert(why);
+
+        // A package name belongs to one pkgbase: two pkgbases that produce the same pkgname
+        // would take each other's place in the repository, so both are blocked until one
+        // gives it up.
+        let mut owners: HashMap<&str, usize> = HashMap::new();
+        let mut clashes: Vec<(usize, String)> = Vec::new();
+        for (i, s) in specs.iter().enumerate() {
+            if duplicates.contains_key(&i) {
+                continue;
+            }
+            for name in &s.pkgnames {
+                match owners.get(name.as_str()) {
+                    Some(&j) if specs[j].pkgbase != s.pkgbase => {
+                        let clash = |b: &UnitSpec| {
+                            format!(
+                                "pkgname {name} is also built by pkgbase {} in source {} at {}; a package name belongs to one pkgbase",
+                                b.pkgbase, b.source, b.path
+                            )
+                        };
+                        clashes.push((i, clash(&specs[j])));
+                        clashes.push((j, clash(s)));
+                    }
+                    Some(_) => {}
+                    None => {
+                        owners.insert(name, i);
+                    }
+                }
+            }
+        }
+        for (i, why) in clashes {
+            duplicates.entry(i).or_insert(why);
+        }
+
+        let mut providers: HashMap<String, Vec<(usize, Option<String>)>> = HashMap::new();
+        let mut depends_on: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, s) in specs.iter().enumerate() {
+            if duplicates.contains_key(&i) {
+                continue;
+            }
+            for name in &s.pkgnames {
+                providers
+                    .entry(name.clone())
+                    .or_default()
+                    .push((i, Some(s.version.clone())));
+            }
+            for p in &s.provides {
+                let (name, version) = provision(p);
+                providers
+                    .entry(name.to_owned())
+                    .or_default()
+                    .push((i, version.map(str::to_owned)));
+            }
+            let mut names: Vec<String> = s
+                .all_depends()
+                .map(|d| Requirement::parse(d).name.into_owned())
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            for name in names {
+                depends_on.entry(name).or_default().push(i);
+            }
+        }
+
+        let mut resolution = Resolution {
+            primary: arches.first().map_or("x86_64", String::as_str).to_owned(),
+            rows: vec![Row::default(); n],
+            specs,
+            by_name: Arc::new(by_name),
+            duplicates,
+            providers,
+            depends_on,
+        };
+        let all: Vec<usize> = (0..n).collect();
+        resolution.resolve(&all, binaries, template);
+        resolution
     }
 
-    // Every name a build answers to, for the builds that may provide a dependency.
-    let mut providers: HashMap<&str, Vec<(usize, Option<&str>)>> = HashMap::new();
-    for (i, s) in specs.iter().enumerate() {
-        if duplicates.contains_key(&i) {
-            continue;
+    /// Resolves again the builds that binaries of `pkgbases` (whose packages answer to
+    /// `names`) concern, after those binaries changed: the builds of those pkgbases, and
+    /// those with a dependency on one of the names.
+    pub fn update(
+        &mut self,
+        binaries: &Binaries,
+        template: &HashSet<String>,
+        pkgbases: &HashSet<String>,
+        names: &HashSet<String>,
+    ) {
+        let mut affected: Vec<usize> = (0..self.specs.len())
+            .filter(|&i| pkgbases.contains(&self.specs[i].pkgbase))
+            .collect();
+        // Their own names too: a build that is now done changes what its dependents wait for.
+        let mut all_names: HashSet<&str> = names.iter().map(String::as_str).collect();
+        for &i in &affected {
+            let s = &self.specs[i];
+            all_names.extend(s.pkgnames.iter().map(String::as_str));
+            all_names.extend(s.provides.iter().map(|p| provision(p).0));
         }
-        for name in &s.pkgnames {
-            providers
-                .entry(name)
-                .or_default()
-                .push((i, Some(&s.version)));
+        for name in all_names {
+            if let Some(dependents) = self.depends_on.get(name) {
+                affected.extend(dependents);
+            }
         }
-        for p in &s.provides {
-            let (name, version) = provision(p);
-            providers.entry(name).or_default().push((i, version));
+        affected.sort_unstable();
+        affected.dedup();
+        self.resolve(&affected, binaries, template);
+    }
+
+    /// Resolves the builds `which` (sorted): whether each is done, then what each waits for,
+    /// which reads whether its providers are done.
+    fn resolve(&mut self, which: &[usize], binaries: &Binaries, template: &HashSet<String>) {
+        let in_repo = |s: &UnitSpec, repo| {
+            binaries
+                .version_of(repo, &s.pkgbase, &s.arch)
+                .is_some_and(|v| vercmp(v, &s.version).is_ge())
+        };
+        for &i in which {
+            let s = &self.specs[i];
+            let live = in_repo(s, RepoKind::Live);
+            self.rows[i].live = live;
+            self.rows[i].done = live || in_repo(s, RepoKind::Build);
+        }
+        for &i in which {
+            let (waits, own_block) = self.resolve_one(i, binaries, template);
+            self.rows[i].waits = waits;
+            self.rows[i].own_block = own_block;
         }
     }
 
-    // Whether each build's own version is in a binary repository already.
-    let in_repo = |s: &UnitSpec, repo| {
-        binaries
-            .version_of(repo, &s.pkgbase, &s.arch)
-            .is_some_and(|v| vercmp(v, &s.version).is_ge())
-    };
-    let done: Vec<bool> = specs
-        .iter()
-        .map(|s| in_repo(s, RepoKind::Live) || in_repo(s, RepoKind::Build))
-        .collect();
-
-    let mut states: Vec<Option<State>> = vec![None; n];
-    let mut edges: Vec<Vec<Wait>> = vec![Vec::new(); n];
-    let mut own_block: Vec<Option<String>> = vec![None; n];
-    for (i, s) in specs.iter().enumerate() {
-        if let Some(why) = duplicates.get(&i) {
-            states[i] = Some(State::Blocked {
-                chain: vec![format!("{}: {why}", s.pkgbase)],
-            });
-            continue;
+    /// What build `i` waits for, and why it can never build if it cannot.
+    fn resolve_one(
+        &self,
+        i: usize,
+        binaries: &Binaries,
+        template: &HashSet<String>,
+    ) -> (Vec<Wait>, Option<String>) {
+        let s = &self.specs[i];
+        let mut waits = Vec::new();
+        let mut own_block: Option<String> = None;
+        if self.duplicates.contains_key(&i) || self.rows[i].done {
+            return (waits, own_block);
         }
         let resolve_arch = if s.arch == "any" {
-            primary
+            self.primary.as_str()
         } else {
             s.arch.as_str()
         };
-        if in_repo(s, RepoKind::Live) {
-            states[i] = Some(State::Live);
-            continue;
-        }
-        if done[i] {
-            states[i] = Some(State::Built);
-            continue;
-        }
-        let key = (s.pkgbase.clone(), s.version.clone(), s.arch.clone());
-        if let Some(reason) = failed.get(&key) {
-            states[i] = Some(State::Failed {
-                reason: reason.clone(),
-            });
-            continue;
-        }
         let deps: Vec<&str> = s.all_depends().collect();
         for (k, dep) in deps.iter().enumerate() {
             if deps[..k].contains(dep) {
@@ -489,7 +604,8 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
                 continue;
             }
             let binary = binaries.satisfier(&req, resolve_arch);
-            let named = providers
+            let named = self
+                .providers
                 .get(req.name.as_ref())
                 .map(Vec::as_slice)
                 .unwrap_or_default();
@@ -497,28 +613,33 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
                 .iter()
                 .filter(|(p, version)| {
                     *p != i
-                        && (specs[*p].arch == resolve_arch || specs[*p].arch == "any")
-                        && req.satisfied_by(&req.name, *version)
+                        && (self.specs[*p].arch == resolve_arch || self.specs[*p].arch == "any")
+                        && req.satisfied_by(&req.name, version.as_deref())
                 })
                 .map(|(p, _)| *p)
                 .collect();
             let chosen = fitting
                 .iter()
                 .copied()
-                .find(|&p| specs[p].pkgnames.iter().any(|n| n == req.name.as_ref()))
+                .find(|&p| {
+                    self.specs[p]
+                        .pkgnames
+                        .iter()
+                        .any(|n| n == req.name.as_ref())
+                })
                 .or_else(|| fitting.first().copied());
             match chosen {
                 // The source's version is in a repository: met, as by any binary.
-                Some(p) if done[p] && binary.is_some() => {}
+                Some(p) if self.rows[p].done && binary.is_some() => {}
                 // The source's version is pending: waited for, whatever binary would do.
-                Some(p) => edges[i].push(Wait {
+                Some(p) => waits.push(Wait {
                     provider: p,
                     dep: k,
                     stand_in: binary.cloned(),
                 }),
                 None if binary.is_some() => {}
                 None if named.is_empty() => {
-                    own_block[i].get_or_insert_with(|| {
+                    own_block.get_or_insert_with(|| {
                         format!("{}: needs {dep}, which nothing provides (not in the sources, the repositories or the build root)", s.pkgbase)
                     });
                 }
@@ -526,10 +647,14 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
                     let offers: Vec<String> = named
                         .iter()
                         .map(|(p, v)| {
-                            format!("{} {}", specs[*p].pkgbase, v.unwrap_or("(unversioned)"))
+                            format!(
+                                "{} {}",
+                                self.specs[*p].pkgbase,
+                                v.as_deref().unwrap_or("(unversioned)")
+                            )
                         })
                         .collect();
-                    own_block[i].get_or_insert_with(|| {
+                    own_block.get_or_insert_with(|| {
                         format!(
                             "{}: needs {dep}, but the sources offer only {}",
                             s.pkgbase,
@@ -539,115 +664,160 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
                 }
             }
         }
+        (waits, own_block)
     }
 
-    // Strongly connected components over the waiting edges, providers before dependents;
-    // cycles that binaries can break are broken first.
-    let (order, bootstrap) = break_cycles(&mut edges, &states, &specs);
-    for component in &order {
-        if is_cycle(component, &edges) {
-            let chain = cycle_chain(component, &edges, &specs);
-            for &i in component {
+    /// The plan's second phase: states, cycles, critical paths and the ready list, from this
+    /// resolution and how the builds are going.
+    pub fn plan(&self, progress: &Progress<'_>) -> Plan {
+        let Progress {
+            failed,
+            claimed,
+            durations,
+            history,
+            default_ms,
+        } = *progress;
+        let specs = &self.specs;
+        let n = specs.len();
+        let mut states: Vec<Option<State>> = vec![None; n];
+        let mut edges: Vec<Vec<Wait>> = vec![Vec::new(); n];
+        let mut own_block: Vec<Option<String>> = vec![None; n];
+        for (i, s) in specs.iter().enumerate() {
+            if let Some(why) = self.duplicates.get(&i) {
                 states[i] = Some(State::Blocked {
-                    chain: chain.clone(),
+                    chain: vec![format!("{}: {why}", s.pkgbase)],
                 });
-            }
-        }
-    }
-    for component in &order {
-        for &i in component {
-            if states[i].is_some() {
                 continue;
             }
-            let s = &specs[i];
-            let state = if let Some(why) = &own_block[i] {
-                State::Blocked {
-                    chain: vec![why.clone()],
+            let row = &self.rows[i];
+            if row.live {
+                states[i] = Some(State::Live);
+                continue;
+            }
+            if row.done {
+                states[i] = Some(State::Built);
+                continue;
+            }
+            let key = (s.pkgbase.clone(), s.version.clone(), s.arch.clone());
+            if let Some(reason) = failed.get(&key) {
+                states[i] = Some(State::Failed {
+                    reason: reason.clone(),
+                });
+                continue;
+            }
+            edges[i].clone_from(&row.waits);
+            own_block[i].clone_from(&row.own_block);
+        }
+
+        // Strongly connected components over the waiting edges, providers before dependents;
+        // cycles that binaries can break are broken first.
+        let (order, bootstrap) = break_cycles(&mut edges, &states, specs);
+        for component in &order {
+            if is_cycle(component, &edges) {
+                let chain = cycle_chain(component, &edges, specs);
+                for &i in component {
+                    states[i] = Some(State::Blocked {
+                        chain: chain.clone(),
+                    });
                 }
-            } else {
-                propagate(i, &edges[i], &states, &specs).unwrap_or_else(|| {
-                    let waiting = edges[i]
-                        .iter()
-                        .any(|w| !states[w.provider].as_ref().is_some_and(State::is_done));
-                    if waiting {
-                        State::Waiting
-                    } else {
-                        let key = (s.pkgbase.clone(), s.version.clone(), s.arch.clone());
-                        match claimed.get(&key) {
-                            Some(builder) => State::Claimed {
-                                builder: builder.clone(),
-                            },
-                            None => State::Ready,
-                        }
-                    }
-                })
-            };
-            states[i] = Some(state);
-        }
-    }
-
-    let states: Vec<State> = states
-        .into_iter()
-        .map(|s| s.expect("every build has a state"))
-        .collect();
-    let expected: Vec<u64> = specs
-        .iter()
-        .map(|s| {
-            durations
-                .get(&s.pkgbase)
-                .or_else(|| history.get(&s.pkgbase))
-                .copied()
-                .unwrap_or(default_ms)
-        })
-        .collect();
-    // Critical path: dependents before providers, so walk the order backwards.
-    let mut priority = vec![0u64; n];
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, e) in edges.iter().enumerate() {
-        for w in e {
-            dependents[w.provider].push(i);
-        }
-    }
-    for component in order.iter().rev() {
-        for &i in component {
-            if !states[i].is_pending() {
-                continue;
             }
-            let longest = dependents[i]
-                .iter()
-                .filter(|&&d| states[d].is_pending())
-                .map(|&d| priority[d])
-                .max()
-                .unwrap_or(0);
-            priority[i] = expected[i] + longest;
         }
-    }
+        for component in &order {
+            for &i in component {
+                if states[i].is_some() {
+                    continue;
+                }
+                let s = &specs[i];
+                let state = if let Some(why) = &own_block[i] {
+                    State::Blocked {
+                        chain: vec![why.clone()],
+                    }
+                } else {
+                    propagate(i, &edges[i], &states, specs).unwrap_or_else(|| {
+                        let waiting = edges[i]
+                            .iter()
+                            .any(|w| !states[w.provider].as_ref().is_some_and(State::is_done));
+                        if waiting {
+                            State::Waiting
+                        } else {
+                            let key = (s.pkgbase.clone(), s.version.clone(), s.arch.clone());
+                            match claimed.get(&key) {
+                                Some(builder) => State::Claimed {
+                                    builder: builder.clone(),
+                                },
+                                None => State::Ready,
+                            }
+                        }
+                    })
+                };
+                states[i] = Some(state);
+            }
+        }
 
-    let units: Vec<Planned> = specs
-        .into_iter()
-        .zip(states)
-        .zip(edges.into_iter().zip(bootstrap))
-        .enumerate()
-        .map(|(i, ((spec, state), (waits, bootstrap)))| Planned {
-            spec,
-            state,
-            waits,
-            bootstrap,
-            expected_ms: expected[i],
-            priority: priority[i],
-        })
-        .collect();
-    let mut ready: Vec<usize> = (0..n).filter(|&i| units[i].state == State::Ready).collect();
-    ready.sort_by(|&a, &b| {
-        units[b]
-            .priority
-            .cmp(&units[a].priority)
-            .then_with(|| units[a].spec.pkgbase.cmp(&units[b].spec.pkgbase))
-    });
-    Plan {
-        units,
-        ready,
-        by_name,
+        let states: Vec<State> = states
+            .into_iter()
+            .map(|s| s.expect("every build has a state"))
+            .collect();
+        let expected: Vec<u64> = specs
+            .iter()
+            .map(|s| {
+                durations
+                    .get(&s.pkgbase)
+                    .or_else(|| history.get(&s.pkgbase))
+                    .copied()
+                    .unwrap_or(default_ms)
+            })
+            .collect();
+        // Critical path: dependents before providers, so walk the order backwards.
+        let mut priority = vec![0u64; n];
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, e) in edges.iter().enumerate() {
+            for w in e {
+                dependents[w.provider].push(i);
+            }
+        }
+        for component in order.iter().rev() {
+            for &i in component {
+                if !states[i].is_pending() {
+                    continue;
+                }
+                let longest = dependents[i]
+                    .iter()
+                    .filter(|&&d| states[d].is_pending())
+                    .map(|&d| priority[d])
+                    .max()
+                    .unwrap_or(0);
+                priority[i] = expected[i] + longest;
+            }
+        }
+
+        let units: Vec<Planned> = specs
+            .iter()
+            .cloned()
+            .zip(states)
+            .zip(edges.into_iter().zip(bootstrap))
+            .enumerate()
+            .map(|(i, ((spec, state), (waits, bootstrap)))| Planned {
+                spec,
+                state,
+                waits,
+                bootstrap,
+                expected_ms: expected[i],
+                priority: priority[i],
+            })
+            .collect();
+        let mut ready: Vec<usize> = (0..n).filter(|&i| units[i].state == State::Ready).collect();
+        ready.sort_by(|&a, &b| {
+            units[b]
+                .priority
+                .cmp(&units[a].priority)
+                .then_with(|| units[a].spec.pkgbase.cmp(&units[b].spec.pkgbase))
+        });
+        Plan {
+            units,
+            ready,
+            by_name: self.by_name.clone(),
+        }
     }
 }
 
@@ -656,7 +826,7 @@ fn propagate(
     i: usize,
     edges: &[Wait],
     states: &[Option<State>],
-    specs: &[UnitSpec],
+    specs: &[Arc<UnitSpec>],
 ) -> Option<State> {
     let me = &specs[i].pkgbase;
     let dep_text = |k: usize| specs[i].all_depends().nth(k).unwrap_or("?");
@@ -710,7 +880,7 @@ fn is_cycle(component: &[usize], edges: &[Vec<Wait>]) -> bool {
 fn break_cycles(
     edges: &mut [Vec<Wait>],
     states: &[Option<State>],
-    specs: &[UnitSpec],
+    specs: &[Arc<UnitSpec>],
 ) -> (Vec<Vec<usize>>, Vec<Vec<Wait>>) {
     let n = edges.len();
     let mut bootstrap: Vec<Vec<Wait>> = vec![Vec::new(); n];
@@ -826,7 +996,7 @@ fn tarjan(n: usize, edges: &[Vec<Wait>], states: &[Option<State>]) -> Vec<Vec<us
 }
 
 /// A readable cycle through a component: `a needs x (b)`, `b needs y (a)`.
-fn cycle_chain(component: &[usize], edges: &[Vec<Wait>], specs: &[UnitSpec]) -> Vec<String> {
+fn cycle_chain(component: &[usize], edges: &[Vec<Wait>], specs: &[Arc<UnitSpec>]) -> Vec<String> {
     let members: HashSet<usize> = component.iter().copied().collect();
     let start = *component
         .iter()
@@ -865,5 +1035,7 @@ fn cycle_chain(component: &[usize], edges: &[Vec<Wait>], specs: &[UnitSpec]) -> 
     chain
 }
 
+#[cfg(test)]
+mod incremental;
 #[cfg(test)]
 mod tests;
