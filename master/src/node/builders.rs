@@ -150,7 +150,7 @@ impl Core {
                     && !self
                         .model
                         .in_flight
-                        .contains_key(&(slot.name.clone(), build.id.clone()))
+                        .contains(&(slot.name.clone(), build.id.clone()))
                 {
                     todo.push((index, build.clone()));
                 }
@@ -299,8 +299,8 @@ impl Core {
         }
     }
 
-    /// Runs `work` on `build` in a task of its own, the build counted in flight (and its
-    /// package claimed) until its [`Judgement`] is applied.
+    /// Runs `work` on `build` in a task of its own, the build counted in flight (not judged
+    /// again) until its [`Judgement`] is applied.
     fn fetch<W, F>(&mut self, builder: NodeName, build: &CheckedBuild, work: W)
     where
         W: FnOnce(CheckedBuild) -> F + Send + 'static,
@@ -311,9 +311,7 @@ impl Core {
             return;
         };
         let id = build.id.clone();
-        self.model
-            .in_flight
-            .insert((builder.clone(), id.clone()), build_key(build));
+        self.model.in_flight.insert((builder.clone(), id.clone()));
         let build = build.clone();
         self.runtime.spawn(async move {
             let (row, outcome) = work(build).await;
@@ -340,6 +338,21 @@ impl Core {
             .in_flight
             .remove(&(builder.clone(), build.clone()));
         self.request_replan();
+        let quarantined = self
+            .model
+            .builders
+            .iter()
+            .any(|b| b.name == builder && b.quarantine.is_some());
+        if quarantined {
+            // Quarantined while the pull ran: nothing of it is judged now, as nothing of it
+            // would have been pulled. The build waits, as the builder's others do, until an
+            // operator enables it.
+            tracing::info!(%builder, %build, "not judged: the builder was quarantined during the pull");
+            if let Fetched::Packages { staging, .. } = &outcome {
+                remove_staging(staging);
+            }
+            return;
+        }
         match outcome {
             Fetched::Logs => {
                 let reason = row.reason.as_deref().unwrap_or_default();
@@ -385,11 +398,7 @@ impl Core {
                         tracing::info!(%builder, %build, "pull postponed: {reason}");
                     }
                 }
-                if let Err(e) = std::fs::remove_dir_all(&staging)
-                    && e.kind() != std::io::ErrorKind::NotFound
-                {
-                    tracing::warn!("removing {}: {e}", staging.display());
-                }
+                remove_staging(&staging);
             }
         }
     }
@@ -523,6 +532,15 @@ impl Core {
         for e in &entries {
             self.repo_changed(e);
         }
+    }
+}
+
+/// Removes a pull's staging directory; what a pull left there was never accepted.
+fn remove_staging(staging: &std::path::Path) {
+    if let Err(e) = std::fs::remove_dir_all(staging)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("removing {}: {e}", staging.display());
     }
 }
 

@@ -13,7 +13,9 @@
 //!   lock: long network work (pulls, log downloads) runs in tasks that report back as events;
 //! * the repository files are rewritten before the plan that counts their new packages is
 //!   published: no package is published ready before the dependency it gained is in the files
-//!   pacman reads.
+//!   pacman reads;
+//! * an acceptance, the end of the claim it judges and the plan that counts the package built
+//!   happen in one turn, so no state shows the package between claimed and built.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -411,14 +413,7 @@ impl Core {
             .iter()
             .map(|(k, f)| (k.clone(), f.describe()))
             .collect();
-        let mut claimed = committed_claims(&self.model.builders);
-        // A build being judged keeps its package claimed until its verdict is in: otherwise
-        // the package would look ready between the claim's end and the acceptance.
-        for ((builder, _), key) in &self.model.in_flight {
-            claimed
-                .entry(key.clone())
-                .or_insert_with(|| builder.to_string());
-        }
+        let claimed = committed_claims(&self.model.builders);
         let resolution = self.resolution.as_ref().expect("made just now");
         self.model.plan = resolution.plan(&Progress {
             failed: &failed,

@@ -26,9 +26,8 @@ pub(super) struct Model {
     pub(super) requested: HashSet<TarballKey>,
     /// Every waiting package had its tarball made, as of the sources' last change.
     pub(super) tarballs_ahead_done: bool,
-    /// Builds being pulled or judged now, with the builder that made them. A build's key
-    /// counts as claimed by that builder until its verdict is in the files pacman reads.
-    pub(super) in_flight: HashMap<(NodeName, BuildId), UnitKey>,
+    /// Builds being pulled now (or their logs), by builder.
+    pub(super) in_flight: HashSet<(NodeName, BuildId)>,
 }
 
 impl Model {

@@ -531,3 +531,43 @@ async fn a_builder_that_hides_its_commitment_from_its_peers_cannot_make_an_hones
         state.builders
     );
 }
+
+/// A builder may serve its artifact at a trickle and keep the master's pull going for as long
+/// as it likes. Disabled by the operator meanwhile, it keeps nothing: its package is ready for
+/// others at once, not when the pull ends, and the pull that does end is not judged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_builder_trickling_its_artifact_keeps_nothing_once_disabled() {
+    let f = farm("").await;
+    // One chunk, sent after 20 s: within the master's 30 s wait for data.
+    f.hostile.throttle(Some(std::time::Duration::from_secs(20)));
+    let started = f.hostile.pull_started();
+    f.hostile
+        .show(f.hostile.succeeded("b1", "hello", "1.0-1", &f.hello));
+    tokio::time::timeout(std::time::Duration::from_secs(30), started)
+        .await
+        .expect("the master starts pulling");
+    let (ok, text) = ctl(
+        &f.master,
+        &["builder", "disable", "builder-1", "--reason", "trickles"],
+    );
+    assert!(ok, "{text}");
+    // A pull left to judge would accept hello after the trickle, and it would never be
+    // ready again.
+    f.master
+        .wait_for("hello ready again while its pull trickles", |s| {
+            s.ready.iter().any(|r| r.pkgbase == "hello") && quarantine_of(s, "builder-1").is_some()
+        })
+        .await;
+    // Past the end of the trickle: the pull finished, and nothing of it was judged.
+    tokio::time::sleep(std::time::Duration::from_secs(25)).await;
+    let state = f
+        .master
+        .wait_for("the master still publishing", |_| true)
+        .await;
+    assert!(
+        !state.results.iter().any(|r| r.build == "b1"),
+        "the disabled builder's build was judged: {:?}",
+        state.results
+    );
+    assert_eq!(state.counts.get("built"), None, "{:?}", state.counts);
+}
