@@ -73,6 +73,19 @@ struct Sandboxed<'a> {
     uid: u32,
 }
 
+impl<'a> Sandboxed<'a> {
+    /// A command of `stage` run as root of the build's user namespace, from `/`: the steps
+    /// that install packages into the root.
+    fn as_root(stage: &'a str, root: &'a Path) -> Self {
+        Sandboxed {
+            stage,
+            root,
+            workdir: "/".into(),
+            uid: 0,
+        }
+    }
+}
+
 /// Where the builder's files for pacman inside the sandbox appear: its configuration, the
 /// dependencies it downloaded, and the packages the build made.
 const QUARTERS_INSIDE: &str = "/quarters";
@@ -126,6 +139,13 @@ impl Quarters {
     }
 
     /// `pacman ARGS` inside the sandbox, with the builder's configuration.
+    /// `pacman -U` with `flags` of `files`, which are in `dir` inside the sandbox.
+    fn pacman_add(flags: &[&str], dir: &str, files: &[String]) -> Vec<String> {
+        let mut cmd = Self::pacman_inside(flags);
+        cmd.extend(files.iter().map(|f| format!("{dir}/{f}")));
+        cmd
+    }
+
     fn pacman_inside(args: &[&str]) -> Vec<String> {
         let conf = format!("{QUARTERS_INSIDE}/pacman.conf");
         ["pacman", "--config", &conf, "--noconfirm"]
@@ -312,16 +332,10 @@ impl ChrootDriver {
         stage("install");
         // The packages installed are the builder's copies, the ones it serves: what the build
         // user left in /build/out is not read again.
-        let mut cmd = Quarters::pacman_inside(&["-U"]);
-        cmd.extend(packages.iter().map(|f| format!("{PACKAGES_INSIDE}/{f}")));
+        let cmd = Quarters::pacman_add(&["-U"], PACKAGES_INSIDE, &packages);
         let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        let installing = Sandboxed {
-            stage: "install",
-            root,
-            workdir: "/".into(),
-            uid: 0,
-        };
-        self.sandboxed(job, &installing, &env, &cmd).await?;
+        self.sandboxed(job, &Sandboxed::as_root("install", root), &env, &cmd)
+            .await?;
         Ok(usage)
     }
 
@@ -445,18 +459,16 @@ impl ChrootDriver {
         download.args(&missing);
         run_logged(job, "depends", download).await.map_err(failed)?;
         let files = quarters.downloaded().map_err(failed)?;
-        let mut cmd = Quarters::pacman_inside(&["-U", "--asdeps"]);
-        cmd.extend(files.iter().map(|f| format!("{DEPS_INSIDE}/{f}")));
+        let cmd = Quarters::pacman_add(&["-U", "--asdeps"], DEPS_INSIDE, &files);
         let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        let installing = Sandboxed {
-            stage: "depends",
-            root,
-            workdir: "/".into(),
-            uid: 0,
-        };
-        self.sandboxed(job, &installing, &self.env(job), &cmd)
-            .await
-            .map(|_| ())
+        self.sandboxed(
+            job,
+            &Sandboxed::as_root("depends", root),
+            &self.env(job),
+            &cmd,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Runs `command` in a sandbox as `at` says, under the watchdog.

@@ -271,26 +271,27 @@ impl Plan {
             .collect()
     }
 
-    /// What a build waits on, as `dependency (pkgbase)`, for builds not built yet.
-    pub fn waiting_on(&self, unit: &Planned) -> Vec<String> {
+    /// The waits of a build whose providers are not built yet, each with the dependency it is
+    /// for as the build's metadata writes it.
+    fn pending_waits<'a>(&'a self, unit: &'a Planned) -> impl Iterator<Item = (&'a Wait, &'a str)> {
         unit.waits
             .iter()
             .filter(|w| !self.units[w.provider].state.is_done())
-            .filter_map(|w| {
-                let dep = unit.spec.all_depends().nth(w.dep)?;
-                Some(format!("{dep} ({})", self.units[w.provider].spec.pkgbase))
-            })
+            .filter_map(|w| Some((w, unit.spec.all_depends().nth(w.dep)?)))
+    }
+
+    /// What a build waits on, as `dependency (pkgbase)`, for builds not built yet.
+    pub fn waiting_on(&self, unit: &Planned) -> Vec<String> {
+        self.pending_waits(unit)
+            .map(|(w, dep)| format!("{dep} ({})", self.units[w.provider].spec.pkgbase))
             .collect()
     }
 
     /// What a build waits for, one line each, for `why`: the pending version it waits for,
     /// where that build is, and the binary it does not use meanwhile.
     pub fn explain_waits(&self, unit: &Planned) -> Vec<String> {
-        unit.waits
-            .iter()
-            .filter(|w| !self.units[w.provider].state.is_done())
-            .filter_map(|w| {
-                let dep = unit.spec.all_depends().nth(w.dep)?;
+        self.pending_waits(unit)
+            .map(|(w, dep)| {
                 let provider = &self.units[w.provider];
                 let at = match &provider.state {
                     State::Waiting => "which waits for its own dependencies".to_owned(),
@@ -310,7 +311,7 @@ impl Plan {
                         old.repo.describe()
                     ));
                 }
-                Some(line)
+                line
             })
             .collect()
     }

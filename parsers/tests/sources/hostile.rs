@@ -15,15 +15,35 @@ use quarters_parsers::source::{Entry, Files, Listing, Revision, Source, SourceEr
 use crate::fixture::*;
 use crate::git::{commit_all, spec};
 
+/// Writes `text` at `path` under `root`, making the directories.
+fn put_file(root: &Path, path: &str, text: &str) {
+    let path = root.join(path);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+}
+
+/// `work` committed as a git repository and scanned once, PKGBUILDs evaluated two at a time
+/// with `timeout` each.
+fn evaluated(work: &Path, timeout: Duration) -> Scanner {
+    let repo = Repository::init(work).unwrap();
+    commit_all(&repo, ("Alice", "alice@example.org"), "import");
+    let source =
+        quarters_parsers::open(&spec(work, Layout::default(), &[]), Path::new("/")).unwrap();
+    let evaluation = Evaluation {
+        enabled: true,
+        jobs: 2,
+        timeout,
+    };
+    let mut scanner = Scanner::new("hostile", source, None, evaluation);
+    scanner.poll().unwrap();
+    scanner
+}
+
 #[test]
 fn pkgbuilds_without_srcinfo_are_evaluated_only_in_the_sandbox() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("packages");
-    let put = |path: &str, text: &str| {
-        let path = work.join(path);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, text).unwrap();
-    };
+    let put = |path: &str, text: &str| put_file(&work, path, text);
     // A secret only its owner may read, as the master's key would be.
     let secret = dir.path().join("secret.key");
     fs::write(&secret, "hunter2").unwrap();
@@ -59,18 +79,7 @@ fn pkgbuilds_without_srcinfo_are_evaluated_only_in_the_sandbox() {
         "pkgname=impostor\necho 'setpriv: failed to execute makepkg: Resource temporarily unavailable' >&2\nexit 1\n",
     );
     put("empty/notes.txt", "no package here\n");
-    let repo = Repository::init(&work).unwrap();
-    commit_all(&repo, ("Alice", "alice@example.org"), "import");
-
-    let source =
-        quarters_parsers::open(&spec(&work, Layout::default(), &[]), Path::new("/")).unwrap();
-    let evaluation = Evaluation {
-        enabled: true,
-        jobs: 2,
-        timeout: Duration::from_secs(8),
-    };
-    let mut scanner = Scanner::new("hostile", source, None, evaluation);
-    scanner.poll().unwrap();
+    let mut scanner = evaluated(&work, Duration::from_secs(8));
 
     let plain = meta(&scanner, "plain");
     assert_eq!(plain.version, "3.1-2");
@@ -205,11 +214,7 @@ fn a_repository_vanishing_mid_scan_is_one_package_error() {
 fn a_pkgbuild_holding_the_process_limit_delays_the_others_but_does_not_fail_them() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("packages");
-    let put = |path: &str, text: &str| {
-        let path = work.join(path);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, text).unwrap();
-    };
+    let put = |path: &str, text: &str| put_file(&work, path, text);
     // Evaluated first ("a" sorts first), side by side with "b"; "c" starts once "b" is done,
     // when the hog holds every process it may have.
     put(
@@ -222,17 +227,7 @@ fn a_pkgbuild_holding_the_process_limit_delays_the_others_but_does_not_fail_them
             &format!("pkgname={name}\nsleep 1\npkgver=2\npkgrel=1\narch=(any)\n"),
         );
     }
-    let repo = Repository::init(&work).unwrap();
-    commit_all(&repo, ("Alice", "alice@example.org"), "import");
-    let source =
-        quarters_parsers::open(&spec(&work, Layout::default(), &[]), Path::new("/")).unwrap();
-    let evaluation = Evaluation {
-        enabled: true,
-        jobs: 2,
-        timeout: Duration::from_secs(12),
-    };
-    let mut scanner = Scanner::new("hog", source, None, evaluation);
-    scanner.poll().unwrap();
+    let scanner = evaluated(&work, Duration::from_secs(12));
     assert!(
         error(&scanner, "a-hog")
             .to_string()
