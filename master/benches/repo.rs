@@ -99,14 +99,14 @@ fn main() {
         })
         .collect();
     let inspect_time = t.elapsed();
-    let repos = Repos::new(&dir.path().join("quarters"), "quarters").unwrap();
+    let repos = Repos::new(&dir.path().join("quarters"), "quarters", None).unwrap();
     let t = Instant::now();
     repos.rewrite(RepoKind::Build, "x86_64", &entries).unwrap();
     let scratch_write = t.elapsed();
 
     // Quarters, per acceptance: a running master that has written the databases for the
     // others accepts one more package, and rewrites them from the entries.
-    let running = Repos::new(&dir.path().join("running"), "quarters").unwrap();
+    let running = Repos::new(&dir.path().join("running"), "quarters", None).unwrap();
     running
         .rewrite(RepoKind::Build, "x86_64", &entries[..n - 1])
         .unwrap();

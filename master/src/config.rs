@@ -42,6 +42,9 @@ pub struct MasterFile {
     pub scan: ScanSection,
     #[serde(default)]
     pub quarantine: QuarantineSection,
+    /// Where packages and databases get signed; without it the repositories are unsigned.
+    #[serde(default)]
+    pub signing: Option<SigningSection>,
     /// The package sources, one `[[source]]` table each.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceSection>,
@@ -73,6 +76,14 @@ impl Default for ScanSection {
             pkgbuild_jobs: None,
         }
     }
+}
+
+/// `[signing]`: the signer that holds the farm's key (`quartersctl key serve`).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct SigningSection {
+    /// The signer's Unix socket.
+    pub socket: PathBuf,
 }
 
 /// `[quarantine]`: when a builder that breaks the protocol stops being validated.
@@ -259,6 +270,8 @@ pub struct MasterConfig {
     pub sources: Vec<SourceSpec>,
     pub evaluation: Evaluation,
     pub builders: Vec<BuilderEntry>,
+    /// The signer's socket; `None` leaves the repositories unsigned.
+    pub signer: Option<PathBuf>,
 }
 
 /// A builder the master follows.
@@ -397,6 +410,10 @@ impl MasterConfig {
             history,
             poll_interval: Duration::from_secs(file.builds.poll_interval.max(1)),
             state_dir: config::resolve(path, &file.state_dir),
+            signer: file
+                .signing
+                .as_ref()
+                .map(|s| config::resolve(path, &s.socket)),
             identity,
             sources,
             evaluation: Evaluation {

@@ -31,6 +31,43 @@ pub struct FarmSpec {
     pub master_extra: String,
     /// Inserted into every builder's config before its tables: `driver = "sim"`, say.
     pub builder_extra: String,
+    /// Make a farm key and run a signer for the master, as a farm in production does.
+    pub signing: bool,
+}
+
+/// The farm's signer: a task of the process that started the farm, never of the master, with
+/// the key in `DIR/signing`.
+#[derive(Debug)]
+pub struct LocalSigner {
+    pub fingerprint: crate::signing::Fingerprint,
+    /// The armored public key, for `pacman-key --add`.
+    pub public_key: PathBuf,
+    pub socket: PathBuf,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+impl LocalSigner {
+    async fn start(dir: &Path) -> anyhow::Result<Self> {
+        use crate::signing::{FarmKey, daemon, key};
+        let key_dir = dir.join("signing");
+        let farm_key = FarmKey::init(&key_dir, "Quarters local farm <quarters@localhost>", false)?;
+        let socket = dir.join("signer.sock");
+        let listener = daemon::bind(&socket)?;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let fingerprint = farm_key.fingerprint();
+        tokio::spawn(daemon::run(
+            listener,
+            std::sync::Arc::new(farm_key),
+            daemon::Policy::default(),
+            stop.clone().cancelled_owned(),
+        ));
+        Ok(LocalSigner {
+            fingerprint,
+            public_key: key_dir.join(key::PUBLIC_FILE),
+            socket,
+            _stop: stop.drop_guard(),
+        })
+    }
 }
 
 /// One node of a local farm.
@@ -51,6 +88,8 @@ pub struct LocalFarm {
     pub ca_cert: PathBuf,
     pub master: LocalNode,
     pub builders: Vec<LocalNode>,
+    /// The signer, when the farm signs.
+    pub signer: Option<LocalSigner>,
     trust: FarmTrust,
     bin_dir: PathBuf,
 }
@@ -98,9 +137,25 @@ impl LocalFarm {
         }
         let master = nodes.remove(0);
         let builders = nodes;
+        let signer = match spec.signing {
+            true => Some(
+                LocalSigner::start(&spec.dir)
+                    .await
+                    .context("starting the farm's signer")?,
+            ),
+            false => None,
+        };
+        let mut master_extra = spec.master_extra.clone();
+        if let Some(signer) = &signer {
+            let _ = write!(
+                master_extra,
+                "\n[signing]\nsocket = {:?}\n",
+                signer.socket.display().to_string()
+            );
+        }
         fs::write(
             &master.config,
-            master_config(&master, &builders, &spec.master_extra),
+            master_config(&master, &builders, &master_extra),
         )
         .with_context(|| format!("writing {}", master.config.display()))?;
         for b in &builders {
@@ -114,6 +169,7 @@ impl LocalFarm {
             ca_cert: ca.cert,
             master,
             builders,
+            signer,
             bin_dir: spec.bin_dir.clone(),
         };
         farm.master.spawn(&spec.bin_dir.join("quarters-master"))?;

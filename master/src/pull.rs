@@ -13,7 +13,10 @@ use quarters_common::client::{PeerClient, PeerError};
 use quarters_common::peer_input::CheckedBuild;
 
 use crate::plan::Pin;
-use crate::repo::package::{ArchiveError, FileFacts, InspectError, Inspected, Limits, inspect};
+use crate::repo::package::{
+    ArchiveError, FileFacts, InspectError, Inspected, Limits, inspect, with_pgpsig,
+};
+use crate::signing::Signer;
 pub use crate::verdict::Blame;
 
 /// What the build must contain, as the master handed it out.
@@ -50,6 +53,8 @@ pub struct Pulled {
     pub sha256: String,
     pub size: u64,
     pub package: Inspected,
+    /// The farm's detached signature beside it, once signed.
+    pub signature: Option<PathBuf>,
 }
 
 /// A build that must never enter a repository, with whose fault it is.
@@ -149,6 +154,7 @@ pub async fn pull(
             sha256,
             size,
             package,
+            signature: None,
         });
     }
     let missing: Vec<&str> = expect
@@ -164,6 +170,33 @@ pub async fn pull(
         );
     }
     Ok(pulled)
+}
+
+/// Has every pulled package signed by the farm's key: the signature goes beside the file, and
+/// into its `desc` as `%PGPSIG%`. A signer that cannot sign now postpones the build's
+/// acceptance; nothing is lost.
+pub async fn sign(signer: &Signer, pulled: Vec<Pulled>) -> Result<Vec<Pulled>, PullError> {
+    let signer = signer.clone();
+    let signed = tokio::task::spawn_blocking(move || {
+        pulled
+            .into_iter()
+            .map(|mut p| {
+                let signature = signer.sign_file(&p.path).map_err(|e| e.to_string())?;
+                let path = p.path.with_file_name(format!("{}.sig", p.filename));
+                std::fs::write(&path, signature.as_bytes())
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                p.package.desc = with_pgpsig(&p.package.desc, &signature.to_base64());
+                p.signature = Some(path);
+                Ok(p)
+            })
+            .collect::<Result<Vec<_>, String>>()
+    })
+    .await;
+    match signed {
+        Ok(Ok(pulled)) => Ok(pulled),
+        Ok(Err(e)) => Err(PullError::Unavailable(format!("signing: {e}"))),
+        Err(e) => Err(PullError::Unavailable(format!("signing: {e}"))),
+    }
 }
 
 async fn read_package(

@@ -8,6 +8,7 @@
 pub mod makepkg;
 pub mod master;
 pub mod pacman;
+pub mod signer;
 pub mod template;
 pub mod testbuilder;
 
@@ -84,6 +85,8 @@ pub async fn start_farm_in(
         bin_dir: bin_dir(),
         master_extra: master_extra.to_owned(),
         builder_extra: builder_extra.to_owned(),
+        // Signed, as the demo and a farm in production are.
+        signing: true,
     };
     LocalFarm::start(&spec)
         .await

@@ -27,6 +27,9 @@ enum Command {
     /// Node certificates.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// The farm's OpenPGP signing key, and the signer that alone reads it.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Moves packages from the build repository into the live one.
     Promote {
         /// Packages (pkgbase or pkgname).
@@ -205,6 +208,38 @@ enum CaCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Makes the farm's signing key: DIR/farm-key.asc (mode 0600) and DIR/farm-key.pub.asc.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The key's user id.
+        #[arg(long, default_value = "Quarters build farm <quarters@localhost>")]
+        user_id: String,
+        /// Replace an existing key (every client must then trust the new one).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Prints the public key, armored, for `pacman-key --add`, and its fingerprint on stderr.
+    Export {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Runs the signer: the key in DIR, requests on a Unix socket that the master's config
+    /// names. Run it as a user of its own, so that the master never can read the key.
+    Serve {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The socket to listen on; created with mode 0660.
+        #[arg(long)]
+        socket: PathBuf,
+        /// A user (uid) besides this one whose processes may ask for signatures: the master's.
+        #[arg(long = "allow-uid", value_name = "UID")]
+        allow_uids: Vec<u32>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum CertCommand {
     /// Issues NAME.pem and NAME.key (mode 0600), signed by the CA in --dir.
     Issue {
@@ -229,7 +264,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if matches!(
         args.command,
-        Command::Demo { .. } | Command::Simulate { .. }
+        Command::Demo { .. } | Command::Simulate { .. } | Command::Key(KeyCommand::Serve { .. })
     ) {
         quarters_common::telemetry::init();
     }
@@ -289,6 +324,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
             println!("certificate: {}", files.cert.display());
             println!("key:         {}", files.key.display());
         }
+        Command::Key(command) => key(command)?,
         Command::Demo {
             builders,
             dir,
@@ -351,4 +387,52 @@ fn run(args: Args) -> anyhow::Result<bool> {
         }
     }
     Ok(true)
+}
+
+fn key(command: KeyCommand) -> anyhow::Result<()> {
+    use quarters_master::signing::{FarmKey, daemon};
+    match command {
+        KeyCommand::Init {
+            dir,
+            user_id,
+            force,
+        } => {
+            let key = FarmKey::init(&dir, &user_id, force)?;
+            println!("farm signing key: {}", key.fingerprint());
+            println!(
+                "secret key: {} (keep it on the signer's machine only)",
+                dir.join(quarters_master::signing::key::SECRET_FILE)
+                    .display()
+            );
+            println!(
+                "public key: {}",
+                dir.join(quarters_master::signing::key::PUBLIC_FILE)
+                    .display()
+            );
+        }
+        KeyCommand::Export { dir } => {
+            let key = FarmKey::load(&dir)?;
+            print!("{}", key.public_armored());
+            eprintln!("fingerprint: {}", key.fingerprint());
+        }
+        KeyCommand::Serve {
+            dir,
+            socket,
+            allow_uids,
+        } => {
+            let key = std::sync::Arc::new(FarmKey::load(&dir)?);
+            let policy = daemon::Policy {
+                allowed_uids: allow_uids,
+                ..daemon::Policy::default()
+            };
+            tokio::runtime::Runtime::new()?.block_on(async {
+                let listener = daemon::bind(&socket)?;
+                tracing::info!(fingerprint = %key.fingerprint(), socket = %socket.display(), "signing");
+                daemon::run(listener, key, policy, quarters_common::shutdown::signal()).await;
+                let _ = std::fs::remove_file(&socket);
+                anyhow::Ok(())
+            })?;
+        }
+    }
+    Ok(())
 }

@@ -96,6 +96,7 @@ pub async fn run(options: &DemoOptions, shutdown: impl Future<Output = ()>) -> a
         bin_dir,
         master_extra,
         builder_extra,
+        signing: true,
     };
     let started = Instant::now();
     let mut farm = LocalFarm::start(&spec).await?;

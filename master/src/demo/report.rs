@@ -213,4 +213,22 @@ pub fn summary(farm: &LocalFarm, done: &Done, promoted: &Result<String, String>)
         "  quartersctl status --spool {}",
         crate::spool::spool_dir(&farm.master_state_dir()).display()
     );
+    if let Some(signer) = &farm.signer {
+        println!();
+        println!(
+            "Every package and database is signed by the farm key {}.",
+            signer.fingerprint
+        );
+        println!("A pacman client trusts it once, then requires signatures:");
+        println!("  pacman-key --add {}", signer.public_key.display());
+        println!("  pacman-key --lsign-key {}", signer.fingerprint);
+        println!(
+            "  and in pacman.conf: [quarters]  SigLevel = Required  Server = {}repo/live/$arch",
+            farm.master.url
+        );
+        println!(
+            "  (with the farm CA in the system's trust: cp {} /usr/local/share/ca-certificates/quarters-demo.crt && update-ca-certificates)",
+            farm.ca_cert.display()
+        );
+    }
 }

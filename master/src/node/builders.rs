@@ -268,6 +268,7 @@ impl Core {
                     archive: self.config.archive_limits,
                     cancel: self.stopping.clone(),
                 };
+                let signer = self.repos.signer().cloned();
                 self.fetch(name, build, async move |build| {
                     let pkgbuild_sha256 = handed_out.resolve().await;
                     if pkgbuild_sha256.is_none() {
@@ -292,6 +293,11 @@ impl Core {
                             "creating {}: {e}",
                             staging.display()
                         ))),
+                    };
+                    // Signed only once verified: the farm's key vouches for nothing else.
+                    let result = match (result, &signer) {
+                        (Ok(pulled), Some(signer)) => crate::pull::sign(signer, pulled).await,
+                        (result, _) => result,
                     };
                     (row, Fetched::Packages { staging, result })
                 });
@@ -526,6 +532,11 @@ impl Core {
         for p in pulled {
             if let Err(e) = pool::put(&pool, &p.path, &p.filename, &p.sha256) {
                 tracing::error!("putting {} into the pool: {e}", p.filename);
+            }
+            if let Some(signature) = &p.signature
+                && let Err(e) = pool::put_signature(&pool, signature, &p.filename)
+            {
+                tracing::error!("putting the signature of {} into the pool: {e}", p.filename);
             }
         }
         tracing::info!(builder = %row.builder, build = %row.build_id, "accepted {} {} ({})", row.pkgbase, row.version, row.arch);

@@ -329,7 +329,10 @@ impl Core {
         };
         for (repo, arch) in rewrite {
             if let Err(e) = self.repos.rewrite(repo, &arch, &all) {
+                // The version clients see stays whole and signed; this one is made again at
+                // the next turn (a tick at the latest), when the signer may answer again.
                 tracing::error!("rewriting the {} ({arch}): {e}", repo.describe());
+                self.todo.rewrite.insert((repo, arch));
             }
         }
     }

@@ -2,8 +2,6 @@
 //! `NAME.files.tar.gz` (with `files` too), as repo-add writes them, plus the `NAME.db` and
 //! `NAME.files` that pacman downloads.
 //!
-//! Each file is written to a temporary name and renamed into place, so a client reads the old
-//! database or the new one, never a torn one; the previous version stays as `*.old`.
 //! The archive itself is assembled here because alpm-repo-db writes the entries but not the
 //! database archive.
 //!
@@ -15,10 +13,8 @@
 //! technique of pigz). A rewrite is then a concatenation.
 
 use std::collections::HashMap;
-use std::fs;
 use std::hash::{Hash, Hasher};
-use std::io::{self, Write};
-use std::path::Path;
+use std::io;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
@@ -128,30 +124,25 @@ impl Chunks {
     }
 }
 
-/// Writes the databases of repository `name` in `dir` from `entries`, reusing and updating
-/// the pieces in `chunks`.
-pub fn write_databases(
-    dir: &Path,
-    name: &str,
-    entries: &[DbEntry<'_>],
-    chunks: &mut Chunks,
-) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
+/// A repository's two databases, as pacman downloads them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Databases {
+    /// `NAME.db`: a `desc` per package.
+    pub db: Vec<u8>,
+    /// `NAME.files`: `desc` and `files` per package.
+    pub files: Vec<u8>,
+}
+
+/// The databases of `entries`, reusing and updating the pieces in `chunks`.
+pub fn assemble(entries: &[DbEntry<'_>], chunks: &mut Chunks) -> io::Result<Databases> {
     let mut sorted: Vec<&DbEntry<'_>> = entries.iter().collect();
     sorted.sort_by(|a, b| a.pkgname.cmp(b.pkgname));
     chunks.refresh(&sorted)?;
     let cached: Vec<&Cached> = sorted.iter().map(|e| chunks.get(e)).collect();
-    let db = gzip(cached.iter().map(|c| &c.db))?;
-    let files = gzip(cached.iter().map(|c| &c.files))?;
-    for (file, bytes) in [
-        (format!("{name}.db.tar.gz"), &db),
-        (format!("{name}.db"), &db),
-        (format!("{name}.files.tar.gz"), &files),
-        (format!("{name}.files"), &files),
-    ] {
-        replace(&dir.join(file), bytes)?;
-    }
-    Ok(())
+    Ok(Databases {
+        db: gzip(cached.iter().map(|c| &c.db))?,
+        files: gzip(cached.iter().map(|c| &c.files))?,
+    })
 }
 
 /// A directory `dir/` and `files` in it, as tar records without the end-of-archive marker.
@@ -204,47 +195,13 @@ fn gzip<'a>(pieces: impl Iterator<Item = &'a Chunk>) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Puts `bytes` at `path` by rename, keeping what was there as `path.old`.
-fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    if path.exists() {
-        let old = path.with_file_name(format!(
-            "{}.old",
-            path.file_name()
-                .expect("database paths have names")
-                .to_string_lossy()
-        ));
-        let old_tmp = tempfile::Builder::new()
-            .prefix(".old")
-            .tempfile_in(dir)?
-            .into_temp_path();
-        fs::remove_file(&old_tmp)?;
-        fs::hard_link(path, &old_tmp)?;
-        old_tmp.persist(&old).map_err(|e| e.error)?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    fs::File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn writes_both_databases_and_keeps_the_previous_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = [DbEntry {
-            pkgname: "foo",
-            version: "1-1",
-            desc: "%NAME%\nfoo\n",
-            files: "%FILES%\nusr/\n",
-        }];
-        let mut chunks = Chunks::default();
-        write_databases(dir.path(), "quarters", &first, &mut chunks).unwrap();
-        let second = [
+    fn both_databases_list_every_package_in_name_order() {
+        let entries = [
             DbEntry {
                 pkgname: "foo",
                 version: "1-2",
@@ -258,34 +215,30 @@ mod tests {
                 files: "%FILES%\n",
             },
         ];
-        write_databases(dir.path(), "quarters", &second, &mut chunks).unwrap();
-        let list = |file: &str| {
-            let out = std::process::Command::new("tar")
-                .arg("-tzf")
-                .arg(dir.path().join(file))
-                .output()
-                .unwrap();
-            String::from_utf8(out.stdout).unwrap()
+        let dbs = assemble(&entries, &mut Chunks::default()).unwrap();
+        let names = |bytes: &[u8]| -> Vec<String> {
+            read_back(bytes).into_iter().map(|(p, _)| p).collect()
         };
         assert_eq!(
-            list("quarters.db"),
-            "bar-3-1/\nbar-3-1/desc\nfoo-1-2/\nfoo-1-2/desc\n"
+            names(&dbs.db),
+            ["bar-3-1/", "bar-3-1/desc", "foo-1-2/", "foo-1-2/desc"]
         );
         assert_eq!(
-            list("quarters.files.tar.gz"),
-            "bar-3-1/\nbar-3-1/desc\nbar-3-1/files\nfoo-1-2/\nfoo-1-2/desc\nfoo-1-2/files\n"
-        );
-        assert_eq!(list("quarters.db.old"), "foo-1-1/\nfoo-1-1/desc\n");
-        assert_eq!(
-            fs::read(dir.path().join("quarters.db")).unwrap(),
-            fs::read(dir.path().join("quarters.db.tar.gz")).unwrap()
+            names(&dbs.files),
+            [
+                "bar-3-1/",
+                "bar-3-1/desc",
+                "bar-3-1/files",
+                "foo-1-2/",
+                "foo-1-2/desc",
+                "foo-1-2/files"
+            ]
         );
     }
 
     /// Reads a database back with flate2 and tar: `(path, content)` of every entry.
-    fn read_back(path: &Path) -> Vec<(String, String)> {
-        let bytes = fs::read(path).unwrap();
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+    fn read_back(bytes: &[u8]) -> Vec<(String, String)> {
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
         archive
             .entries()
             .unwrap()
@@ -322,26 +275,20 @@ mod tests {
                 })
                 .collect()
         }
-        let mut kept = Chunks::default();
-        write_databases(dir.path(), "kept", &entries(&descs[..200]), &mut kept).unwrap();
+        let mut chunks = Chunks::default();
+        assemble(&entries(&descs[..200]), &mut chunks).unwrap();
         // One package changes its description without changing its version; more arrive.
         let mut changed = descs.clone();
         changed[7].1 = "%NAME%\npkg007\n%DESC%\nchanged\n".to_owned();
-        write_databases(dir.path(), "kept", &entries(&changed), &mut kept).unwrap();
-        write_databases(
-            dir.path(),
-            "fresh",
-            &entries(&changed),
-            &mut Chunks::default(),
-        )
-        .unwrap();
-        for file in ["db", "files"] {
-            let kept = read_back(&dir.path().join(format!("kept.{file}")));
-            let fresh = read_back(&dir.path().join(format!("fresh.{file}")));
+        let kept = assemble(&entries(&changed), &mut chunks).unwrap();
+        let fresh = assemble(&entries(&changed), &mut Chunks::default()).unwrap();
+        for (kept, fresh) in [(&kept.db, &fresh.db), (&kept.files, &fresh.files)] {
+            let (kept, fresh) = (read_back(kept), read_back(fresh));
             assert_eq!(kept, fresh);
             assert!(kept.contains(&("pkg007-1-1/desc".to_owned(), changed[7].1.clone())));
         }
-        assert_eq!(read_back(&dir.path().join("kept.db")).len(), 600);
+        assert_eq!(read_back(&kept.db).len(), 600);
+        std::fs::write(dir.path().join("kept.files.tar.gz"), &kept.files).unwrap();
         // gzip checks the combined CRC and the length; bsdtar reads it as pacman's libarchive.
         for tool in [&["gzip", "-t"][..], &["bsdtar", "-tf"][..]] {
             let status = std::process::Command::new(tool[0])

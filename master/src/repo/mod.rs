@@ -5,12 +5,17 @@
 //!
 //! ```text
 //! pool/FILE                          every accepted package file, once
+//! pool/FILE.sig                      its detached signature, when the farm signs
 //! repos/{build,live}/ARCH/NAME.db    databases; NAME is `<repo_name>-build` or `<repo_name>`
+//! repos/{build,live}/ARCH/NAME.db.sig
 //! ```
+//!
+//! `ARCH` is a symlink to the current version of the databases (see [`publish`]).
 
 pub mod dbfile;
 pub mod package;
 pub mod pool;
+pub mod publish;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io;
@@ -19,6 +24,7 @@ use std::sync::{Mutex, RwLock};
 
 use crate::db::RepoEntry;
 use crate::plan::binaries::RepoKind;
+use crate::signing::Signer;
 
 /// A writer's lock for each repository and architecture, which also guards the compressed
 /// pieces its databases are assembled from.
@@ -33,12 +39,14 @@ pub struct Repos {
     locks: WriteLocks,
     /// Package files each repository lists, for serving.
     listed: RwLock<HashSet<(RepoKind, String, String)>>,
+    /// Who signs the databases; `None` publishes them unsigned.
+    signer: Option<Signer>,
 }
 
 impl Repos {
     /// Repositories under `state_dir`; the live one is called `name`, the build one
-    /// `name-build`.
-    pub fn new(state_dir: &Path, name: &str) -> io::Result<Self> {
+    /// `name-build`. With a `signer`, every database is published with its signature.
+    pub fn new(state_dir: &Path, name: &str, signer: Option<Signer>) -> io::Result<Self> {
         let root = state_dir.to_owned();
         std::fs::create_dir_all(root.join("pool"))?;
         Ok(Repos {
@@ -46,7 +54,13 @@ impl Repos {
             name: name.to_owned(),
             locks: Mutex::new(BTreeMap::new()),
             listed: RwLock::new(HashSet::new()),
+            signer,
         })
+    }
+
+    /// Who signs what enters the repositories, if the farm signs.
+    pub fn signer(&self) -> Option<&Signer> {
+        self.signer.as_ref()
     }
 
     /// The database name of a repository, as pacman.conf's section calls it.
@@ -61,12 +75,17 @@ impl Repos {
         self.root.join("pool")
     }
 
-    fn dir(&self, repo: RepoKind, arch: &str) -> PathBuf {
+    /// Where the versions of `repo`'s databases are published.
+    fn parent(&self, repo: RepoKind) -> PathBuf {
         let kind = match repo {
             RepoKind::Build => "build",
             RepoKind::Live => "live",
         };
-        self.root.join("repos").join(kind).join(arch)
+        self.root.join("repos").join(kind)
+    }
+
+    fn dir(&self, repo: RepoKind, arch: &str) -> PathBuf {
+        self.parent(repo).join(arch)
     }
 
     /// Rewrites the databases of `repo` for `arch` from `entries` (all entries of the master;
@@ -95,11 +114,20 @@ impl Repos {
                 files: &e.files,
             })
             .collect();
-        dbfile::write_databases(
-            &self.dir(repo, arch),
+        let dbs = dbfile::assemble(&db_entries, &mut chunks)?;
+        let signatures = match &self.signer {
+            None => None,
+            Some(signer) => Some(publish::Signatures {
+                db: signer.sign_bytes(&dbs.db).map_err(io::Error::other)?,
+                files: signer.sign_bytes(&dbs.files).map_err(io::Error::other)?,
+            }),
+        };
+        publish::publish(
+            &self.parent(repo),
+            arch,
             &self.db_name(repo),
-            &db_entries,
-            &mut chunks,
+            &dbs,
+            signatures.as_ref(),
         )?;
         let mut listed = self
             .listed
@@ -124,8 +152,8 @@ impl Repos {
         Ok(())
     }
 
-    /// The file to serve for `/repo/{repo}/{arch}/{file}`, if there is one: a database file,
-    /// or a package file the repository lists.
+    /// The file to serve for `/repo/{repo}/{arch}/{file}`, if there is one: a database file
+    /// or its signature, or a package file the repository lists or its signature.
     pub fn file(&self, repo: RepoKind, arch: &str, file: &str) -> Option<PathBuf> {
         if file.is_empty() || file.contains('/') || file.starts_with('.') {
             return None;
@@ -140,6 +168,10 @@ impl Repos {
             "db.tar.gz.old",
             "files.old",
             "files.tar.gz.old",
+            "db.sig",
+            "db.tar.gz.sig",
+            "files.sig",
+            "files.tar.gz.sig",
         ];
         if databases.iter().any(|d| file == format!("{name}.{d}")) {
             let path = self.dir(repo, arch).join(file);
@@ -149,8 +181,14 @@ impl Repos {
             .listed
             .read()
             .expect("no code panics while holding the index");
-        listed
-            .contains(&(repo, arch.to_owned(), file.to_owned()))
-            .then(|| self.pool().join(file))
+        let (package, signature) = match file.strip_suffix(".sig") {
+            Some(package) => (package, true),
+            None => (file, false),
+        };
+        if !listed.contains(&(repo, arch.to_owned(), package.to_owned())) {
+            return None;
+        }
+        let path = self.pool().join(file);
+        (!signature || path.is_file()).then_some(path)
     }
 }

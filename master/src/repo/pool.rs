@@ -66,6 +66,14 @@ pub fn put(pool: &Path, staged: &Path, file: &str, sha256: &str) -> io::Result<(
     Ok(())
 }
 
+/// Puts the signature `staged` beside `file` in the pool as `FILE.sig`. Unlike a package, a
+/// signature may be replaced: any signature the farm's key made over the same bytes is as good
+/// as another, and a new key's is the one clients need.
+pub fn put_signature(pool: &Path, staged: &Path, file: &str) -> io::Result<()> {
+    let bytes = fs::read(staged)?;
+    quarters_common::fsutil::write_file(&pool.join(format!("{file}.sig")), &bytes, 0o644, true)
+}
+
 #[cfg(test)]
 mod tests {
     use sha2::{Digest, Sha256};

@@ -17,6 +17,7 @@ mod pki_cli;
 mod readme;
 mod refusals;
 mod scan_cli;
+mod signing;
 mod simulate;
 mod state_protocol;
 mod tls_trust;

@@ -65,6 +65,25 @@ pub fn desc(info: &Fields, file: FileFacts<'_>) -> String {
     out
 }
 
+/// `desc` with `%PGPSIG%` set to `pgpsig` (base64), where repo-add puts it: after
+/// `%SHA256SUM%`. A signature already there is replaced: a package signed again (a new farm
+/// key) keeps one.
+pub fn with_pgpsig(desc: &str, pgpsig: &str) -> String {
+    let mut sections: Vec<&str> = desc
+        .split("\n\n")
+        .filter(|s| !s.is_empty() && !s.starts_with("%PGPSIG%\n"))
+        .collect();
+    let signature = format!("%PGPSIG%\n{pgpsig}");
+    let at = sections
+        .iter()
+        .position(|s| s.starts_with("%SHA256SUM%\n"))
+        .map_or(sections.len(), |i| i + 1);
+    sections.insert(at, &signature);
+    let mut out = sections.join("\n\n");
+    out.push_str("\n\n");
+    out
+}
+
 /// The `files` entry: `%FILES%` and the archive's listing.
 pub fn files(listing: &[String]) -> String {
     let mut out = String::from("%FILES%\n");
@@ -97,6 +116,15 @@ mod tests {
             got,
             "%FILENAME%\na-1:2-3-any.pkg.tar.zst\n\n%NAME%\na\n\n%BASE%\nb\n\n%VERSION%\n1:2-3\n\n%DESC%\nx y\n\n%CSIZE%\n99\n\n%ISIZE%\n7\n\n%SHA256SUM%\nab\n\n%LICENSE%\ncustom\nMIT\n\n%ARCH%\nany\n\n%DEPENDS%\nc>=1\n\n%OPTDEPENDS%\nd: for e\n\n"
         );
+        let signed = with_pgpsig(&got, "c2ln");
+        assert_eq!(
+            signed,
+            got.replace(
+                "%SHA256SUM%\nab\n\n",
+                "%SHA256SUM%\nab\n\n%PGPSIG%\nc2ln\n\n"
+            )
+        );
+        assert_eq!(with_pgpsig(&signed, "bmV3"), signed.replace("c2ln", "bmV3"));
         assert_eq!(
             files(&["usr/".into(), "usr/bin/a".into()]),
             "%FILES%\nusr/\nusr/bin/a\n"

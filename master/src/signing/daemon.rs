@@ -1,0 +1,196 @@
+//! The signer: the only process that reads the farm's key. It listens on a Unix socket that
+//! only its own user and the users it is told of may use, and signs what it is sent.
+//!
+//! Run as a user of its own (`quartersctl key serve`), it keeps the key out of the master's
+//! reach: the master can ask for signatures, never for the key.
+
+use std::future::Future;
+use std::io::{self, Read};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
+
+use super::key::FarmKey;
+use super::protocol::{self, Counted};
+
+/// Who may ask, and how much.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Users (besides the signer's own) whose processes may connect; root always may, as it
+    /// could read the key anyway.
+    pub allowed_uids: Vec<u32>,
+    /// The most bytes one signature covers.
+    pub max_bytes: u64,
+    /// How long a request may stall before the signer gives up on it.
+    pub idle: Duration,
+}
+
+impl Policy {
+    /// Whether a process of user `uid` may ask, the signer running as `own_uid`.
+    pub fn admits(&self, uid: u32, own_uid: u32) -> bool {
+        uid == 0 || uid == own_uid || self.allowed_uids.contains(&uid)
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            allowed_uids: Vec::new(),
+            max_bytes: 16 << 30,
+            idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Binds the signer's socket at `path`, mode 0660 (the master's user reaches it through the
+/// group). A socket left by a signer that is gone is replaced; anything else at `path` is kept
+/// and refused.
+pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if UnixStream::connect(path).is_ok() {
+                anyhow::bail!("{}: another signer listens there", path.display());
+            }
+            std::fs::remove_file(path)
+                .with_context(|| format!("removing the stale socket {}", path.display()))?;
+        }
+        Ok(_) => anyhow::bail!("{}: exists and is not a socket; it is kept", path.display()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| path.display().to_string()),
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Requests served at once; the rest wait in the socket's backlog.
+const CONCURRENT: usize = 4;
+
+/// Serves `listener` with `key` until `shutdown` completes.
+pub async fn run(
+    listener: UnixListener,
+    key: Arc<FarmKey>,
+    policy: Policy,
+    shutdown: impl Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(CONCURRENT));
+    let own_uid = nix::unistd::geteuid().as_raw();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => return,
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let stream = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!("accepting a signing request: {e}");
+                    continue;
+                }
+            },
+        };
+        let uid = match stream.peer_cred() {
+            Ok(cred) => cred.uid(),
+            Err(e) => {
+                tracing::warn!("a signing request without peer credentials: {e}");
+                continue;
+            }
+        };
+        if !policy.admits(uid, own_uid) {
+            tracing::warn!(
+                uid,
+                "refused a signing request from a user that is not allowed"
+            );
+            continue;
+        }
+        let (key, policy) = (key.clone(), policy.clone());
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!("taking a signing request: {e}");
+                continue;
+            }
+        };
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = serve_one(stream, &key, &policy) {
+                tracing::warn!(uid, "a signing request failed: {e}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Answers one request on `stream`.
+fn serve_one(mut stream: UnixStream, key: &FarmKey, policy: &Policy) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(policy.idle))?;
+    stream.set_write_timeout(Some(policy.idle))?;
+    let mut kind = [0u8; 1];
+    stream.read_exact(&mut kind)?;
+    match kind[0] {
+        protocol::KEYS => protocol::write_reply(&mut stream, Ok(key.public_armored().as_bytes())),
+        protocol::SIGN => {
+            let mut len = [0u8; 8];
+            stream.read_exact(&mut len)?;
+            let len = u64::from_be_bytes(len);
+            if len > policy.max_bytes {
+                let message = format!(
+                    "{len} bytes to sign, over the signer's limit of {}",
+                    policy.max_bytes
+                );
+                return protocol::write_reply(&mut stream, Err(&message));
+            }
+            let mut data = Counted {
+                inner: (&mut stream).take(len),
+                count: 0,
+            };
+            let signed = key.sign(&mut data);
+            let reply = match signed {
+                // A short read means the client went away or stalled: the signature would be
+                // over less than it meant, so there is none.
+                Ok(_) if data.count != len => Err(format!(
+                    "the request ended after {} of {len} bytes",
+                    data.count
+                )),
+                Ok(signature) => Ok(signature),
+                Err(e) => Err(e.to_string()),
+            };
+            match &reply {
+                Ok(signature) => {
+                    tracing::debug!(bytes = len, "signed");
+                    protocol::write_reply(&mut stream, Ok(signature.as_bytes()))
+                }
+                Err(message) => protocol::write_reply(&mut stream, Err(message)),
+            }
+        }
+        other => protocol::write_reply(&mut stream, Err(&format!("unknown request {other:#04x}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_root_the_signers_user_and_the_users_named_may_ask() {
+        let policy = Policy {
+            allowed_uids: vec![990],
+            ..Policy::default()
+        };
+        assert!(policy.admits(0, 991));
+        assert!(policy.admits(991, 991));
+        assert!(policy.admits(990, 991));
+        assert!(!policy.admits(65534, 991));
+        assert!(!Policy::default().admits(990, 991));
+    }
+}

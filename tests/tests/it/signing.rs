@@ -1,0 +1,200 @@
+//! Signed repositories: the farm's key, held by a signer process of its own, signs every
+//! accepted package and every database; a stock pacman whose fresh keyring trusts only that
+//! key installs with `SigLevel = Required`, and refuses whatever was changed on the way.
+
+use std::path::{Path, PathBuf};
+
+use quarters_common::api::v1::{BuildOutcome, MasterState, Verdict};
+use quarters_master::signing::FarmKey;
+use quarters_tests::makepkg::{self, recipe};
+use quarters_tests::master::{farm_pki, master_with_test_builder};
+use quarters_tests::pacman::PacmanRoot;
+use quarters_tests::signer::SignerProcess;
+use quarters_tests::testbuilder::finished_build;
+
+fn accepted(state: &MasterState, id: &str) -> bool {
+    state
+        .results
+        .iter()
+        .any(|r| r.build == id && r.verdict == Verdict::Accepted)
+}
+
+/// Copies what the live repository serves into `mirror`, as a mirror between the master and
+/// its clients would hold it: the current databases with their signatures, and the packages
+/// with theirs.
+fn mirror(state_dir: &Path, mirror: &Path) {
+    let _ = std::fs::remove_dir_all(mirror);
+    std::fs::create_dir_all(mirror).unwrap();
+    let live = state_dir.join("repos/live").join(std::env::consts::ARCH);
+    for entry in std::fs::read_dir(&live).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, mirror.join(path.file_name().unwrap())).unwrap();
+    }
+    for entry in std::fs::read_dir(state_dir.join("pool")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, mirror.join(path.file_name().unwrap())).unwrap();
+    }
+}
+
+fn package_file(dir: &Path, name: &str) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let file = p.file_name().unwrap().to_string_lossy();
+            file.starts_with(&format!("{name}-")) && !file.ends_with(".sig")
+        })
+        .unwrap_or_else(|| panic!("no {name} package in {}", dir.display()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pacman_trusting_only_the_farm_key_installs_what_the_farm_signed_and_refuses_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = farm_pki(dir.path());
+    let signer = SignerProcess::start(dir.path()).await;
+    let arch = std::env::consts::ARCH;
+    let recipes = vec![
+        recipe(
+            "libhello",
+            "1.0-1",
+            arch,
+            &[],
+            "install -Dm644 /dev/stdin \"$pkgdir/usr/lib/libhello.txt\" <<<'libhello 1.0'",
+        ),
+        recipe(
+            "hello",
+            "1.0-1",
+            arch,
+            &["libhello"],
+            "install -Dm755 /dev/stdin \"$pkgdir/usr/bin/hello\" <<'EOF'\n#!/bin/sh\necho \"hello from $(cat \"$(dirname \"$0\")/../lib/libhello.txt\")\"\nEOF",
+        ),
+    ];
+    let packages = dir.path().join("packages");
+    makepkg::write_tree(&packages, &recipes);
+    makepkg::git_commit_all(&packages, "import");
+    let (master, builder) = master_with_test_builder(dir.path(), &signer.config_table()).await;
+
+    let out = dir.path().join("built");
+    let mut b1 = finished_build("b1", "libhello", "1.0-1", BuildOutcome::Succeeded);
+    b1.artifacts = vec![builder.artifact("b1", &makepkg::build(&recipes[0], &out))];
+    master
+        .wait_for("libhello ready", |s| {
+            s.ready.iter().any(|r| r.pkgbase == "libhello")
+        })
+        .await;
+    builder.show(b1);
+    master
+        .wait_for("hello ready", |s| {
+            s.ready.iter().any(|r| r.pkgbase == "hello")
+        })
+        .await;
+    let mut b2 = finished_build("b2", "hello", "1.0-1", BuildOutcome::Succeeded);
+    b2.artifacts = vec![builder.artifact("b2", &makepkg::build(&recipes[1], &out))];
+    builder.show(b2);
+    master
+        .wait_for("both accepted", |s| accepted(s, "b1") && accepted(s, "b2"))
+        .await;
+    let (ok, text) =
+        quarters_tests::quartersctl(&master.config, &["promote", "hello", "--with-deps"]);
+    assert!(ok, "{text}");
+    master
+        .wait_for("both live", |s| s.counts.get("live") == Some(&2))
+        .await;
+
+    // A fresh keyring that trusts the farm key and nothing else; every signature required.
+    let ca_pem = ca.join("ca.pem");
+    let trusting = |server: String| {
+        PacmanRoot::trusting(
+            &ca_pem,
+            &[("quarters", server)],
+            &signer.public_key,
+            &signer.fingerprint,
+        )
+    };
+    let live = trusting(format!("{}repo/live/$arch", master.url));
+    live.install(&["hello"]);
+    let ran = std::process::Command::new(live.root.join("usr/bin/hello"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&ran.stdout),
+        "hello from libhello 1.0\n"
+    );
+    // The build repository is signed as well.
+    let build = PacmanRoot::trusting(
+        &ca_pem,
+        &[("quarters-build", format!("{}repo/build/$arch", master.url))],
+        &signer.public_key,
+        &signer.fingerprint,
+    );
+    build.install(&["hello"]);
+
+    // Each package's detached signature is served beside it, and verifies.
+    let pool = master.state_dir.join("pool");
+    let hello = package_file(&pool, "hello");
+    let file = hello.file_name().unwrap().to_string_lossy().into_owned();
+    let served = master
+        .client
+        .get_bytes(&format!("/repo/live/{arch}/{file}.sig"), 1 << 16)
+        .await
+        .unwrap();
+    let fetched = dir.path().join("fetched.sig");
+    std::fs::write(&fetched, &served).unwrap();
+    assert!(
+        live.verifies(&fetched, &hello),
+        "{file}.sig does not verify"
+    );
+    assert!(!live.verifies(&fetched, &package_file(&pool, "libhello")));
+
+    // Between the master and the client, a mirror: intact, it serves as the master does.
+    let mirror_dir = dir.path().join("mirror");
+    let from_mirror = || trusting(format!("file://{}", mirror_dir.display()));
+    mirror(&master.state_dir, &mirror_dir);
+    from_mirror().install(&["hello"]);
+
+    // A package whose bytes changed after signing is refused.
+    mirror(&master.state_dir, &mirror_dir);
+    let tampered = package_file(&mirror_dir, "hello");
+    let mut bytes = std::fs::read(&tampered).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&tampered, bytes).unwrap();
+    let text = from_mirror().refuse(&["hello"]);
+    assert!(
+        text.contains("error: hello: signature from \"Quarters build farm")
+            && text.contains("is invalid"),
+        "{text}"
+    );
+
+    // A database changed after signing is refused.
+    let db = mirror_dir.join("quarters.db");
+    mirror(&master.state_dir, &mirror_dir);
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes.extend_from_slice(b"\0");
+    std::fs::write(&db, bytes).unwrap();
+    let text = from_mirror().refuse(&["hello"]);
+    assert!(
+        text.contains("error: quarters: signature from \"Quarters build farm")
+            && text.contains("is invalid"),
+        "{text}"
+    );
+
+    // A database signed by another key is refused, and so is one without a signature.
+    mirror(&master.state_dir, &mirror_dir);
+    let other = FarmKey::generate("Mallory <mallory@example.org>").unwrap();
+    let forged = other.sign(std::fs::File::open(&db).unwrap()).unwrap();
+    std::fs::write(mirror_dir.join("quarters.db.sig"), forged.as_bytes()).unwrap();
+    let text = from_mirror().refuse(&["hello"]);
+    assert!(
+        text.contains(&format!("error: quarters: key \"{}", other.fingerprint()))
+            && text.contains("is unknown"),
+        "{text}"
+    );
+    mirror(&master.state_dir, &mirror_dir);
+    std::fs::remove_file(mirror_dir.join("quarters.db.sig")).unwrap();
+    let text = from_mirror().refuse(&["hello"]);
+    assert!(
+        text.contains("failed retrieving file 'quarters.db.sig'"),
+        "{text}"
+    );
+}
