@@ -281,9 +281,11 @@ impl TestBuilder {
         *self.serving.throttle.lock().unwrap() = delay;
     }
 
-    /// Completes when the next artifact download starts.
-    pub async fn pull_started(&self) {
-        self.serving.pull_started.notified().await;
+    /// Completes when the next artifact download after this call starts. Not an `async fn`:
+    /// the waiter must exist from the call on (tokio counts a `Notified` from its creation),
+    /// or a pull that starts before the future is first polled goes unseen.
+    pub fn pull_started(&self) -> tokio::sync::futures::Notified<'_> {
+        self.serving.pull_started.notified()
     }
 
     pub fn stop(&self) {
