@@ -34,6 +34,10 @@ pub struct BuilderFile {
     pub driver: String,
     /// The master this builder follows.
     pub master: PeerSection,
+    /// The farm's public signing key (`quartersctl key export`): dependencies are installed
+    /// only with a valid signature by it. Without it nothing is checked.
+    #[serde(default)]
+    pub farm_key: Option<PathBuf>,
     pub tls: TlsSection,
     #[serde(default)]
     pub claims: ClaimsSection,
@@ -242,6 +246,31 @@ pub struct FetchConfig {
     pub limits: crate::upstream::Limits,
 }
 
+/// The farm's public signing key, read and checked at start-up.
+#[derive(Clone, Debug)]
+pub struct FarmKeyFile {
+    pub path: PathBuf,
+    /// 40 upper-case hexadecimal digits, as `pacman-key --lsign-key` takes it.
+    pub fingerprint: String,
+}
+
+impl FarmKeyFile {
+    /// Reads the armored public key at `path`.
+    fn read(path: &Path) -> Result<Self, String> {
+        use pgp::composed::{Deserializable, SignedPublicKey};
+        use pgp::types::KeyDetails;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (key, _) = SignedPublicKey::from_string(&text)
+            .map_err(|e| format!("{}: not an armored OpenPGP public key: {e}", path.display()))?;
+        key.verify_bindings()
+            .map_err(|e| format!("{}: its self-signatures do not verify: {e}", path.display()))?;
+        Ok(FarmKeyFile {
+            path: path.to_owned(),
+            fingerprint: format!("{:X}", key.fingerprint()),
+        })
+    }
+}
+
 /// The validated config (stage two).
 #[derive(Debug)]
 pub struct BuilderConfig {
@@ -255,6 +284,8 @@ pub struct BuilderConfig {
     pub work_dir: PathBuf,
     /// The farm CA certificate, for tools that reach the master (pacman's curl).
     pub ca: PathBuf,
+    /// The farm's signing key, when the farm signs.
+    pub farm_key: Option<FarmKeyFile>,
     pub driver: DriverConfig,
     pub lease: Duration,
     pub identity: Identity,
@@ -393,6 +424,13 @@ impl BuilderConfig {
                 "must be at least 2 seconds",
             ));
         }
+        let farm_key = match &file.farm_key {
+            None => None,
+            Some(key) => Some(
+                FarmKeyFile::read(&config::resolve(path, key))
+                    .map_err(|e| ConfigError::invalid(path, "farm_key", e))?,
+            ),
+        };
         let identity = file.tls.load_identity(path, &file.name)?;
         Ok(BuilderConfig {
             path: path.to_owned(),
@@ -404,6 +442,7 @@ impl BuilderConfig {
             master_url,
             work_dir: config::resolve(path, &file.work_dir),
             ca: config::resolve(path, &file.tls.ca),
+            farm_key,
             driver,
             lease: Duration::from_secs(file.claims.lease),
             identity,
@@ -421,5 +460,20 @@ mod tests {
         let file: BuilderFile = config::load(&path).unwrap();
         assert_eq!(file.name.as_str(), "builder-a");
         assert_eq!(file.master.name.as_str(), "master");
+        assert!(file.farm_key.is_some());
+    }
+
+    #[test]
+    fn a_farm_key_that_is_no_key_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("farm-key.pub.asc");
+        std::fs::write(&path, "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nnonsense\n").unwrap();
+        let e = FarmKeyFile::read(&path).unwrap_err();
+        assert!(
+            e.contains("farm-key.pub.asc") && e.contains("not an armored OpenPGP public key"),
+            "{e}"
+        );
+        let e = FarmKeyFile::read(&dir.path().join("missing.asc")).unwrap_err();
+        assert!(e.contains("missing.asc"), "{e}");
     }
 }

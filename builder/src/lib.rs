@@ -11,6 +11,7 @@ pub mod config;
 pub mod dispatch;
 pub mod driver;
 pub mod ids;
+pub mod keyring;
 pub mod mkroot;
 pub mod mounts;
 pub mod node;
@@ -42,6 +43,23 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    let keyring = match (&config.farm_key, &config.driver) {
+        (Some(key), DriverConfig::Chroot(_)) => {
+            let dir = config.work_dir.join("keyring");
+            let keyring = keyring::make(&dir, key)
+                .await
+                .with_context(|| format!("making the keyring {}", dir.display()))?;
+            tracing::info!(fingerprint = %key.fingerprint, "dependencies must be signed by the farm key");
+            Some(keyring)
+        }
+        (None, DriverConfig::Chroot(_)) => {
+            tracing::warn!(
+                "no farm_key in the config: dependencies are installed without checking a signature"
+            );
+            None
+        }
+        (_, DriverConfig::Sim { .. }) => None,
+    };
     let driver = match &config.driver {
         DriverConfig::Sim { time_scale } => Driver::Sim(driver::sim::SimDriver {
             time_scale: *time_scale,
@@ -55,6 +73,7 @@ pub async fn run(
             .context("setting up the source fetcher")?,
             config: chroot.clone(),
             ca: config.ca.clone(),
+            keyring,
             srcdest: config.work_dir.join("sources"),
             exe: std::env::current_exe()
                 .context("locating quarters-builder, which is also the sandbox")?,

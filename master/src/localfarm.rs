@@ -158,8 +158,18 @@ impl LocalFarm {
             master_config(&master, &builders, &master_extra),
         )
         .with_context(|| format!("writing {}", master.config.display()))?;
+        // Builders trust the farm key for what they install, as they trust the CA: from their
+        // config, never from what the master serves.
+        let builder_extra = match &signer {
+            Some(signer) => format!(
+                "farm_key = {:?}\n{}",
+                signer.public_key.display().to_string(),
+                spec.builder_extra
+            ),
+            None => spec.builder_extra.clone(),
+        };
         for b in &builders {
-            fs::write(&b.config, builder_config(b, &master, &spec.builder_extra))
+            fs::write(&b.config, builder_config(b, &master, &builder_extra))
                 .with_context(|| format!("writing {}", b.config.display()))?;
         }
 

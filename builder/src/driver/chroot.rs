@@ -39,8 +39,10 @@ pub struct ChrootDriver {
     pub config: ChrootConfig,
     /// Fetches the packages' sources into their caches.
     pub fetcher: Fetcher,
-    /// The farm CA, for pacman's curl.
+    /// The farm CA, for the host's pacman.
     pub ca: PathBuf,
+    /// The keyring trusting the farm key, when dependencies must be signed by it.
+    pub keyring: Option<PathBuf>,
     /// The builder's source cache.
     pub srcdest: PathBuf,
     /// This program, which is also the sandbox.
@@ -256,8 +258,8 @@ impl ChrootDriver {
         std::fs::write(
             &host_conf,
             format!(
-                "[options]\nArchitecture = auto\nSigLevel = Never\nXferCommand = /usr/bin/curl --cacert {} -sSf -o %o %u\n\n[{}]\nServer = {repo}\n",
-                self.ca.display(),
+                "[options]\nArchitecture = auto\n{}\n[{}]\nServer = {repo}\n",
+                self.download_options(),
                 p.repo_db
             ),
         )
@@ -400,7 +402,7 @@ impl ChrootDriver {
                 .map_err(|e| failed(format!("{}: {e}", local.display())))?;
         }
         let pacman = |args: &[&str]| {
-            let mut cmd = Command::new("pacman");
+            let mut cmd = self.host_pacman();
             cmd.arg("--root").arg(root).arg("--dbpath").arg(&dbpath);
             cmd.arg("--cachedir")
                 .arg(&quarters.deps)
@@ -469,6 +471,36 @@ impl ChrootDriver {
         )
         .await
         .map(|_| ())
+    }
+
+    /// The `[options]` of the host's pacman that downloads dependencies.
+    ///
+    /// With the farm key, every package and database must carry its signature, and pacman's
+    /// own downloader fetches them: pacman 6.0 (Debian's) never asks an `XferCommand` for a
+    /// database's `.sig`, so curl with the farm CA, which serves unsigned farms, would make
+    /// every signed database look unsigned.
+    fn download_options(&self) -> String {
+        match &self.keyring {
+            Some(keyring) => format!("SigLevel = Required\nGPGDir = {}\n", keyring.display()),
+            None => format!(
+                "SigLevel = Never\nXferCommand = /usr/bin/curl --cacert {} -sSf -o %o %u\n",
+                self.ca.display()
+            ),
+        }
+    }
+
+    /// The host's pacman. With the farm key it uses its own downloader, which trusts the
+    /// system's CA bundle: it runs in a mount namespace of its own where that bundle is the
+    /// farm CA, so that it reaches the master and nothing else changes on the host.
+    fn host_pacman(&self) -> Command {
+        if self.keyring.is_none() {
+            return Command::new("pacman");
+        }
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(r#"mount --bind "$0" /etc/ssl/certs/ca-certificates.crt && exec pacman "$@""#)
+            .arg(&self.ca);
+        cmd
     }
 
     /// Runs `command` in a sandbox as `at` says, under the watchdog.

@@ -523,3 +523,122 @@ async fn the_builder_fetches_sources_checks_them_and_builds_from_a_read_only_cac
     assert!(hits.load(std::sync::atomic::Ordering::SeqCst) >= 2);
     farm.stop(Duration::from_secs(10)).await.unwrap();
 }
+
+/// `db` (a pacman database, gzip'd tar) with `change` applied to every `desc` entry.
+fn rewrite_db(db: &std::path::Path, change: impl Fn(&str) -> String) {
+    let bytes = std::fs::read(db).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+    let mut out = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut header = entry.header().clone();
+        let path = entry.path().unwrap().into_owned();
+        let mut text = String::new();
+        entry.read_to_string(&mut text).unwrap();
+        if path.ends_with("desc") {
+            text = change(&text);
+        }
+        header.set_size(text.len() as u64);
+        header.set_cksum();
+        out.append(&header, text.as_bytes()).unwrap();
+    }
+    let bytes = out.into_inner().unwrap().finish().unwrap();
+    // In place: the database's other names are links to the same file.
+    std::fs::write(db, bytes).unwrap();
+}
+
+/// The attacker who can change the master's files (or the bytes on their way) swaps a
+/// dependency for a trojan and makes the database agree with it; the checksum pacman checks
+/// then matches. Only the farm's signature over the database is left to notice, and the
+/// builder, which trusts the farm key from its config, refuses to install from it: the
+/// package is handed back, never built against the trojan.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_builder_installs_nothing_from_a_database_the_farm_did_not_sign() {
+    let template = template_root();
+    let dir = tempfile::tempdir().unwrap();
+    let packages = dir.path().join("packages");
+    let recipes = hello_recipes();
+    makepkg::write_tree(&packages, &recipes[..1]);
+    makepkg::git_commit_all(&packages, "libhello");
+    let (master_extra, builder_extra) = farm_config(&template, "");
+    let mut farm = start_farm_in(dir.path(), 1, &master_extra, &builder_extra).await;
+    assert!(farm.signer.is_some(), "test farms sign");
+    wait_for_farm(&farm, "libhello built", Duration::from_secs(300), |s| {
+        s.counts.get("built") == Some(&1) || s.counts.contains_key("failed")
+    })
+    .await;
+
+    // The trojan: a libhello of the same name and version that does something else.
+    let pool = farm.master_state_dir().join("pool");
+    let genuine = std::fs::read_dir(&pool)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("libhello-") && !name.ends_with(".sig")
+        })
+        .unwrap();
+    let trojan_recipe = recipe(
+        "libhello",
+        "1.0-1",
+        arch(),
+        &[],
+        "install -Dm644 /dev/stdin \"$pkgdir/usr/lib/trojan\" <<<'owned'",
+    );
+    let trojan = makepkg::build(&trojan_recipe, &dir.path().join("trojan"));
+    let trojan_bytes = std::fs::read(&trojan).unwrap();
+    let sha = |bytes: &[u8]| -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let (old_sha, new_sha) = (sha(&std::fs::read(&genuine).unwrap()), sha(&trojan_bytes));
+    std::fs::write(&genuine, &trojan_bytes).unwrap();
+    let db = farm
+        .master_state_dir()
+        .join("repos/build")
+        .join(arch())
+        .join("quarters-build.db");
+    rewrite_db(&db, |desc| {
+        let mut sections: Vec<String> = desc
+            .split("\n\n")
+            .filter(|s| !s.is_empty() && !s.starts_with("%PGPSIG%"))
+            .map(|s| s.replace(&old_sha, &new_sha))
+            .collect();
+        for s in &mut sections {
+            if s.starts_with("%CSIZE%") {
+                *s = format!("%CSIZE%\n{}", trojan_bytes.len());
+            }
+        }
+        sections.join("\n\n") + "\n\n"
+    });
+
+    makepkg::write_tree(&packages, &recipes);
+    makepkg::git_commit_all(&packages, "hello");
+    let builder_log = farm.builders[0].log.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let log = loop {
+        let log = std::fs::read_to_string(&builder_log).unwrap();
+        if log.contains("handing hello 1.0-1 back") {
+            break log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hello was never handed back:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let handed_back = log
+        .lines()
+        .find(|l| l.contains("handing hello 1.0-1 back"))
+        .unwrap();
+    assert!(handed_back.contains("PGP signature"), "{handed_back}");
+    let state = wait_for_farm(&farm, "any state", Duration::from_secs(10), |_| true).await;
+    assert_eq!(state.counts.get("built"), Some(&1), "{:?}", state.counts);
+    farm.stop(Duration::from_secs(10)).await.unwrap();
+}

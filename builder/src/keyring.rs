@@ -1,0 +1,45 @@
+//! The farm's key in a pacman keyring of the builder's own, so that the host's pacman installs
+//! a dependency only with a valid signature by the farm (`SigLevel = Required`).
+//!
+//! Made afresh at every start from the key the config names: a key replaced in the config is
+//! the only one trusted after a restart. GnuPG does the verifying, through pacman, as on every
+//! pacman client; `pacman-key` makes the keyring as a client's administrator would.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use tokio::process::Command;
+
+use crate::config::FarmKeyFile;
+
+/// Makes the keyring in `dir` (replacing what is there), trusting `key` and nothing else.
+pub async fn make(dir: &Path, key: &FarmKeyFile) -> anyhow::Result<PathBuf> {
+    if dir.exists() {
+        tokio::fs::remove_dir_all(dir)
+            .await
+            .with_context(|| format!("removing the old keyring {}", dir.display()))?;
+    }
+    let path = key.path.display().to_string();
+    for args in [
+        &["--init"][..],
+        &["--add", &path],
+        &["--lsign-key", &key.fingerprint],
+    ] {
+        let out = Command::new("pacman-key")
+            .arg("--gpgdir")
+            .arg(dir)
+            .args(args)
+            .output()
+            .await
+            .context("running pacman-key (contrib/tools.sh installs it)")?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            bail!(
+                "pacman-key {} failed: {}",
+                args.join(" "),
+                stderr.lines().last().unwrap_or("")
+            );
+        }
+    }
+    Ok(dir.to_owned())
+}
