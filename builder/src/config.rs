@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use quarters_common::NodeName;
 use quarters_common::config::{self, ConfigError, PeerSection, TlsSection};
+use quarters_common::farm_key::FarmPublicKey;
 use quarters_common::tls::Identity;
 use serde::Deserialize;
 
@@ -246,31 +247,6 @@ pub struct FetchConfig {
     pub limits: crate::upstream::Limits,
 }
 
-/// The farm's public signing key, read and checked at start-up.
-#[derive(Clone, Debug)]
-pub struct FarmKeyFile {
-    pub path: PathBuf,
-    /// 40 upper-case hexadecimal digits, as `pacman-key --lsign-key` takes it.
-    pub fingerprint: String,
-}
-
-impl FarmKeyFile {
-    /// Reads the armored public key at `path`.
-    fn read(path: &Path) -> Result<Self, String> {
-        use pgp::composed::{Deserializable, SignedPublicKey};
-        use pgp::types::KeyDetails;
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let (key, _) = SignedPublicKey::from_string(&text)
-            .map_err(|e| format!("{}: not an armored OpenPGP public key: {e}", path.display()))?;
-        key.verify_bindings()
-            .map_err(|e| format!("{}: its self-signatures do not verify: {e}", path.display()))?;
-        Ok(FarmKeyFile {
-            path: path.to_owned(),
-            fingerprint: format!("{:X}", key.fingerprint()),
-        })
-    }
-}
-
 /// The validated config (stage two).
 #[derive(Debug)]
 pub struct BuilderConfig {
@@ -285,7 +261,7 @@ pub struct BuilderConfig {
     /// The farm CA certificate, for tools that reach the master (pacman's curl).
     pub ca: PathBuf,
     /// The farm's signing key, when the farm signs.
-    pub farm_key: Option<FarmKeyFile>,
+    pub farm_key: Option<FarmPublicKey>,
     pub driver: DriverConfig,
     pub lease: Duration,
     pub identity: Identity,
@@ -427,7 +403,7 @@ impl BuilderConfig {
         let farm_key = match &file.farm_key {
             None => None,
             Some(key) => Some(
-                FarmKeyFile::read(&config::resolve(path, key))
+                FarmPublicKey::read(&config::resolve(path, key))
                     .map_err(|e| ConfigError::invalid(path, "farm_key", e))?,
             ),
         };
@@ -461,19 +437,5 @@ mod tests {
         assert_eq!(file.name.as_str(), "builder-a");
         assert_eq!(file.master.name.as_str(), "master");
         assert!(file.farm_key.is_some());
-    }
-
-    #[test]
-    fn a_farm_key_that_is_no_key_is_refused_with_its_path() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("farm-key.pub.asc");
-        std::fs::write(&path, "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nnonsense\n").unwrap();
-        let e = FarmKeyFile::read(&path).unwrap_err();
-        assert!(
-            e.contains("farm-key.pub.asc") && e.contains("not an armored OpenPGP public key"),
-            "{e}"
-        );
-        let e = FarmKeyFile::read(&dir.path().join("missing.asc")).unwrap_err();
-        assert!(e.contains("missing.asc"), "{e}");
     }
 }

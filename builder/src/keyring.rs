@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use tokio::process::Command;
 
-use crate::config::FarmKeyFile;
+use quarters_common::farm_key::FarmPublicKey;
 
 /// Makes the keyring in `dir` (replacing what is there), trusting `key` and nothing else.
-pub async fn make(dir: &Path, key: &FarmKeyFile) -> anyhow::Result<PathBuf> {
+pub async fn make(dir: &Path, key: &FarmPublicKey) -> anyhow::Result<PathBuf> {
     if dir.exists() {
         tokio::fs::remove_dir_all(dir)
             .await
@@ -23,7 +23,7 @@ pub async fn make(dir: &Path, key: &FarmKeyFile) -> anyhow::Result<PathBuf> {
     for args in [
         &["--init"][..],
         &["--add", &path],
-        &["--lsign-key", &key.fingerprint],
+        &["--lsign-key", key.fingerprint.as_str()],
     ] {
         let out = Command::new("pacman-key")
             .arg("--gpgdir")

@@ -22,4 +22,5 @@ pub mod telemetry;
 pub mod tls;
 
 pub use name::NodeName;
+pub mod farm_key;
 pub mod files;

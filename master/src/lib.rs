@@ -58,22 +58,25 @@ pub async fn run(
     let _ = std::fs::remove_dir_all(state_dir.join("staging"));
     let db_path = state_dir.join("master.sqlite");
     let db = Db::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
-    let signer = config.signer.clone().map(crate::signing::Signer::new);
-    match &signer {
-        Some(signer) => {
-            // Asked now, so that a signer that is down or refuses the master stops the start
-            // with its reason, not the first acceptance.
-            let asked = signer.clone();
-            let keys = tokio::task::spawn_blocking(move || asked.public_keys())
-                .await
-                .context("asking the signer")?
-                .context("the [signing] section names a signer that does not answer")?;
-            tracing::info!(socket = %signer.socket().display(), "signing with the farm key ({} bytes of public key)", keys.len());
+    let signer = match config.signer.clone() {
+        // Asked now, so that a signer that is down or refuses the master stops the start with
+        // its reason, not the first acceptance.
+        Some(socket) => {
+            let signer =
+                tokio::task::spawn_blocking(move || crate::signing::Signer::connect(socket))
+                    .await
+                    .context("asking the signer")?
+                    .context("the [signing] section names a signer that does not answer")?;
+            tracing::info!(socket = %signer.socket().display(), fingerprint = %signer.key().fingerprint, "signing with the farm key");
+            Some(signer)
         }
-        None => tracing::warn!(
-            "no [signing] section: packages and databases are published unsigned, and pacman must be told SigLevel = Never"
-        ),
-    }
+        None => {
+            tracing::warn!(
+                "no [signing] section: packages and databases are published unsigned, and pacman must be told SigLevel = Never"
+            );
+            None
+        }
+    };
     let repos =
         Repos::new(&state_dir, &config.repo_name, signer).context("creating the package pool")?;
     // Whatever a crash interrupted, the repository files now match what SQLite committed.

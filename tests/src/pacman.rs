@@ -57,6 +57,21 @@ impl PacmanRoot {
         pacman_key(&["--init"]);
         pacman_key(&["--add", &key.display().to_string()]);
         pacman_key(&["--lsign-key", fingerprint]);
+        Self::with_keyring_in(dir, ca, repos, keyring)
+    }
+
+    /// A root whose pacman requires a valid signature on everything, by the keys `keyring`
+    /// (a pacman-key directory made elsewhere) trusts.
+    pub fn with_keyring(ca: &Path, repos: &[(&str, String)], keyring: &Path) -> Self {
+        Self::with_keyring_in(tempfile::tempdir().unwrap(), ca, repos, keyring.to_owned())
+    }
+
+    fn with_keyring_in(
+        dir: tempfile::TempDir,
+        ca: &Path,
+        repos: &[(&str, String)],
+        keyring: PathBuf,
+    ) -> Self {
         let siglevel = format!("SigLevel = Required\nGPGDir = {}\n", keyring.display());
         let mut root = Self::with_options(dir, repos, &siglevel);
         root.keyring = Some(keyring);

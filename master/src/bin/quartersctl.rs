@@ -225,6 +225,19 @@ enum KeyCommand {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Writes the source of package NAME-keyring (the public key and its trust, for
+    /// `pacman-key --populate NAME`) into OUT/NAME-keyring, for the farm to build.
+    Package {
+        /// The public key, as `key export` prints it.
+        #[arg(long)]
+        key: PathBuf,
+        /// Where the package's directory goes: the farm's source tree, say.
+        #[arg(long)]
+        out: PathBuf,
+        /// The keyring's name (pacman-key --populate NAME).
+        #[arg(long, default_value = "quarters")]
+        name: String,
+    },
     /// Runs the signer: the key in DIR, requests on a Unix socket that the master's config
     /// names. Run it as a user of its own, so that the master never can read the key.
     Serve {
@@ -414,6 +427,13 @@ fn key(command: KeyCommand) -> anyhow::Result<()> {
             let key = FarmKey::load(&dir)?;
             print!("{}", key.public_armored());
             eprintln!("fingerprint: {}", key.fingerprint());
+        }
+        KeyCommand::Package { key, out, name } => {
+            let key = quarters_common::farm_key::FarmPublicKey::read(&key)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let dir = quarters_master::signing::keyring::write_source(&key, &name, &out)
+                .map_err(|e| anyhow::anyhow!("writing into {}: {e}", out.display()))?;
+            println!("{}: the keyring of {}", dir.display(), key.fingerprint);
         }
         KeyCommand::Serve {
             dir,

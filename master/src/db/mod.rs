@@ -407,11 +407,24 @@ impl Db {
 
     /// Every package in the repositories.
     pub fn repo_entries(&self) -> Result<Vec<RepoEntry>, DbError> {
-        let mut stmt = self.conn.prepare(
+        self.select_repo_entries("", [])
+    }
+
+    /// The packages of `pkgbase` in the repositories.
+    pub fn repo_entries_of(&self, pkgbase: &str) -> Result<Vec<RepoEntry>, DbError> {
+        self.select_repo_entries("WHERE pkgbase = ?1", [pkgbase])
+    }
+
+    fn select_repo_entries<P: rusqlite::Params>(
+        &self,
+        filter: &str,
+        params: P,
+    ) -> Result<Vec<RepoEntry>, DbError> {
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT repo, arch, filename, pkgname, pkgbase, version, pkg_arch, sha256, size, provides, desc, files
-             FROM repo_packages ORDER BY repo, arch, pkgname",
-        )?;
-        let rows = stmt.query_map([], |r| {
+             FROM repo_packages {filter} ORDER BY repo, arch, pkgname"
+        ))?;
+        let rows = stmt.query_map(params, |r| {
             Ok(RepoEntry {
                 repo: repo_kind(&r.get::<_, String>(0)?),
                 arch: r.get(1)?,

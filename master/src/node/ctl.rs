@@ -178,20 +178,24 @@ impl Core {
             for line in model.plan.explain_bootstrap(u) {
                 let _ = writeln!(out, "  {line}");
             }
-            if let Ok(builds) = db.builds_of(&s.pkgbase, 5) {
-                for b in builds {
-                    let _ = writeln!(
-                        out,
-                        "  build {} on {}: {} {}{}",
-                        b.build_id,
-                        b.builder,
-                        b.version,
-                        b.verdict.describe(),
-                        b.reason.map(|r| format!(" ({r})")).unwrap_or_default()
-                    );
-                    for warning in &b.warnings {
-                        let _ = writeln!(out, "    warning: {warning}");
-                    }
+            let builds = db.builds_of(&s.pkgbase, 5).unwrap_or_default();
+            if let Ok(entries) = db.repo_entries_of(&s.pkgbase) {
+                for e in entries {
+                    let _ = writeln!(out, "  {}", provenance(&e, &builds));
+                }
+            }
+            for b in builds {
+                let _ = writeln!(
+                    out,
+                    "  build {} on {}: {} {}{}",
+                    b.build_id,
+                    b.builder,
+                    b.version,
+                    b.verdict.describe(),
+                    b.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                );
+                for warning in &b.warnings {
+                    let _ = writeln!(out, "    warning: {warning}");
                 }
             }
         }
@@ -376,4 +380,40 @@ fn binary(e: &RepoEntry) -> BinaryPackage {
         version: e.version.clone(),
         provides: e.provides.clone(),
     }
+}
+
+/// Where a package in a repository came from: who packaged it (its `.PKGINFO`, which the master
+/// checked against the author of the last change), which builder built it, and whose key signed
+/// it (its `%PGPSIG%`, which pacman checks).
+fn provenance(entry: &RepoEntry, builds: &[crate::db::BuildRow]) -> String {
+    let field = |name: &str| {
+        entry
+            .desc
+            .split("\n\n")
+            .find_map(|section| section.strip_prefix(&format!("%{name}%\n")))
+            .map(str::trim)
+    };
+    let packager = field("PACKAGER").unwrap_or("an unknown packager");
+    let built = builds
+        .iter()
+        .find(|b| b.version == entry.version && b.verdict == crate::verdict::VerdictKind::Accepted)
+        .map_or_else(
+            || "built on a builder whose build is no longer listed".to_owned(),
+            |b| format!("built on {} (build {})", b.builder, b.build_id),
+        );
+    let signed = match field("PGPSIG").and_then(crate::signing::Signature::from_base64) {
+        Some(signature) => match signature.issuer() {
+            Some(key) => format!("signed by the farm key {key}"),
+            None => "signed, by a key the signature does not name".to_owned(),
+        },
+        None => "not signed".to_owned(),
+    };
+    format!(
+        "{} {} in {} ({}): {}; packaged by {packager}; {built}; {signed}",
+        entry.pkgname,
+        entry.version,
+        entry.repo.describe(),
+        entry.arch,
+        entry.filename
+    )
 }

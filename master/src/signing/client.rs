@@ -5,6 +5,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use quarters_common::farm_key::FarmPublicKey;
+
 use super::key::Signature;
 use super::protocol;
 
@@ -20,26 +22,64 @@ pub enum SignError {
     Read { path: PathBuf, source: io::Error },
 }
 
-/// The signer, reached through its socket. Every call is blocking: call it from the core's
-/// thread or `spawn_blocking`.
+/// The signer, reached through its socket, with the key it signs with. Every call is
+/// blocking: call it from the core's thread or `spawn_blocking`.
 #[derive(Clone, Debug)]
 pub struct Signer {
+    endpoint: Endpoint,
+    key: FarmPublicKey,
+}
+
+impl Signer {
+    /// The signer at `socket`, asked for its key: one that does not answer, or answers with
+    /// no key, is an error here rather than at the first signature.
+    pub fn connect(socket: PathBuf) -> Result<Self, SignError> {
+        let endpoint = Endpoint {
+            socket,
+            timeout: Duration::from_secs(60),
+        };
+        let armored = endpoint.public_keys()?;
+        let key = FarmPublicKey::parse(&endpoint.socket, armored).map_err(|message| {
+            SignError::Refused {
+                socket: endpoint.socket.clone(),
+                message,
+            }
+        })?;
+        Ok(Signer { endpoint, key })
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.endpoint.socket
+    }
+
+    /// The key the signer signs with.
+    pub fn key(&self) -> &FarmPublicKey {
+        &self.key
+    }
+
+    pub fn sign_bytes(&self, bytes: &[u8]) -> Result<Signature, SignError> {
+        self.endpoint.sign(bytes.len() as u64, &mut &bytes[..])
+    }
+
+    pub fn sign_file(&self, path: &Path) -> Result<Signature, SignError> {
+        let read = |source| SignError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = std::fs::File::open(path).map_err(read)?;
+        let len = file.metadata().map_err(read)?.len();
+        self.endpoint.sign(len, &mut file)
+    }
+}
+
+/// Where the signer listens, and how long a request may take.
+#[derive(Clone, Debug)]
+struct Endpoint {
     socket: PathBuf,
     timeout: Duration,
 }
 
-impl Signer {
-    pub fn new(socket: PathBuf) -> Self {
-        Signer {
-            socket,
-            timeout: Duration::from_secs(60),
-        }
-    }
-
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-
+impl Endpoint {
     fn connect(&self) -> Result<UnixStream, SignError> {
         let stream = UnixStream::connect(&self.socket).map_err(|e| self.unreachable(e))?;
         stream
@@ -85,22 +125,8 @@ impl Signer {
         Ok(Signature::from_bytes(self.reply(&mut stream)?))
     }
 
-    pub fn sign_bytes(&self, bytes: &[u8]) -> Result<Signature, SignError> {
-        self.sign(bytes.len() as u64, &mut &bytes[..])
-    }
-
-    pub fn sign_file(&self, path: &Path) -> Result<Signature, SignError> {
-        let read = |source| SignError::Read {
-            path: path.to_owned(),
-            source,
-        };
-        let mut file = std::fs::File::open(path).map_err(read)?;
-        let len = file.metadata().map_err(read)?.len();
-        self.sign(len, &mut file)
-    }
-
     /// The public keys clients must trust, armored.
-    pub fn public_keys(&self) -> Result<String, SignError> {
+    fn public_keys(&self) -> Result<String, SignError> {
         let mut stream = self.connect()?;
         stream
             .write_all(&[protocol::KEYS])
@@ -129,7 +155,10 @@ mod tests {
             policy,
             std::future::pending(),
         ));
-        (dir, key, Signer::new(socket))
+        let signer = tokio::task::spawn_blocking(move || Signer::connect(socket).unwrap())
+            .await
+            .unwrap();
+        (dir, key, signer)
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -138,16 +167,12 @@ mod tests {
         let file = dir.path().join("a.pkg.tar.zst");
         let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&file, &bytes).unwrap();
-        let (signature, keys) = tokio::task::spawn_blocking(move || {
-            (
-                signer.sign_file(&file).unwrap(),
-                signer.public_keys().unwrap(),
-            )
-        })
-        .await
-        .unwrap();
+        assert_eq!(signer.key().fingerprint, key.fingerprint());
+        assert_eq!(signer.key().armored, key.public_armored());
+        let signature = tokio::task::spawn_blocking(move || signer.sign_file(&file).unwrap())
+            .await
+            .unwrap();
         key.verify(&signature, &bytes).unwrap();
-        assert_eq!(keys, key.public_armored());
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -170,7 +195,7 @@ mod tests {
     async fn a_cut_request_gets_no_signature() {
         let (_dir, _key, signer) = serve(Policy::default()).await;
         let reply = tokio::task::spawn_blocking(move || {
-            let mut stream = signer.connect().unwrap();
+            let mut stream = signer.endpoint.connect().unwrap();
             stream.write_all(&[protocol::SIGN]).unwrap();
             stream.write_all(&100u64.to_be_bytes()).unwrap();
             stream.write_all(&[1; 40]).unwrap();

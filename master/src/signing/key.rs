@@ -15,7 +15,8 @@ use pgp::composed::{
 };
 use pgp::crypto::hash::HashAlgorithm;
 use pgp::ser::Serialize;
-use pgp::types::{KeyDetails, Password};
+use pgp::types::Password;
+pub use quarters_common::farm_key::Fingerprint;
 
 /// The secret key in a key directory: armored, mode 0600.
 pub const SECRET_FILE: &str = "farm-key.asc";
@@ -42,23 +43,6 @@ pub enum KeyError {
     Sign(String),
 }
 
-/// A key's fingerprint, as `pacman-key --lsign-key` and `gpg --list-keys` show it: 40
-/// upper-case hexadecimal digits.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Fingerprint(String);
-
-impl Fingerprint {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// A detached OpenPGP signature in its binary form, as pacman reads `FILE.sig` and, in base64,
 /// `%PGPSIG%`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +57,23 @@ impl Signature {
 
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
+    }
+
+    /// The signature in a `%PGPSIG%` value.
+    pub fn from_base64(text: &str) -> Option<Self> {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .ok()
+            .map(Signature)
+    }
+
+    /// The fingerprint of the key that made it, as the signature says (not checked: pacman
+    /// checks).
+    pub fn issuer(&self) -> Option<Fingerprint> {
+        let parsed = DetachedSignature::from_bytes(&self.0[..]).ok()?;
+        let issuer = parsed.signature.issuer_fingerprint().into_iter().next()?;
+        Some(Fingerprint::from_hex(format!("{issuer:X}")))
     }
 
     /// The signature as `%PGPSIG%` holds it.
@@ -181,7 +182,7 @@ impl FarmKey {
     }
 
     pub fn fingerprint(&self) -> Fingerprint {
-        Fingerprint(format!("{:X}", self.secret.fingerprint()))
+        Fingerprint::of(&self.secret.primary_key)
     }
 
     /// The public key, armored, as `pacman-key --add` reads it.
@@ -234,12 +235,17 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(key.fingerprint().as_str().len(), 40);
+        let public =
+            quarters_common::farm_key::FarmPublicKey::read(&dir.path().join(PUBLIC_FILE)).unwrap();
+        assert_eq!(public.fingerprint, key.fingerprint());
         let again = FarmKey::init(dir.path(), "Farm <farm@example.org>", false).unwrap_err();
         assert!(matches!(again, KeyError::Exists { .. }), "{again}");
         let loaded = FarmKey::load(dir.path()).unwrap();
         assert_eq!(loaded.fingerprint(), key.fingerprint());
 
         let signature = loaded.sign(&b"a package"[..]).unwrap();
+        let read_back = Signature::from_base64(&signature.to_base64()).unwrap();
+        assert_eq!(read_back.issuer(), Some(key.fingerprint()));
         key.verify(&signature, b"a package").unwrap();
         assert!(key.verify(&signature, b"a packagf").is_err());
         let other = FarmKey::generate("Other <o@example.org>").unwrap();

@@ -642,3 +642,75 @@ async fn a_builder_installs_nothing_from_a_database_the_farm_did_not_sign() {
     assert_eq!(state.counts.get("built"), Some(&1), "{:?}", state.counts);
     farm.stop(Duration::from_secs(10)).await.unwrap();
 }
+
+/// The farm builds its own keyring package from the source `quartersctl key package` writes;
+/// a client that installs it and runs `pacman-key --populate quarters`, as archlinux-keyring
+/// users do, trusts the farm key with no fingerprint typed, and installs with
+/// `SigLevel = Required`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_farm_builds_its_keyring_package_and_a_client_populates_it() {
+    let template = template_root();
+    let dir = tempfile::tempdir().unwrap();
+    let packages = dir.path().join("packages");
+    let recipes = hello_recipes();
+    makepkg::write_tree(&packages, &recipes[..1]);
+    makepkg::git_commit_all(&packages, "libhello");
+    let (master_extra, builder_extra) = farm_config(&template, "");
+    let mut farm = start_farm_in(dir.path(), 1, &master_extra, &builder_extra).await;
+    let signer = farm.signer.as_ref().expect("test farms sign");
+    let out = quarters_tests::command("quartersctl")
+        .args(["key", "package", "--key"])
+        .arg(&signer.public_key)
+        .arg("--out")
+        .arg(&packages)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    makepkg::git_commit_all(&packages, "the farm's keyring");
+    let state = wait_for_farm(&farm, "both built", Duration::from_secs(300), |s| {
+        s.counts.get("built") == Some(&2) || s.counts.contains_key("failed")
+    })
+    .await;
+    assert_eq!(state.counts.get("built"), Some(&2), "{state:#?}");
+
+    // Bootstrapping, as with any distribution's keyring: the first install trusts the
+    // channel, then signatures are required.
+    let build_repo = || {
+        vec![(
+            "quarters-build",
+            format!("{}repo/build/$arch", farm.master.url),
+        )]
+    };
+    let bootstrap = PacmanRoot::new(&farm.ca_cert, &build_repo());
+    bootstrap.install(&["quarters-keyring"]);
+    let keyrings = bootstrap.root.join("usr/share/pacman/keyrings");
+    assert!(keyrings.join("quarters.gpg").is_file());
+
+    // pacman-key reads keyrings from one directory (Debian's patches it to
+    // /usr/share/keyrings); the installed one is bound there for this pacman-key only.
+    let script = std::fs::read_to_string("/usr/bin/pacman-key").unwrap();
+    let import_dir = script
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("local KEYRING_IMPORT_DIR="))
+        .expect("pacman-key names its keyring directory")
+        .trim_matches(['\'', '"']);
+    let gpgdir = dir.path().join("client-gnupg");
+    let pacman_key = |args: &str| {
+        let out = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(format!(
+                "mount --bind \"$0\" {import_dir} && exec pacman-key --gpgdir \"$1\" {args}"
+            ))
+            .arg(&keyrings)
+            .arg(&gpgdir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pacman-key {args}: {out:?}");
+    };
+    pacman_key("--init");
+    pacman_key("--populate quarters");
+
+    let client = PacmanRoot::with_keyring(&farm.ca_cert, &build_repo(), &gpgdir);
+    client.install(&["libhello"]);
+    farm.stop(Duration::from_secs(10)).await.unwrap();
+}

@@ -101,6 +101,22 @@ async fn pacman_trusting_only_the_farm_key_installs_what_the_farm_signed_and_ref
         .wait_for("both live", |s| s.counts.get("live") == Some(&2))
         .await;
 
+    // `why` says who packaged, who built and who signed what each repository holds.
+    let (ok, text) = quarters_tests::quartersctl(&master.config, &["why", "hello"]);
+    assert!(ok, "{text}");
+    for repo in ["the build repository", "the live repository"] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("hello 1.0-1 in {repo}")))
+            .unwrap_or_else(|| panic!("no line for {repo}:\n{text}"));
+        assert!(
+            line.contains("packaged by Pat Packager <pat@example.org>")
+                && line.contains("built on builder-1 (build b2)")
+                && line.contains(&format!("signed by the farm key {}", signer.fingerprint)),
+            "{line}"
+        );
+    }
+
     // A fresh keyring that trusts the farm key and nothing else; every signature required.
     let ca_pem = ca.join("ca.pem");
     let trusting = |server: String| {

@@ -1,0 +1,91 @@
+//! `quartersctl key package`: the farm's keyring as a package source, for the farm to build
+//! like any other package. Installed, it puts the key where `pacman-key --populate NAME` reads
+//! keyrings (`/usr/share/pacman/keyrings`, as archlinux-keyring does) and populates it, so
+//! that a client's pacman trusts the farm key without anyone typing a fingerprint.
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use quarters_common::farm_key::FarmPublicKey;
+use sha2::{Digest, Sha256};
+
+/// Writes the source of package `NAME-keyring` for `key` into `out/NAME-keyring/` (PKGBUILD,
+/// .SRCINFO and the files they name), replacing what an earlier run wrote there. Returns the
+/// package directory.
+pub fn write_source(key: &FarmPublicKey, name: &str, out: &Path) -> io::Result<PathBuf> {
+    let pkgname = format!("{name}-keyring");
+    quarters_common::peer_input::PkgName::parse(&pkgname).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("keyring name {name:?}: {e}"),
+        )
+    })?;
+    let dir = out.join(&pkgname);
+    std::fs::create_dir_all(&dir)?;
+    // The version is the key's creation time: a new key makes a newer package.
+    let made = time::OffsetDateTime::from_unix_timestamp(i64::from(key.created))
+        .map_err(io::Error::other)?;
+    let pkgver = format!(
+        "{:04}{:02}{:02}.{:02}{:02}{:02}",
+        made.year(),
+        u8::from(made.month()),
+        made.day(),
+        made.hour(),
+        made.minute(),
+        made.second()
+    );
+    let install = format!("{pkgname}.install");
+    let files: [(String, String); 3] = [
+        (format!("{name}.gpg"), key.armored.clone()),
+        // Ownertrust lines, as archlinux-keyring's: pacman-key lsigns every key listed here.
+        (
+            format!("{name}-trusted"),
+            format!("{}:4:\n", key.fingerprint),
+        ),
+        (format!("{name}-revoked"), String::new()),
+    ];
+    let mut sums = Vec::new();
+    for (file, text) in &files {
+        std::fs::write(dir.join(file), text)?;
+        sums.push(
+            Sha256::digest(text.as_bytes())
+                .iter()
+                .fold(String::new(), |mut s, b| {
+                    let _ = write!(s, "{b:02x}");
+                    s
+                }),
+        );
+    }
+    std::fs::write(
+        dir.join(&install),
+        format!(
+            "post_upgrade() {{\n  if usr/bin/pacman-key -l >/dev/null 2>&1; then\n    usr/bin/pacman-key --populate {name}\n  fi\n}}\n\npost_install() {{\n  post_upgrade\n}}\n"
+        ),
+    )?;
+    let names: Vec<&str> = files.iter().map(|(f, _)| f.as_str()).collect();
+    let pkgdesc = format!("{name} build farm keyring: the key that signs its packages");
+    let pkgbuild = format!(
+        "# Written by `quartersctl key package` for the key {fingerprint}.\npkgname={pkgname}\npkgver={pkgver}\npkgrel=1\npkgdesc='{pkgdesc}'\narch=(any)\nlicense=('CC0-1.0')\ninstall={install}\nsource=({sources})\nsha256sums=({sums})\n\npackage() {{\n  install -Dm644 -t \"$pkgdir/usr/share/pacman/keyrings/\" {sources}\n}}\n",
+        fingerprint = key.fingerprint,
+        sources = names.join(" "),
+        sums = sums
+            .iter()
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    std::fs::write(dir.join("PKGBUILD"), pkgbuild)?;
+    let mut srcinfo = format!(
+        "pkgbase = {pkgname}\n\tpkgdesc = {pkgdesc}\n\tpkgver = {pkgver}\n\tpkgrel = 1\n\tinstall = {install}\n\tarch = any\n\tlicense = CC0-1.0\n"
+    );
+    for file in &names {
+        let _ = writeln!(srcinfo, "\tsource = {file}");
+    }
+    for sum in &sums {
+        let _ = writeln!(srcinfo, "\tsha256sums = {sum}");
+    }
+    let _ = write!(srcinfo, "\npkgname = {pkgname}\n");
+    std::fs::write(dir.join(".SRCINFO"), srcinfo)?;
+    Ok(dir)
+}
