@@ -261,7 +261,9 @@ pub struct BuilderConfig {
     /// The farm CA certificate, for tools that reach the master (pacman's curl).
     pub ca: PathBuf,
     /// The farm's signing key, when the farm signs.
-    pub farm_key: Option<FarmPublicKey>,
+    /// The farm's signing keys, when the farm signs: the current one, and retired ones still
+    /// listed.
+    pub farm_key: Option<Vec<FarmPublicKey>>,
     pub driver: DriverConfig,
     pub lease: Duration,
     pub identity: Identity,
@@ -403,7 +405,7 @@ impl BuilderConfig {
         let farm_key = match &file.farm_key {
             None => None,
             Some(key) => Some(
-                FarmPublicKey::read(&config::resolve(path, key))
+                FarmPublicKey::read_all(&config::resolve(path, key))
                     .map_err(|e| ConfigError::invalid(path, "farm_key", e))?,
             ),
         };

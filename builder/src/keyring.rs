@@ -12,23 +12,28 @@ use tokio::process::Command;
 
 use quarters_common::farm_key::FarmPublicKey;
 
-/// Makes the keyring in `dir` (replacing what is there), trusting `key` and nothing else.
-pub async fn make(dir: &Path, key: &FarmPublicKey) -> anyhow::Result<PathBuf> {
+/// Makes the keyring in `dir` (replacing what is there), trusting `keys` (all from one file)
+/// and nothing else.
+pub async fn make(dir: &Path, keys: &[FarmPublicKey]) -> anyhow::Result<PathBuf> {
+    let Some(first) = keys.first() else {
+        bail!("no key to trust");
+    };
     if dir.exists() {
         tokio::fs::remove_dir_all(dir)
             .await
             .with_context(|| format!("removing the old keyring {}", dir.display()))?;
     }
-    let path = key.path.display().to_string();
-    for args in [
-        &["--init"][..],
-        &["--add", &path],
-        &["--lsign-key", key.fingerprint.as_str()],
-    ] {
+    let path = first.path.display().to_string();
+    let mut steps: Vec<Vec<&str>> = vec![vec!["--init"], vec!["--add", &path]];
+    steps.extend(
+        keys.iter()
+            .map(|k| vec!["--lsign-key", k.fingerprint.as_str()]),
+    );
+    for args in &steps {
         let out = Command::new("pacman-key")
             .arg("--gpgdir")
             .arg(dir)
-            .args(args)
+            .args(args.iter())
             .output()
             .await
             .context("running pacman-key (contrib/tools.sh installs it)")?;

@@ -49,7 +49,8 @@ pub async fn run(
             let keyring = keyring::make(&dir, key)
                 .await
                 .with_context(|| format!("making the keyring {}", dir.display()))?;
-            tracing::info!(fingerprint = %key.fingerprint, "dependencies must be signed by the farm key");
+            let trusted: Vec<String> = key.iter().map(|k| k.fingerprint.to_string()).collect();
+            tracing::info!(keys = %trusted.join(", "), "dependencies must be signed by the farm key");
             Some(keyring)
         }
         (None, DriverConfig::Chroot(_)) => {

@@ -50,6 +50,36 @@ impl FarmPublicKey {
         Self::parse(path, text)
     }
 
+    /// Every key in the file at `path`, in its order (`quartersctl key export` writes the
+    /// current key first, then the retired ones clients may still need): one armored block
+    /// each. At least one.
+    pub fn read_all(path: &Path) -> Result<Vec<Self>, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::parse_all(path, &text)
+    }
+
+    /// Every armored key block in `text`, which came from `path`.
+    pub fn parse_all(path: &Path, text: &str) -> Result<Vec<Self>, String> {
+        const BEGIN: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
+        let keys = text
+            .match_indices(BEGIN)
+            .map(|(at, _)| {
+                let rest = &text[at..];
+                let end = rest[BEGIN.len()..]
+                    .find(BEGIN)
+                    .map_or(rest.len(), |e| e + BEGIN.len());
+                Self::parse(path, rest[..end].to_owned())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if keys.is_empty() {
+            return Err(format!(
+                "{}: holds no armored OpenPGP public key",
+                path.display()
+            ));
+        }
+        Ok(keys)
+    }
+
     /// The key in `armored`, which came from `path` (a file, or a socket that answered it).
     pub fn parse(path: &Path, armored: String) -> Result<Self, String> {
         let (key, _) = SignedPublicKey::from_string(&armored)
@@ -81,5 +111,7 @@ mod tests {
         );
         let e = FarmPublicKey::read(&dir.path().join("missing.asc")).unwrap_err();
         assert!(e.contains("missing.asc"), "{e}");
+        let e = FarmPublicKey::parse_all(&path, "no key here\n").unwrap_err();
+        assert!(e.contains("holds no armored OpenPGP public key"), "{e}");
     }
 }

@@ -157,6 +157,9 @@ pub async fn run(
         ));
     }
     tasks.spawn(tick(master.clone(), cancel.clone()));
+    if let Some(signer) = master.repos.signer().cloned() {
+        tasks.spawn(watch_signing_key(master.clone(), signer, cancel.clone()));
+    }
     let spool = spool::spool_dir(&state_dir);
     spool::prepare(&spool).with_context(|| format!("creating the spool {}", spool.display()))?;
     tasks.spawn(spool::run(master.clone(), spool, cancel.clone()));
@@ -182,6 +185,42 @@ pub async fn run(
 
 /// Tells the core that time passed, now and then: claims lapse with time alone (a dead builder
 /// renews nothing), and pulls that were postponed are tried again.
+/// How often the signer is asked which key it signs with.
+const KEY_CHECK: Duration = Duration::from_secs(5);
+
+/// Tells the core the signer's key at start-up and whenever it changes (a rotation), so that
+/// what was signed by another key is signed again. Asked from here, not from the core: a
+/// signer that hangs holds up this task, never the core.
+async fn watch_signing_key(
+    master: Arc<Master>,
+    signer: crate::signing::Signer,
+    cancel: CancellationToken,
+) {
+    let mut last = None;
+    let mut every = tokio::time::interval(KEY_CHECK);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let asked = signer.clone();
+        let key = match tokio::task::spawn_blocking(move || asked.current_key()).await {
+            Ok(Ok(key)) => key.fingerprint,
+            Ok(Err(e)) => {
+                tracing::warn!("asking the signer for its key: {e}");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        if last.as_ref() != Some(&key) {
+            last = Some(key.clone());
+            if master.events().send(Event::SigningKey(key)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
 async fn tick(master: Arc<Master>, cancel: CancellationToken) {
     let mut every = tokio::time::interval(TICK);
     loop {

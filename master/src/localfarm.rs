@@ -57,7 +57,7 @@ impl LocalSigner {
         let fingerprint = farm_key.fingerprint();
         tokio::spawn(daemon::run(
             listener,
-            std::sync::Arc::new(farm_key),
+            std::sync::Arc::new(daemon::KeyStore::load(&key_dir)?),
             daemon::Policy::default(),
             stop.clone().cancelled_owned(),
         ));

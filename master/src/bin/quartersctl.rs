@@ -225,10 +225,20 @@ enum KeyCommand {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Replaces the key with a new one; the old public key stays listed (in `export` and
+    /// keyring packages) until DIR/retired/FINGERPRINT.pub.asc is removed. A running signer
+    /// takes the new key at once, and the master signs everything again with it.
+    Rotate {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The new key's user id.
+        #[arg(long, default_value = "Quarters build farm <quarters@localhost>")]
+        user_id: String,
+    },
     /// Writes the source of package NAME-keyring (the public key and its trust, for
     /// `pacman-key --populate NAME`) into OUT/NAME-keyring, for the farm to build.
     Package {
-        /// The public key, as `key export` prints it.
+        /// The public keys, as `key export` prints them: the current one first.
         #[arg(long)]
         key: PathBuf,
         /// Where the package's directory goes: the farm's source tree, say.
@@ -425,30 +435,47 @@ fn key(command: KeyCommand) -> anyhow::Result<()> {
         }
         KeyCommand::Export { dir } => {
             let key = FarmKey::load(&dir)?;
-            print!("{}", key.public_armored());
+            let (text, retired) = key.exported(&dir)?;
+            print!("{text}");
             eprintln!("fingerprint: {}", key.fingerprint());
+            for fingerprint in retired {
+                eprintln!("retired, still listed: {fingerprint}");
+            }
+        }
+        KeyCommand::Rotate { dir, user_id } => {
+            let (old, new) = FarmKey::rotate(&dir, &user_id)?;
+            println!("farm signing key: {} (was {old})", new.fingerprint());
+            println!(
+                "A running signer signs with it from its next request, and the master signs again\n\
+                 everything in both repositories. {old} stays listed by `key export` and keyring\n\
+                 packages until you remove {}.",
+                dir.join(quarters_master::signing::key::RETIRED_DIR)
+                    .join(format!("{old}.pub.asc"))
+                    .display()
+            );
         }
         KeyCommand::Package { key, out, name } => {
-            let key = quarters_common::farm_key::FarmPublicKey::read(&key)
+            let keys = quarters_common::farm_key::FarmPublicKey::read_all(&key)
                 .map_err(|e| anyhow::anyhow!(e))?;
-            let dir = quarters_master::signing::keyring::write_source(&key, &name, &out)
+            let dir = quarters_master::signing::keyring::write_source(&keys, &name, &out)
                 .map_err(|e| anyhow::anyhow!("writing into {}: {e}", out.display()))?;
-            println!("{}: the keyring of {}", dir.display(), key.fingerprint);
+            let listed: Vec<String> = keys.iter().map(|k| k.fingerprint.to_string()).collect();
+            println!("{}: the keyring of {}", dir.display(), listed.join(", "));
         }
         KeyCommand::Serve {
             dir,
             socket,
             allow_uids,
         } => {
-            let key = std::sync::Arc::new(FarmKey::load(&dir)?);
+            let keys = std::sync::Arc::new(daemon::KeyStore::load(&dir)?);
             let policy = daemon::Policy {
                 allowed_uids: allow_uids,
                 ..daemon::Policy::default()
             };
             tokio::runtime::Runtime::new()?.block_on(async {
                 let listener = daemon::bind(&socket)?;
-                tracing::info!(fingerprint = %key.fingerprint(), socket = %socket.display(), "signing");
-                daemon::run(listener, key, policy, quarters_common::shutdown::signal()).await;
+                tracing::info!(fingerprint = %keys.current().fingerprint(), socket = %socket.display(), "signing");
+                daemon::run(listener, keys, policy, quarters_common::shutdown::signal()).await;
                 let _ = std::fs::remove_file(&socket);
                 anyhow::Ok(())
             })?;

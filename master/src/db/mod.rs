@@ -443,6 +443,33 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Sets `%PGPSIG%` of every entry of each file in `signed` (file name, base64), in one
+    /// transaction; returns the repositories and architectures whose databases changed.
+    pub fn set_pgpsigs(
+        &mut self,
+        signed: &[(String, String)],
+    ) -> Result<std::collections::BTreeSet<(RepoKind, String)>, DbError> {
+        let tx = self.conn.transaction()?;
+        let mut changed = std::collections::BTreeSet::new();
+        {
+            let mut select = tx
+                .prepare("SELECT rowid, repo, arch, desc FROM repo_packages WHERE filename = ?1")?;
+            let mut update = tx.prepare("UPDATE repo_packages SET desc = ?2 WHERE rowid = ?1")?;
+            for (file, pgpsig) in signed {
+                let rows: Vec<(i64, String, String, String)> = select
+                    .query_map([file], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect::<Result<_, _>>()?;
+                for (rowid, repo, arch, desc) in rows {
+                    let desc = crate::repo::package::with_pgpsig(&desc, pgpsig);
+                    update.execute(params![rowid, desc])?;
+                    changed.insert((repo_kind(&repo), arch));
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(changed)
+    }
+
     /// The repositories' contents as the planner sees them (without the database texts,
     /// which the planner never reads).
     pub fn binaries(&self) -> Result<Vec<BinaryPackage>, DbError> {

@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::builders::{BuilderRead, Judgement};
 use super::model::{BuilderSlot, Model, SourceSlot, Tarball, TarballKey, committed_claims};
+use super::resign::{ResignState, Resigned};
 use super::sources::TarballRequest;
 use crate::config::MasterConfig;
 use crate::db::{Db, DbError, Failure, RepoEntry};
@@ -37,6 +38,7 @@ use crate::plan::relation::provision;
 use crate::plan::{Progress, Resolution, UnitKey, UnitSpec};
 use crate::quarantine::Quarantine;
 use crate::repo::Repos;
+use crate::signing::Fingerprint;
 
 /// Events applied in one turn at most, so that a flood still gets published now and then.
 const BATCH: usize = 1024;
@@ -69,6 +71,10 @@ pub(crate) enum Event {
     },
     /// Time passed: claims lapse with time alone, and postponed pulls are tried again.
     Tick,
+    /// The signer signs with this key (sent at start-up, and when it changes).
+    SigningKey(Fingerprint),
+    /// Package files signed again with the signer's key.
+    Resigned(Resigned),
     /// The master is stopping.
     Stop,
 }
@@ -122,6 +128,7 @@ pub(crate) struct Core {
     /// Kept until a verdict changes.
     facts: Option<Facts>,
     todo: Todo,
+    pub(super) resign: ResignState,
 }
 
 /// What the core is made from.
@@ -195,6 +202,7 @@ impl Core {
             repo_changes: RepoChanges::default(),
             facts: None,
             todo: Todo::default(),
+            resign: ResignState::default(),
         }
     }
 
@@ -245,6 +253,8 @@ impl Core {
                 self.todo.replan = true;
                 self.todo.judge = true;
             }
+            Event::SigningKey(key) => self.signing_key(key),
+            Event::Resigned(resigned) => self.resigned(resigned),
             Event::Stop => {}
         }
     }
@@ -271,6 +281,15 @@ impl Core {
 
     pub(super) fn request_judging(&mut self) {
         self.todo.judge = true;
+    }
+
+    /// A repository's databases must be written again (signatures changed, say), though no
+    /// package entered or left it.
+    pub(super) fn rewrite_databases(
+        &mut self,
+        which: impl IntoIterator<Item = (RepoKind, String)>,
+    ) {
+        self.todo.rewrite.extend(which);
     }
 
     /// A repository gained `entry` (committed in SQLite): its databases are written again

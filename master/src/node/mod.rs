@@ -14,6 +14,7 @@ mod builders;
 mod core;
 mod ctl;
 mod model;
+mod resign;
 mod sources;
 mod standing;
 mod wire;

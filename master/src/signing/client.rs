@@ -38,13 +38,7 @@ impl Signer {
             socket,
             timeout: Duration::from_secs(60),
         };
-        let armored = endpoint.public_keys()?;
-        let key = FarmPublicKey::parse(&endpoint.socket, armored).map_err(|message| {
-            SignError::Refused {
-                socket: endpoint.socket.clone(),
-                message,
-            }
-        })?;
+        let key = current_key(&endpoint)?;
         Ok(Signer { endpoint, key })
     }
 
@@ -52,9 +46,14 @@ impl Signer {
         &self.endpoint.socket
     }
 
-    /// The key the signer signs with.
+    /// The key the signer signed with when it was reached.
     pub fn key(&self) -> &FarmPublicKey {
         &self.key
+    }
+
+    /// The key the signer signs with now: asked again, as a rotation changes it.
+    pub fn current_key(&self) -> Result<FarmPublicKey, SignError> {
+        current_key(&self.endpoint)
     }
 
     pub fn sign_bytes(&self, bytes: &[u8]) -> Result<Signature, SignError> {
@@ -70,6 +69,20 @@ impl Signer {
         let len = file.metadata().map_err(read)?.len();
         self.endpoint.sign(len, &mut file)
     }
+}
+
+/// The first of the keys the signer lists: the one it signs with.
+fn current_key(endpoint: &Endpoint) -> Result<FarmPublicKey, SignError> {
+    let armored = endpoint.public_keys()?;
+    let refused = |message| SignError::Refused {
+        socket: endpoint.socket.clone(),
+        message,
+    };
+    let keys = FarmPublicKey::parse_all(&endpoint.socket, &armored).map_err(refused)?;
+    Ok(keys
+        .into_iter()
+        .next()
+        .expect("parse_all returns at least one key"))
 }
 
 /// Where the signer listens, and how long a request may take.
@@ -146,12 +159,13 @@ mod tests {
 
     async fn serve(policy: Policy) -> (tempfile::TempDir, Arc<FarmKey>, Signer) {
         let dir = tempfile::tempdir().unwrap();
-        let key = Arc::new(FarmKey::generate("Farm <farm@example.org>").unwrap());
+        FarmKey::init(dir.path(), "Farm <farm@example.org>", false).unwrap();
+        let key = Arc::new(FarmKey::load(dir.path()).unwrap());
         let socket = dir.path().join("signer.sock");
         let listener = tokio::net::UnixListener::bind(&socket).unwrap();
         tokio::spawn(daemon::run(
             listener,
-            key.clone(),
+            Arc::new(daemon::KeyStore::load(dir.path()).unwrap()),
             policy,
             std::future::pending(),
         ));
@@ -173,6 +187,24 @@ mod tests {
             .await
             .unwrap();
         key.verify(&signature, &bytes).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_rotated_key_signs_without_a_restart() {
+        let (dir, old, signer) = serve(Policy::default()).await;
+        let (retired, new) = FarmKey::rotate(dir.path(), "Farm <farm@example.org>").unwrap();
+        assert_eq!(retired, old.fingerprint());
+        let socket = signer.socket().to_owned();
+        let (signature, again) = tokio::task::spawn_blocking(move || {
+            (
+                signer.sign_bytes(b"after").unwrap(),
+                Signer::connect(socket).unwrap(),
+            )
+        })
+        .await
+        .unwrap();
+        new.verify(&signature, b"after").unwrap();
+        assert_eq!(again.key().fingerprint, new.fingerprint());
     }
 
     #[tokio::test(flavor = "multi_thread")]

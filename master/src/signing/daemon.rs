@@ -7,15 +7,17 @@
 use std::future::Future;
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
+use std::time::SystemTime;
 
 use anyhow::Context;
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 
-use super::key::FarmKey;
+use super::key::{self, FarmKey, KeyError};
 use super::protocol::{self, Counted};
 
 /// Who may ask, and how much.
@@ -71,13 +73,99 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
+/// The signer's key: the one in its directory, read again when the secret key file changes
+/// (`quartersctl key rotate`), so that a rotation needs no restart.
+#[derive(Debug)]
+pub struct KeyStore {
+    dir: Option<PathBuf>,
+    loaded: Mutex<Loaded>,
+}
+
+#[derive(Debug)]
+struct Loaded {
+    /// The secret key file's modification time and length when it was read.
+    stamp: Option<(SystemTime, u64)>,
+    key: Arc<FarmKey>,
+}
+
+impl KeyStore {
+    /// The key in `dir`, followed there.
+    pub fn load(dir: &Path) -> Result<Self, KeyError> {
+        let stamp = stamp(dir);
+        let key = Arc::new(FarmKey::load(dir)?);
+        Ok(KeyStore {
+            dir: Some(dir.to_owned()),
+            loaded: Mutex::new(Loaded { stamp, key }),
+        })
+    }
+
+    /// `key`, for good.
+    pub fn fixed(key: FarmKey) -> Self {
+        KeyStore {
+            dir: None,
+            loaded: Mutex::new(Loaded {
+                stamp: None,
+                key: Arc::new(key),
+            }),
+        }
+    }
+
+    /// The key to sign with now.
+    pub fn current(&self) -> Arc<FarmKey> {
+        let lock = || self.loaded.lock().expect("no code panics holding the key");
+        let Some(dir) = &self.dir else {
+            return lock().key.clone();
+        };
+        let now = stamp(dir);
+        {
+            let loaded = lock();
+            if loaded.stamp == now {
+                return loaded.key.clone();
+            }
+        }
+        // Read outside the lock; a key that does not load leaves the one in use.
+        match FarmKey::load(dir) {
+            Ok(key) => {
+                let key = Arc::new(key);
+                tracing::info!(fingerprint = %key.fingerprint(), "the farm key changed; signing with the new one");
+                let mut loaded = lock();
+                *loaded = Loaded {
+                    stamp: now,
+                    key: key.clone(),
+                };
+                key
+            }
+            Err(e) => {
+                tracing::error!(
+                    "the key file changed but cannot be used, so the old key signs on: {e}"
+                );
+                lock().key.clone()
+            }
+        }
+    }
+
+    /// The public keys clients should trust, the current one first.
+    fn exported(&self) -> Result<String, KeyError> {
+        let key = self.current();
+        match &self.dir {
+            Some(dir) => key.exported(dir).map(|(text, _)| text),
+            None => Ok(key.public_armored()),
+        }
+    }
+}
+
+fn stamp(dir: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(dir.join(key::SECRET_FILE)).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
 /// Requests served at once; the rest wait in the socket's backlog.
 const CONCURRENT: usize = 4;
 
 /// Serves `listener` with `key` until `shutdown` completes.
 pub async fn run(
     listener: UnixListener,
-    key: Arc<FarmKey>,
+    keys: Arc<KeyStore>,
     policy: Policy,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -113,7 +201,7 @@ pub async fn run(
             );
             continue;
         }
-        let (key, policy) = (key.clone(), policy.clone());
+        let (keys, policy) = (keys.clone(), policy.clone());
         let stream = match stream.into_std() {
             Ok(stream) => stream,
             Err(e) => {
@@ -122,7 +210,7 @@ pub async fn run(
             }
         };
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = serve_one(stream, &key, &policy) {
+            if let Err(e) = serve_one(stream, &keys, &policy) {
                 tracing::warn!(uid, "a signing request failed: {e}");
             }
             drop(permit);
@@ -131,14 +219,17 @@ pub async fn run(
 }
 
 /// Answers one request on `stream`.
-fn serve_one(mut stream: UnixStream, key: &FarmKey, policy: &Policy) -> io::Result<()> {
+fn serve_one(mut stream: UnixStream, keys: &KeyStore, policy: &Policy) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(policy.idle))?;
     stream.set_write_timeout(Some(policy.idle))?;
     let mut kind = [0u8; 1];
     stream.read_exact(&mut kind)?;
     match kind[0] {
-        protocol::KEYS => protocol::write_reply(&mut stream, Ok(key.public_armored().as_bytes())),
+        protocol::KEYS => match keys.exported() {
+            Ok(text) => protocol::write_reply(&mut stream, Ok(text.as_bytes())),
+            Err(e) => protocol::write_reply(&mut stream, Err(&e.to_string())),
+        },
         protocol::SIGN => {
             let mut len = [0u8; 8];
             stream.read_exact(&mut len)?;
@@ -154,7 +245,7 @@ fn serve_one(mut stream: UnixStream, key: &FarmKey, policy: &Policy) -> io::Resu
                 inner: (&mut stream).take(len),
                 count: 0,
             };
-            let signed = key.sign(&mut data);
+            let signed = keys.current().sign(&mut data);
             let reply = match signed {
                 // A short read means the client went away or stalled: the signature would be
                 // over less than it meant, so there is none.

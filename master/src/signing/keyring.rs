@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use quarters_common::farm_key::FarmPublicKey;
 use sha2::{Digest, Sha256};
 
-/// Writes the source of package `NAME-keyring` for `key` into `out/NAME-keyring/` (PKGBUILD,
+/// Writes the source of package `NAME-keyring` for `keys` (the current key first, then the
+/// retired ones clients may still need) into `out/NAME-keyring/` (PKGBUILD,
 /// .SRCINFO and the files they name), replacing what an earlier run wrote there. Returns the
 /// package directory.
-pub fn write_source(key: &FarmPublicKey, name: &str, out: &Path) -> io::Result<PathBuf> {
+pub fn write_source(keys: &[FarmPublicKey], name: &str, out: &Path) -> io::Result<PathBuf> {
     let pkgname = format!("{name}-keyring");
     quarters_common::peer_input::PkgName::parse(&pkgname).map_err(|e| {
         io::Error::new(
@@ -23,9 +24,14 @@ pub fn write_source(key: &FarmPublicKey, name: &str, out: &Path) -> io::Result<P
     })?;
     let dir = out.join(&pkgname);
     std::fs::create_dir_all(&dir)?;
-    // The version is the key's creation time: a new key makes a newer package.
-    let made = time::OffsetDateTime::from_unix_timestamp(i64::from(key.created))
-        .map_err(io::Error::other)?;
+    let newest = keys
+        .iter()
+        .map(|k| k.created)
+        .max()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a keyring needs a key"))?;
+    // The version is the newest key's creation time: a rotation makes a newer package.
+    let made =
+        time::OffsetDateTime::from_unix_timestamp(i64::from(newest)).map_err(io::Error::other)?;
     let pkgver = format!(
         "{:04}{:02}{:02}.{:02}{:02}{:02}",
         made.year(),
@@ -37,11 +43,16 @@ pub fn write_source(key: &FarmPublicKey, name: &str, out: &Path) -> io::Result<P
     );
     let install = format!("{pkgname}.install");
     let files: [(String, String); 3] = [
-        (format!("{name}.gpg"), key.armored.clone()),
+        (
+            format!("{name}.gpg"),
+            keys.iter().map(|k| k.armored.as_str()).collect::<String>(),
+        ),
         // Ownertrust lines, as archlinux-keyring's: pacman-key lsigns every key listed here.
         (
             format!("{name}-trusted"),
-            format!("{}:4:\n", key.fingerprint),
+            keys.iter()
+                .map(|k| format!("{}:4:\n", k.fingerprint))
+                .collect(),
         ),
         (format!("{name}-revoked"), String::new()),
     ];
@@ -66,8 +77,12 @@ pub fn write_source(key: &FarmPublicKey, name: &str, out: &Path) -> io::Result<P
     let names: Vec<&str> = files.iter().map(|(f, _)| f.as_str()).collect();
     let pkgdesc = format!("{name} build farm keyring: the key that signs its packages");
     let pkgbuild = format!(
-        "# Written by `quartersctl key package` for the key {fingerprint}.\npkgname={pkgname}\npkgver={pkgver}\npkgrel=1\npkgdesc='{pkgdesc}'\narch=(any)\nlicense=('CC0-1.0')\ninstall={install}\nsource=({sources})\nsha256sums=({sums})\n\npackage() {{\n  install -Dm644 -t \"$pkgdir/usr/share/pacman/keyrings/\" {sources}\n}}\n",
-        fingerprint = key.fingerprint,
+        "# Written by `quartersctl key package` for the keys {fingerprints}.\npkgname={pkgname}\npkgver={pkgver}\npkgrel=1\npkgdesc='{pkgdesc}'\narch=(any)\nlicense=('CC0-1.0')\ninstall={install}\nsource=({sources})\nsha256sums=({sums})\n\npackage() {{\n  install -Dm644 -t \"$pkgdir/usr/share/pacman/keyrings/\" {sources}\n}}\n",
+        fingerprints = keys
+            .iter()
+            .map(|k| k.fingerprint.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         sources = names.join(" "),
         sums = sums
             .iter()

@@ -87,6 +87,10 @@ fn repo_add_entries(pool: &Path, files: &[String]) -> BTreeMap<String, (String, 
     let work = tempfile::tempdir().unwrap();
     for f in files {
         std::fs::copy(pool.join(f), work.path().join(f)).unwrap();
+        // repo-add reads a package's signature from FILE.sig beside it, as the farm keeps it.
+        let sig = format!("{f}.sig");
+        std::fs::copy(pool.join(&sig), work.path().join(&sig))
+            .unwrap_or_else(|e| panic!("{sig}: the farm signs every package: {e}"));
     }
     let db = work.path().join("corpus.db.tar.gz");
     run(Command::new("repo-add")

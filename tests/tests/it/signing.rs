@@ -213,4 +213,88 @@ async fn pacman_trusting_only_the_farm_key_installs_what_the_farm_signed_and_ref
         text.contains("failed retrieving file 'quarters.db.sig'"),
         "{text}"
     );
+
+    // A rotation: the running signer takes the new key from its next request, and the master
+    // signs everything in both repositories again with it.
+    let out = quarters_tests::command("quartersctl")
+        .args(["key", "rotate", "--dir"])
+        .arg(&signer.key_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let new_key = quarters_master::signing::FarmKey::load(&signer.key_dir)
+        .unwrap()
+        .fingerprint();
+    assert_ne!(new_key.as_str(), signer.fingerprint);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (ok, text) = quarters_tests::quartersctl(&master.config, &["why", "hello"]);
+        assert!(ok, "{text}");
+        let signed_now = text
+            .lines()
+            .filter(|l| l.contains("hello 1.0-1 in the"))
+            .all(|l| l.contains(&format!("signed by the farm key {new_key}")));
+        if signed_now {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not signed again with {new_key}:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    // Databases follow at the turn that recorded the signatures; wait for the live one.
+    let live_db_sig = master
+        .state_dir
+        .join("repos/live")
+        .join(arch)
+        .join("quarters.db.sig");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while quarters_master::signing::Signature::from_bytes(std::fs::read(&live_db_sig).unwrap())
+        .issuer()
+        .as_ref()
+        != Some(&new_key)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the live database is not signed by {new_key}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+
+    // The export lists the new key first and the old one after it, for clients in between.
+    let out = quarters_tests::command("quartersctl")
+        .args(["key", "export", "--dir"])
+        .arg(&signer.key_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("fingerprint: {new_key}"))
+            && stderr.contains(&format!("retired, still listed: {}", signer.fingerprint)),
+        "{stderr}"
+    );
+    let new_only = dir.path().join("new.asc");
+    std::fs::copy(
+        signer
+            .key_dir
+            .join(quarters_master::signing::key::PUBLIC_FILE),
+        &new_only,
+    )
+    .unwrap();
+
+    // A client trusting only the new key installs; one trusting only the old key cannot.
+    let live_url = format!("{}repo/live/$arch", master.url);
+    PacmanRoot::trusting(
+        &ca_pem,
+        &[("quarters", live_url.clone())],
+        &new_only,
+        new_key.as_str(),
+    )
+    .install(&["hello"]);
+    let text = trusting(live_url).refuse(&["hello"]);
+    assert!(
+        text.contains(&format!("error: quarters: key \"{new_key}")) && text.contains("is unknown"),
+        "{text}"
+    );
 }
