@@ -63,6 +63,31 @@ fn demo_builds_the_examples_serves_state_to_curl_and_stops_on_ctrl_c() {
     assert_eq!(state["content"]["counts"]["live"], 7, "{state}");
     let url = args.last().unwrap().to_string();
 
+    // A new user follows the client setup the demo printed: trust the farm key, require
+    // signatures, install from the live repository.
+    let after = |prefix: &str| -> String {
+        lines
+            .iter()
+            .find_map(|l| l.split_once(prefix).map(|(_, rest)| rest.trim().to_owned()))
+            .unwrap_or_else(|| panic!("{prefix:?} not in:\n{output}"))
+    };
+    let key = after("pacman-key --add ");
+    let fingerprint = after("pacman-key --lsign-key ");
+    let ca = after("(the farm CA is ");
+    let ca = ca.trim_end_matches("):");
+    let live = after("Server = ");
+    assert!(
+        output.contains("SigLevel = Required") && live.ends_with("repo/live/$arch"),
+        "{output}"
+    );
+    let client = quarters_tests::pacman::PacmanRoot::trusting(
+        std::path::Path::new(ca),
+        &[("quarters", live)],
+        std::path::Path::new(&key),
+        &fingerprint,
+    );
+    client.install(&["hello"]);
+
     // Keep reading, so that what the demo prints while it stops has somewhere to go.
     let rest = std::thread::spawn(move || stdout.map_while(Result::ok).collect::<Vec<_>>());
     kill(Pid::from_raw(demo.id() as i32), Signal::SIGINT).unwrap();
