@@ -42,6 +42,8 @@ pub struct LocalSigner {
     pub fingerprint: crate::signing::Fingerprint,
     /// The armored public key, for `pacman-key --add`.
     pub public_key: PathBuf,
+    /// The signer's key directory (`quartersctl key ... --dir`).
+    pub key_dir: PathBuf,
     pub socket: PathBuf,
     _stop: tokio_util::sync::DropGuard,
 }
@@ -64,6 +66,7 @@ impl LocalSigner {
         Ok(LocalSigner {
             fingerprint,
             public_key: key_dir.join(key::PUBLIC_FILE),
+            key_dir: key_dir.clone(),
             socket,
             _stop: stop.drop_guard(),
         })

@@ -16,7 +16,7 @@ use crate::plan::Pin;
 use crate::repo::package::{
     ArchiveError, FileFacts, InspectError, Inspected, Limits, inspect, with_pgpsig,
 };
-use crate::signing::Signer;
+use crate::signing::{SignError, Signer};
 pub use crate::verdict::Blame;
 
 /// What the build must contain, as the master handed it out.
@@ -174,27 +174,34 @@ pub async fn pull(
 
 /// Has every pulled package signed by the farm's key: the signature goes beside the file, and
 /// into its `desc` as `%PGPSIG%`. A signer that cannot sign now postpones the build's
-/// acceptance; nothing is lost.
+/// acceptance (nothing is lost); one that refuses the file refuses the build.
 pub async fn sign(signer: &Signer, pulled: Vec<Pulled>) -> Result<Vec<Pulled>, PullError> {
     let signer = signer.clone();
     let signed = tokio::task::spawn_blocking(move || {
         pulled
             .into_iter()
             .map(|mut p| {
-                let signature = signer.sign_file(&p.path).map_err(|e| e.to_string())?;
+                let signature = signer.sign_file(&p.path).map_err(|e| match e {
+                    // The signer will not sign this file, now or later (over its size limit).
+                    SignError::Refused { .. } => PullError::Refused(Refusal {
+                        blame: Blame::Package,
+                        reason: format!("{}: {e}", p.filename),
+                    }),
+                    other => PullError::Unavailable(format!("signing: {other}")),
+                })?;
                 let path = p.path.with_file_name(format!("{}.sig", p.filename));
-                std::fs::write(&path, signature.as_bytes())
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                std::fs::write(&path, signature.as_bytes()).map_err(|e| {
+                    PullError::Unavailable(format!("signing: {}: {e}", path.display()))
+                })?;
                 p.package.desc = with_pgpsig(&p.package.desc, &signature.to_base64());
                 p.signature = Some(path);
                 Ok(p)
             })
-            .collect::<Result<Vec<_>, String>>()
+            .collect::<Result<Vec<_>, PullError>>()
     })
     .await;
     match signed {
-        Ok(Ok(pulled)) => Ok(pulled),
-        Ok(Err(e)) => Err(PullError::Unavailable(format!("signing: {e}"))),
+        Ok(result) => result,
         Err(e) => Err(PullError::Unavailable(format!("signing: {e}"))),
     }
 }

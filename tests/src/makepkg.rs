@@ -38,6 +38,28 @@ pub fn recipe(name: &str, version: &str, arch: &str, depends: &[&str], package: 
     }
 }
 
+/// A library and a program that reads it, for this machine's architecture, in shell (no
+/// compiler): `hello` prints "hello from libhello 1.0".
+pub fn libhello_and_hello() -> Vec<Recipe> {
+    let arch = std::env::consts::ARCH;
+    vec![
+        recipe(
+            "libhello",
+            "1.0-1",
+            arch,
+            &[],
+            "install -Dm644 /dev/stdin \"$pkgdir/usr/lib/libhello.txt\" <<<'libhello 1.0'",
+        ),
+        recipe(
+            "hello",
+            "1.0-1",
+            arch,
+            &["libhello"],
+            "install -Dm755 /dev/stdin \"$pkgdir/usr/bin/hello\" <<'EOF'\n#!/bin/sh\necho \"hello from $(cat \"$(dirname \"$0\")/../lib/libhello.txt\")\"\nEOF",
+        ),
+    ]
+}
+
 /// Writes recipes as `DIR/PKGBASE/{PKGBUILD,.SRCINFO}`.
 pub fn write_tree(dir: &Path, recipes: &[Recipe]) {
     for r in recipes {

@@ -39,6 +39,16 @@ impl PacmanRoot {
     /// in a fresh keyring as a user of the farm does it (`pacman-key --init`, `--add`,
     /// `--lsign-key`).
     pub fn trusting(ca: &Path, repos: &[(&str, String)], key: &Path, fingerprint: &str) -> Self {
+        Self::trusting_all(ca, repos, key, &[fingerprint])
+    }
+
+    /// [`PacmanRoot::trusting`] every key of `fingerprints`, all in the file `keys`.
+    pub fn trusting_all(
+        ca: &Path,
+        repos: &[(&str, String)],
+        keys: &Path,
+        fingerprints: &[&str],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let keyring = dir.path().join("gnupg");
         let pacman_key = |args: &[&str]| {
@@ -55,8 +65,10 @@ impl PacmanRoot {
             );
         };
         pacman_key(&["--init"]);
-        pacman_key(&["--add", &key.display().to_string()]);
-        pacman_key(&["--lsign-key", fingerprint]);
+        pacman_key(&["--add", &keys.display().to_string()]);
+        for fingerprint in fingerprints {
+            pacman_key(&["--lsign-key", fingerprint]);
+        }
         Self::with_keyring_in(dir, ca, repos, keyring)
     }
 
@@ -148,11 +160,31 @@ impl PacmanRoot {
             .expect("pacman is installed (contrib/test.sh installs it)")
     }
 
-    /// `pacman -Sy PACKAGES` that must fail: pacman's output, for the test to check why.
-    pub fn refuse(&self, packages: &[&str]) -> String {
-        // Each attempt downloads afresh: what an earlier one cached is not what is tried now.
+    /// Empties the package cache: the next download is afresh.
+    fn forget_downloads(&self) {
         let _ = fs::remove_dir_all(self.dir.path().join("cache"));
         fs::create_dir_all(self.dir.path().join("cache")).unwrap();
+    }
+
+    /// `pacman -Syy PACKAGES` with nothing cached: databases and packages downloaded and
+    /// checked again, failing the test with pacman's output if it fails.
+    pub fn install_afresh(&self, packages: &[&str]) {
+        self.forget_downloads();
+        let mut args = vec!["-Syy"];
+        args.extend_from_slice(packages);
+        let out = self.pacman(&args);
+        assert!(
+            out.status.success(),
+            "pacman -Syy {packages:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `pacman -Syy PACKAGES` that must fail: pacman's output, for the test to check why.
+    pub fn refuse(&self, packages: &[&str]) -> String {
+        // Each attempt downloads afresh: what an earlier one cached is not what is tried now.
+        self.forget_downloads();
         let mut args = vec!["-Syy"];
         args.extend_from_slice(packages);
         let out = self.pacman(&args);

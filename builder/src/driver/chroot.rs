@@ -491,7 +491,9 @@ impl ChrootDriver {
 
     /// The host's pacman. With the farm key it uses its own downloader, which trusts the
     /// system's CA bundle: it runs in a mount namespace of its own where that bundle is the
-    /// farm CA, so that it reaches the master and nothing else changes on the host.
+    /// farm CA, so that it reaches the master and nothing changes on the host. (libcurl still
+    /// trusts the certificates in `/etc/ssl/certs` as well; what it downloads is trusted only
+    /// for its signatures, which the farm key alone makes.)
     fn host_pacman(&self) -> Command {
         if self.keyring.is_none() {
             return Command::new("pacman");

@@ -220,27 +220,38 @@ enum KeyCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Prints the public key, armored, for `pacman-key --add`, and its fingerprint on stderr.
+    /// Prints the keys clients should trust, armored, for `pacman-key --add` and builders'
+    /// `farm_key`: the signing key, a staged next key, retired keys still listed. Their
+    /// fingerprints go to stderr.
     Export {
         #[arg(long)]
         dir: PathBuf,
     },
-    /// Replaces the key with a new one; the old public key stays listed (in `export` and
-    /// keyring packages) until DIR/retired/FINGERPRINT.pub.asc is removed. A running signer
-    /// takes the new key at once, and the master signs everything again with it.
+    /// Rotates the key in two steps: without --activate, stages a next key that `export` and
+    /// keyring packages list at once while the current key goes on signing; with --activate,
+    /// once clients and builders trust it, makes it the signing key (a running signer takes
+    /// it at once, and the master signs everything again with it).
     Rotate {
         #[arg(long)]
         dir: PathBuf,
-        /// The new key's user id.
+        #[arg(long)]
+        activate: bool,
+        /// The next key's user id.
         #[arg(long, default_value = "Quarters build farm <quarters@localhost>")]
         user_id: String,
     },
-    /// Writes the source of package NAME-keyring (the public key and its trust, for
+    /// Revokes a retired key: the next keyring package tells clients to stop trusting it.
+    Revoke {
+        fingerprint: String,
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Writes the source of package NAME-keyring (the keys to trust and to revoke, for
     /// `pacman-key --populate NAME`) into OUT/NAME-keyring, for the farm to build.
     Package {
-        /// The public keys, as `key export` prints them: the current one first.
+        /// The signer's key directory (only its public files are read).
         #[arg(long)]
-        key: PathBuf,
+        dir: PathBuf,
         /// Where the package's directory goes: the farm's source tree, say.
         #[arg(long)]
         out: PathBuf,
@@ -413,7 +424,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
 }
 
 fn key(command: KeyCommand) -> anyhow::Result<()> {
-    use quarters_master::signing::{FarmKey, daemon};
+    use quarters_master::signing::{FarmKey, daemon, keydir};
     match command {
         KeyCommand::Init {
             dir,
@@ -434,33 +445,61 @@ fn key(command: KeyCommand) -> anyhow::Result<()> {
             );
         }
         KeyCommand::Export { dir } => {
-            let key = FarmKey::load(&dir)?;
-            let (text, retired) = key.exported(&dir)?;
-            print!("{text}");
-            eprintln!("fingerprint: {}", key.fingerprint());
-            for fingerprint in retired {
-                eprintln!("retired, still listed: {fingerprint}");
+            let listed = keydir::listing(&dir)?;
+            print!("{}", listed.exported());
+            eprintln!("fingerprint: {}", listed.current.fingerprint);
+            if let Some(next) = &listed.next {
+                eprintln!(
+                    "staged, signs after `key rotate --activate`: {}",
+                    next.fingerprint
+                );
+            }
+            for key in &listed.retired {
+                eprintln!("retired, still listed: {}", key.fingerprint);
             }
         }
-        KeyCommand::Rotate { dir, user_id } => {
-            let (old, new) = FarmKey::rotate(&dir, &user_id)?;
+        KeyCommand::Rotate {
+            dir,
+            activate: false,
+            user_id,
+        } => {
+            let next = keydir::stage(&dir, &user_id)?;
+            println!("staged next key: {}", next.fingerprint());
+            println!(
+                "`key export` and keyring packages list it now; give it to clients and builders,\n\
+                 then `quartersctl key rotate --activate --dir {}` makes it the signing key.",
+                dir.display()
+            );
+        }
+        KeyCommand::Rotate {
+            dir,
+            activate: true,
+            ..
+        } => {
+            let (old, new) = keydir::activate(&dir)?;
             println!("farm signing key: {} (was {old})", new.fingerprint());
             println!(
                 "A running signer signs with it from its next request, and the master signs again\n\
-                 everything in both repositories. {old} stays listed by `key export` and keyring\n\
-                 packages until you remove {}.",
-                dir.join(quarters_master::signing::key::RETIRED_DIR)
-                    .join(format!("{old}.pub.asc"))
-                    .display()
+                 everything in both repositories. {old} stays listed until `key revoke` or until\n\
+                 its file in {}/retired is removed.",
+                dir.display()
             );
         }
-        KeyCommand::Package { key, out, name } => {
-            let keys = quarters_common::farm_key::FarmPublicKey::read_all(&key)
-                .map_err(|e| anyhow::anyhow!(e))?;
-            let dir = quarters_master::signing::keyring::write_source(&keys, &name, &out)
+        KeyCommand::Revoke { fingerprint, dir } => {
+            keydir::revoke(&dir, &fingerprint)?;
+            println!(
+                "{fingerprint} is revoked: build the keyring package again (`key package`) so that clients stop trusting it."
+            );
+        }
+        KeyCommand::Package { dir, out, name } => {
+            let listed = keydir::listing(&dir)?;
+            let pkg = quarters_master::signing::keyring::write_source(&listed, &name, &out)
                 .map_err(|e| anyhow::anyhow!("writing into {}: {e}", out.display()))?;
-            let listed: Vec<String> = keys.iter().map(|k| k.fingerprint.to_string()).collect();
-            println!("{}: the keyring of {}", dir.display(), listed.join(", "));
+            let trusted: Vec<String> = listed
+                .trusted()
+                .map(|k| k.fingerprint.to_string())
+                .collect();
+            println!("{}: the keyring of {}", pkg.display(), trusted.join(", "));
         }
         KeyCommand::Serve {
             dir,

@@ -505,6 +505,17 @@ impl Core {
                 }
             }
         }
+        // Signatures first: pacman requires `FILE.sig` beside a package whenever it checks
+        // signatures, so no entry may name a file whose signature is not in the pool. A
+        // signature may be replaced, so one put here for a build then refused harms nothing.
+        for p in pulled {
+            if let Some(signature) = &p.signature
+                && let Err(e) = pool::put_signature(&pool, signature, &p.filename)
+            {
+                tracing::error!("putting the signature of {} into the pool: {e}", p.filename);
+                return;
+            }
+        }
         row.verdict = VerdictKind::Accepted;
         match self.db.accept(row, &entries) {
             Ok(()) => {}
@@ -533,16 +544,13 @@ impl Core {
             if let Err(e) = pool::put(&pool, &p.path, &p.filename, &p.sha256) {
                 tracing::error!("putting {} into the pool: {e}", p.filename);
             }
-            if let Some(signature) = &p.signature
-                && let Err(e) = pool::put_signature(&pool, signature, &p.filename)
-            {
-                tracing::error!("putting the signature of {} into the pool: {e}", p.filename);
-            }
         }
         tracing::info!(builder = %row.builder, build = %row.build_id, "accepted {} {} ({})", row.pkgbase, row.version, row.arch);
         for e in &entries {
             self.repo_changed(e);
         }
+        // Signed before a rotation that the core has since seen: signed again.
+        self.signed_with(entries.iter().map(|e| e.desc.as_str()));
     }
 }
 

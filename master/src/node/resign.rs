@@ -36,8 +36,23 @@ impl Core {
         self.start_resign();
     }
 
-    /// Starts signing again every file whose signature is not by the current key, unless a
-    /// run is under way (it starts again when that one finishes).
+    /// Entries with these `desc`s entered a repository: any signed by another key than the
+    /// current one (a pull signed just before a rotation) is signed again.
+    pub(super) fn signed_with<'a>(&mut self, descs: impl IntoIterator<Item = &'a str>) {
+        let Some(key) = &self.resign.key else {
+            return;
+        };
+        if descs
+            .into_iter()
+            .any(|d| signed_by(d).as_ref() != Some(key))
+        {
+            self.start_resign();
+        }
+    }
+
+    /// Starts signing again every file whose signature is not by the current key, or is
+    /// missing from the pool, unless a run is under way (it starts again when that one
+    /// finishes).
     fn start_resign(&mut self) {
         let Some(key) = self.resign.key.clone() else {
             return;
@@ -56,9 +71,13 @@ impl Core {
                 return;
             }
         };
+        let pool = self.repos.pool();
         let stale: BTreeSet<String> = entries
             .iter()
-            .filter(|e| signed_by(&e.desc).as_ref() != Some(&key))
+            .filter(|e| {
+                signed_by(&e.desc).as_ref() != Some(&key)
+                    || !pool.join(format!("{}.sig", e.filename)).is_file()
+            })
             .map(|e| e.filename.clone())
             .collect();
         if stale.is_empty() {
@@ -69,7 +88,6 @@ impl Core {
         };
         tracing::info!("signing {} package file(s) again with {key}", stale.len());
         self.resign.running = true;
-        let pool = self.repos.pool();
         self.runtime.spawn_blocking(move || {
             let mut batch = Vec::new();
             let files: Vec<String> = stale.into_iter().collect();
@@ -116,7 +134,7 @@ impl Core {
         }
         if resigned.finished {
             self.resign.running = false;
-            tracing::info!("every package file is signed by the signer's key");
+            tracing::info!("the package files listed are signed by the signer's key");
             if std::mem::take(&mut self.resign.again) {
                 self.start_resign();
             }

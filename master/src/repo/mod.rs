@@ -30,6 +30,9 @@ use crate::signing::Signer;
 /// pieces its databases are assembled from.
 type WriteLocks = Mutex<BTreeMap<(RepoKind, String), std::sync::Arc<Mutex<dbfile::Chunks>>>>;
 
+/// How long one read or write of a database's signing request may take.
+const DATABASE_SIGNING: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The repositories on disk.
 #[derive(Debug)]
 pub struct Repos {
@@ -115,7 +118,13 @@ impl Repos {
             })
             .collect();
         let dbs = dbfile::assemble(&db_entries, &mut chunks)?;
-        let signatures = match &self.signer {
+        // On the core's thread: a signer that hangs holds the core for this long at most,
+        // and the rewrite is tried again at the next turn.
+        let signer = self
+            .signer
+            .as_ref()
+            .map(|s| s.with_timeout(DATABASE_SIGNING));
+        let signatures = match &signer {
             None => None,
             Some(signer) => Some(publish::Signatures {
                 db: signer.sign_bytes(&dbs.db).map_err(io::Error::other)?,

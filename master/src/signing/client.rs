@@ -46,6 +46,13 @@ impl Signer {
         &self.endpoint.socket
     }
 
+    /// The same signer, with `timeout` for each read and write of a request.
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        let mut signer = self.clone();
+        signer.endpoint.timeout = timeout;
+        signer
+    }
+
     /// The key the signer signed with when it was reached.
     pub fn key(&self) -> &FarmPublicKey {
         &self.key
@@ -192,7 +199,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_rotated_key_signs_without_a_restart() {
         let (dir, old, signer) = serve(Policy::default()).await;
-        let (retired, new) = FarmKey::rotate(dir.path(), "Farm <farm@example.org>").unwrap();
+        crate::signing::keydir::stage(dir.path(), "Farm <farm@example.org>").unwrap();
+        let (retired, new) = crate::signing::keydir::activate(dir.path()).unwrap();
         assert_eq!(retired, old.fingerprint());
         let socket = signer.socket().to_owned();
         let (signature, again) = tokio::task::spawn_blocking(move || {

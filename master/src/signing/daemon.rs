@@ -18,7 +18,8 @@ use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 
 use super::key::{self, FarmKey, KeyError};
-use super::protocol::{self, Counted};
+use super::keydir;
+use super::protocol::{self, Received};
 
 /// Who may ask, and how much.
 #[derive(Clone, Debug)]
@@ -74,7 +75,7 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
 }
 
 /// The signer's key: the one in its directory, read again when the secret key file changes
-/// (`quartersctl key rotate`), so that a rotation needs no restart.
+/// (`quartersctl key rotate --activate`), so that a rotation needs no restart.
 #[derive(Debug)]
 pub struct KeyStore {
     dir: Option<PathBuf>,
@@ -83,8 +84,9 @@ pub struct KeyStore {
 
 #[derive(Debug)]
 struct Loaded {
-    /// The secret key file's modification time and length when it was read.
-    stamp: Option<(SystemTime, u64)>,
+    /// The secret key file's inode, modification time and length when it was read (a
+    /// rotation renames a new file into place: a new inode).
+    stamp: Option<(u64, SystemTime, u64)>,
     key: Arc<FarmKey>,
 }
 
@@ -148,15 +150,16 @@ impl KeyStore {
     fn exported(&self) -> Result<String, KeyError> {
         let key = self.current();
         match &self.dir {
-            Some(dir) => key.exported(dir).map(|(text, _)| text),
+            Some(dir) => keydir::listing(dir).map(|listed| listed.exported()),
             None => Ok(key.public_armored()),
         }
     }
 }
 
-fn stamp(dir: &Path) -> Option<(SystemTime, u64)> {
+fn stamp(dir: &Path) -> Option<(u64, SystemTime, u64)> {
+    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(dir.join(key::SECRET_FILE)).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
+    Some((meta.ino(), meta.modified().ok()?, meta.len()))
 }
 
 /// Requests served at once; the rest wait in the socket's backlog.
@@ -182,13 +185,15 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
+                    // Out of descriptors, say: pause rather than spin.
                     tracing::warn!("accepting a signing request: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
         };
-        let uid = match stream.peer_cred() {
-            Ok(cred) => cred.uid(),
+        let (uid, pid) = match stream.peer_cred() {
+            Ok(cred) => (cred.uid(), cred.pid()),
             Err(e) => {
                 tracing::warn!("a signing request without peer credentials: {e}");
                 continue;
@@ -210,8 +215,8 @@ pub async fn run(
             }
         };
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = serve_one(stream, &keys, &policy) {
-                tracing::warn!(uid, "a signing request failed: {e}");
+            if let Err(e) = serve_one(stream, &keys, &policy, (uid, pid)) {
+                tracing::warn!(uid, pid, "a signing request failed: {e}");
             }
             drop(permit);
         });
@@ -219,7 +224,16 @@ pub async fn run(
 }
 
 /// Answers one request on `stream`.
-fn serve_one(mut stream: UnixStream, keys: &KeyStore, policy: &Policy) -> io::Result<()> {
+/// Answers one request on `stream`, from the process `peer` (uid, pid). Every signature is
+/// logged with what it covers, so that after a compromise of the master the signer's log
+/// tells what was signed.
+fn serve_one(
+    mut stream: UnixStream,
+    keys: &KeyStore,
+    policy: &Policy,
+    peer: (u32, Option<i32>),
+) -> io::Result<()> {
+    let (uid, pid) = peer;
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(policy.idle))?;
     stream.set_write_timeout(Some(policy.idle))?;
@@ -241,24 +255,31 @@ fn serve_one(mut stream: UnixStream, keys: &KeyStore, policy: &Policy) -> io::Re
                 );
                 return protocol::write_reply(&mut stream, Err(&message));
             }
-            let mut data = Counted {
-                inner: (&mut stream).take(len),
-                count: 0,
-            };
-            let signed = keys.current().sign(&mut data);
+            // A whole request may take its idle time plus the time to send its data at 4 MiB/s.
+            let deadline = std::time::Instant::now() + policy.idle + Duration::from_secs(len >> 22);
+            let mut data = Received::new((&mut stream).take(len), deadline);
+            let key = keys.current();
+            let signed = key.sign(&mut data);
+            let count = data.count;
             let reply = match signed {
                 // A short read means the client went away or stalled: the signature would be
                 // over less than it meant, so there is none.
-                Ok(_) if data.count != len => Err(format!(
-                    "the request ended after {} of {len} bytes",
-                    data.count
-                )),
+                Ok(_) if count != len => {
+                    Err(format!("the request ended after {count} of {len} bytes"))
+                }
                 Ok(signature) => Ok(signature),
                 Err(e) => Err(e.to_string()),
             };
             match &reply {
                 Ok(signature) => {
-                    tracing::debug!(bytes = len, "signed");
+                    tracing::info!(
+                        uid,
+                        pid,
+                        bytes = len,
+                        sha256 = %data.sha256(),
+                        key = %key.fingerprint(),
+                        "signed"
+                    );
                     protocol::write_reply(&mut stream, Ok(signature.as_bytes()))
                 }
                 Err(message) => protocol::write_reply(&mut stream, Err(message)),

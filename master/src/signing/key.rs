@@ -23,10 +23,6 @@ pub const SECRET_FILE: &str = "farm-key.asc";
 /// The public key beside it: armored, for anyone.
 pub const PUBLIC_FILE: &str = "farm-key.pub.asc";
 
-/// The public keys of rotated-out keys, `FINGERPRINT.pub.asc` each, listed for clients until
-/// an operator removes them.
-pub const RETIRED_DIR: &str = "retired";
-
 /// The hash every signature is made over.
 const HASH: HashAlgorithm = HashAlgorithm::Sha256;
 
@@ -85,6 +81,19 @@ impl Signature {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(&self.0)
     }
+}
+
+/// Gives `path` the owner of its directory. Run as root in the signer's key directory, `key
+/// init` or `key rotate` would otherwise leave a secret key only root can read, and the
+/// signer, its own user, could not load it.
+pub(crate) fn owned_like_dir(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let owner = std::fs::metadata(dir)?;
+    std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid()))
 }
 
 /// The farm's signing key.
@@ -155,61 +164,10 @@ impl FarmKey {
             true,
         )
         .map_err(io(&public_path))?;
+        for path in [&secret_path, &public_path] {
+            owned_like_dir(path).map_err(io(path))?;
+        }
         Ok(key)
-    }
-
-    /// Replaces the key in `dir` with a new one for `user_id`. The old public key moves to
-    /// `retired/`, so that exports and keyring packages list it beside the new one until
-    /// clients have the new one; the old secret key is gone. Returns the old key's
-    /// fingerprint and the new key.
-    pub fn rotate(dir: &Path, user_id: &str) -> Result<(Fingerprint, Self), KeyError> {
-        let old = FarmKey::load(dir)?;
-        let retired = dir.join(RETIRED_DIR);
-        std::fs::create_dir_all(&retired).map_err(|source| KeyError::Io {
-            path: retired.clone(),
-            source,
-        })?;
-        // First the old public key is kept, then the secret replaced: a crash in between
-        // leaves the old key in use and listed twice, never a key that no file lists.
-        let kept = retired.join(format!("{}.pub.asc", old.fingerprint()));
-        quarters_common::fsutil::write_file(&kept, old.public_armored().as_bytes(), 0o644, true)
-            .map_err(|source| KeyError::Io { path: kept, source })?;
-        let new = FarmKey::init(dir, user_id, true)?;
-        Ok((old.fingerprint(), new))
-    }
-
-    /// What `quartersctl key export` prints: the current public key, then the retired ones
-    /// still listed, newest first.
-    pub fn exported(&self, dir: &Path) -> Result<(String, Vec<Fingerprint>), KeyError> {
-        let mut text = self.public_armored();
-        let mut retired = Vec::new();
-        let listed = dir.join(RETIRED_DIR);
-        let entries = match std::fs::read_dir(&listed) {
-            Ok(entries) => entries.collect::<Result<Vec<_>, _>>(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e),
-        }
-        .map_err(|source| KeyError::Io {
-            path: listed.clone(),
-            source,
-        })?;
-        let mut keys = Vec::new();
-        for entry in entries {
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "asc") {
-                let key = quarters_common::farm_key::FarmPublicKey::read(&path)
-                    .map_err(|reason| KeyError::Malformed { path, reason })?;
-                keys.push(key);
-            }
-        }
-        keys.sort_by_key(|k| std::cmp::Reverse(k.created));
-        for key in keys {
-            if key.fingerprint != self.fingerprint() {
-                text.push_str(&key.armored);
-                retired.push(key.fingerprint);
-            }
-        }
-        Ok((text, retired))
     }
 
     /// The key in `dir`, checked: its self-signatures verify and it can sign.
@@ -314,22 +272,27 @@ mod tests {
     }
 
     #[test]
-    fn a_rotation_lists_the_old_key_after_the_new_one() {
+    fn a_key_made_by_root_belongs_to_the_owner_of_its_directory() {
+        use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
-        let first = FarmKey::init(dir.path(), "Farm <farm@example.org>", false).unwrap();
-        let (old, second) = FarmKey::rotate(dir.path(), "Farm <farm@example.org>").unwrap();
-        assert_eq!(old, first.fingerprint());
-        assert_eq!(
-            FarmKey::load(dir.path()).unwrap().fingerprint(),
-            second.fingerprint()
-        );
-        let (text, retired) = second.exported(dir.path()).unwrap();
-        assert_eq!(retired, [first.fingerprint()]);
-        let listed =
-            quarters_common::farm_key::FarmPublicKey::parse_all(Path::new("export"), &text)
-                .unwrap();
-        let fingerprints: Vec<Fingerprint> = listed.into_iter().map(|k| k.fingerprint).collect();
-        assert_eq!(fingerprints, [second.fingerprint(), first.fingerprint()]);
+        let keys = dir.path().join("signer");
+        std::fs::create_dir(&keys).unwrap();
+        // As root (the tests run as root), the directory is handed to `nobody`, as the
+        // signer's own user would own it; otherwise it stays ours.
+        let owner = if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(&keys, Some(65534), Some(65534)).unwrap();
+            65534
+        } else {
+            nix::unistd::geteuid().as_raw()
+        };
+        FarmKey::init(&keys, "Farm <farm@example.org>", false).unwrap();
+        for file in [SECRET_FILE, PUBLIC_FILE] {
+            assert_eq!(
+                std::fs::metadata(keys.join(file)).unwrap().uid(),
+                owner,
+                "{file}"
+            );
+        }
     }
 
     #[test]

@@ -7,14 +7,14 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use quarters_common::farm_key::FarmPublicKey;
 use sha2::{Digest, Sha256};
 
-/// Writes the source of package `NAME-keyring` for `keys` (the current key first, then the
-/// retired ones clients may still need) into `out/NAME-keyring/` (PKGBUILD,
-/// .SRCINFO and the files they name), replacing what an earlier run wrote there. Returns the
-/// package directory.
-pub fn write_source(keys: &[FarmPublicKey], name: &str, out: &Path) -> io::Result<PathBuf> {
+use super::keydir::Listing;
+
+/// Writes the source of package `NAME-keyring` for the keys `listed` (those to trust, those
+/// to revoke) into `out/NAME-keyring/` (PKGBUILD, .SRCINFO and the files they name),
+/// replacing what an earlier run wrote there. Returns the package directory.
+pub fn write_source(listed: &Listing, name: &str, out: &Path) -> io::Result<PathBuf> {
     let pkgname = format!("{name}-keyring");
     quarters_common::peer_input::PkgName::parse(&pkgname).map_err(|e| {
         io::Error::new(
@@ -24,14 +24,9 @@ pub fn write_source(keys: &[FarmPublicKey], name: &str, out: &Path) -> io::Resul
     })?;
     let dir = out.join(&pkgname);
     std::fs::create_dir_all(&dir)?;
-    let newest = keys
-        .iter()
-        .map(|k| k.created)
-        .max()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a keyring needs a key"))?;
-    // The version is the newest key's creation time: a rotation makes a newer package.
-    let made =
-        time::OffsetDateTime::from_unix_timestamp(i64::from(newest)).map_err(io::Error::other)?;
+    // The version is when the source was written: each run, after a rotation or a
+    // revocation, makes a newer package than the last.
+    let made = time::OffsetDateTime::now_utc();
     let pkgver = format!(
         "{:04}{:02}{:02}.{:02}{:02}{:02}",
         made.year(),
@@ -43,18 +38,31 @@ pub fn write_source(keys: &[FarmPublicKey], name: &str, out: &Path) -> io::Resul
     );
     let install = format!("{pkgname}.install");
     let files: [(String, String); 3] = [
+        // Revoked keys too: pacman-key disables a revoked key only if it has it.
         (
             format!("{name}.gpg"),
-            keys.iter().map(|k| k.armored.as_str()).collect::<String>(),
+            listed
+                .trusted()
+                .chain(&listed.revoked)
+                .map(|k| k.armored.as_str())
+                .collect::<String>(),
         ),
         // Ownertrust lines, as archlinux-keyring's: pacman-key lsigns every key listed here.
         (
             format!("{name}-trusted"),
-            keys.iter()
+            listed
+                .trusted()
                 .map(|k| format!("{}:4:\n", k.fingerprint))
                 .collect(),
         ),
-        (format!("{name}-revoked"), String::new()),
+        (
+            format!("{name}-revoked"),
+            listed
+                .revoked
+                .iter()
+                .map(|k| format!("{}\n", k.fingerprint))
+                .collect(),
+        ),
     ];
     let mut sums = Vec::new();
     for (file, text) in &files {
@@ -78,8 +86,8 @@ pub fn write_source(keys: &[FarmPublicKey], name: &str, out: &Path) -> io::Resul
     let pkgdesc = format!("{name} build farm keyring: the key that signs its packages");
     let pkgbuild = format!(
         "# Written by `quartersctl key package` for the keys {fingerprints}.\npkgname={pkgname}\npkgver={pkgver}\npkgrel=1\npkgdesc='{pkgdesc}'\narch=(any)\nlicense=('CC0-1.0')\ninstall={install}\nsource=({sources})\nsha256sums=({sums})\n\npackage() {{\n  install -Dm644 -t \"$pkgdir/usr/share/pacman/keyrings/\" {sources}\n}}\n",
-        fingerprints = keys
-            .iter()
+        fingerprints = listed
+            .trusted()
             .map(|k| k.fingerprint.to_string())
             .collect::<Vec<_>>()
             .join(", "),
@@ -103,4 +111,36 @@ pub fn write_source(keys: &[FarmPublicKey], name: &str, out: &Path) -> io::Resul
     let _ = write!(srcinfo, "\npkgname = {pkgname}\n");
     std::fs::write(dir.join(".SRCINFO"), srcinfo)?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signing::{FarmKey, keydir};
+
+    #[test]
+    fn the_keyring_trusts_the_listed_keys_and_revokes_the_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        let first = FarmKey::init(&keys, "Farm <farm@example.org>", false).unwrap();
+        keydir::stage(&keys, "Farm <farm@example.org>").unwrap();
+        let (_, second) = keydir::activate(&keys).unwrap();
+        keydir::revoke(&keys, first.fingerprint().as_str()).unwrap();
+        let listed = keydir::listing(&keys).unwrap();
+        let pkg = write_source(&listed, "farm", dir.path()).unwrap();
+        let read = |f: &str| std::fs::read_to_string(pkg.join(f)).unwrap();
+        assert_eq!(
+            read("farm-trusted"),
+            format!("{}:4:\n", second.fingerprint())
+        );
+        assert_eq!(read("farm-revoked"), format!("{}\n", first.fingerprint()));
+        let both =
+            quarters_common::farm_key::FarmPublicKey::parse_all(&pkg, &read("farm.gpg")).unwrap();
+        assert_eq!(both.len(), 2);
+        assert!(read(".SRCINFO").contains("pkgbase = farm-keyring"));
+        assert!(
+            write_source(&listed, "../evil", dir.path()).is_err(),
+            "a name is a package name"
+        );
+    }
 }

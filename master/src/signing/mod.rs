@@ -8,6 +8,7 @@
 pub mod client;
 pub mod daemon;
 pub mod key;
+pub mod keydir;
 pub mod keyring;
 mod protocol;
 

@@ -55,16 +55,49 @@ pub fn read_reply(input: &mut impl Read) -> io::Result<Result<Vec<u8>, String>> 
     }
 }
 
-/// A reader that counts what it yields, to tell a whole request from a cut one.
-pub struct Counted<R> {
-    pub inner: R,
+/// The data of a request as the signer reads it: counted, to tell a whole request from a cut
+/// one; hashed, for the signer's log of what it signed; and bounded in time as a whole, so that
+/// a client trickling bytes cannot hold a signing slot for ever.
+pub struct Received<R> {
+    inner: R,
     pub count: u64,
+    sha256: sha2::Sha256,
+    deadline: std::time::Instant,
 }
 
-impl<R: Read> Read for Counted<R> {
+impl<R> Received<R> {
+    pub fn new(inner: R, deadline: std::time::Instant) -> Self {
+        Received {
+            inner,
+            count: 0,
+            sha256: <sha2::Sha256 as sha2::Digest>::new(),
+            deadline,
+        }
+    }
+
+    /// The SHA-256 of what was read, hexadecimal.
+    pub fn sha256(self) -> String {
+        use std::fmt::Write as _;
+        sha2::Digest::finalize(self.sha256)
+            .iter()
+            .fold(String::new(), |mut s, b| {
+                let _ = write!(s, "{b:02x}");
+                s
+            })
+    }
+}
+
+impl<R: Read> Read for Received<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if std::time::Instant::now() > self.deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the request took longer than its deadline",
+            ));
+        }
         let n = self.inner.read(buf)?;
         self.count += n as u64;
+        sha2::Digest::update(&mut self.sha256, &buf[..n]);
         Ok(n)
     }
 }

@@ -524,6 +524,19 @@ async fn the_builder_fetches_sources_checks_them_and_builds_from_a_read_only_cac
     farm.stop(Duration::from_secs(10)).await.unwrap();
 }
 
+/// A signed farm of one real builder whose source holds libhello alone (hello comes later).
+async fn signed_farm_with_libhello() -> (tempfile::TempDir, quarters_master::localfarm::LocalFarm) {
+    let template = template_root();
+    let dir = tempfile::tempdir().unwrap();
+    let packages = dir.path().join("packages");
+    makepkg::write_tree(&packages, &hello_recipes()[..1]);
+    makepkg::git_commit_all(&packages, "libhello");
+    let (master_extra, builder_extra) = farm_config(&template, "");
+    let farm = start_farm_in(dir.path(), 1, &master_extra, &builder_extra).await;
+    assert!(farm.signer.is_some(), "test farms sign");
+    (dir, farm)
+}
+
 /// `db` (a pacman database, gzip'd tar) with `change` applied to every `desc` entry.
 fn rewrite_db(db: &std::path::Path, change: impl Fn(&str) -> String) {
     let bytes = std::fs::read(db).unwrap();
@@ -557,15 +570,9 @@ fn rewrite_db(db: &std::path::Path, change: impl Fn(&str) -> String) {
 /// package is handed back, never built against the trojan.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_builder_installs_nothing_from_a_database_the_farm_did_not_sign() {
-    let template = template_root();
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, mut farm) = signed_farm_with_libhello().await;
     let packages = dir.path().join("packages");
     let recipes = hello_recipes();
-    makepkg::write_tree(&packages, &recipes[..1]);
-    makepkg::git_commit_all(&packages, "libhello");
-    let (master_extra, builder_extra) = farm_config(&template, "");
-    let mut farm = start_farm_in(dir.path(), 1, &master_extra, &builder_extra).await;
-    assert!(farm.signer.is_some(), "test farms sign");
     wait_for_farm(&farm, "libhello built", Duration::from_secs(300), |s| {
         s.counts.get("built") == Some(&1) || s.counts.contains_key("failed")
     })
@@ -649,18 +656,12 @@ async fn a_builder_installs_nothing_from_a_database_the_farm_did_not_sign() {
 /// `SigLevel = Required`.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_farm_builds_its_keyring_package_and_a_client_populates_it() {
-    let template = template_root();
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, mut farm) = signed_farm_with_libhello().await;
     let packages = dir.path().join("packages");
-    let recipes = hello_recipes();
-    makepkg::write_tree(&packages, &recipes[..1]);
-    makepkg::git_commit_all(&packages, "libhello");
-    let (master_extra, builder_extra) = farm_config(&template, "");
-    let mut farm = start_farm_in(dir.path(), 1, &master_extra, &builder_extra).await;
     let signer = farm.signer.as_ref().expect("test farms sign");
     let out = quarters_tests::command("quartersctl")
-        .args(["key", "package", "--key"])
-        .arg(&signer.public_key)
+        .args(["key", "package", "--dir"])
+        .arg(&signer.key_dir)
         .arg("--out")
         .arg(&packages)
         .output()

@@ -12,27 +12,15 @@ use sha2::{Digest, Sha256};
 
 fn recipes() -> Vec<Recipe> {
     let arch = std::env::consts::ARCH;
-    vec![
-        recipe(
-            "libhello",
-            "1.0-1",
-            arch,
-            &[],
-            "install -Dm644 /dev/stdin \"$pkgdir/usr/lib/libhello.txt\" <<<'libhello 1.0'",
-        ),
-        recipe(
-            "hello",
-            "1.0-1",
-            arch,
-            &["libhello"],
-            "install -Dm755 /dev/stdin \"$pkgdir/usr/bin/hello\" <<'EOF'\n#!/bin/sh\necho \"hello from $(cat \"$(dirname \"$0\")/../lib/libhello.txt\")\"\nEOF",
-        ),
+    let mut recipes = makepkg::libhello_and_hello();
+    recipes.extend([
         recipe("fails", "1.0-1", arch, &[], "false"),
         recipe("after-fails", "1.0-1", arch, &["fails"], ":"),
         recipe("needs-ghost", "1.0-1", arch, &["ghost"], ":"),
         recipe("cyc-a", "1.0-1", arch, &["cyc-b"], ":"),
         recipe("cyc-b", "1.0-1", arch, &["cyc-a"], ":"),
-    ]
+    ]);
+    recipes
 }
 
 fn build(id: &str, pkgbase: &str, outcome: BuildOutcome) -> Build {

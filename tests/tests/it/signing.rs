@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use quarters_common::api::v1::{BuildOutcome, MasterState, Verdict};
 use quarters_master::signing::FarmKey;
-use quarters_tests::makepkg::{self, recipe};
+use quarters_tests::makepkg;
 use quarters_tests::master::{farm_pki, master_with_test_builder};
 use quarters_tests::pacman::PacmanRoot;
 use quarters_tests::signer::SignerProcess;
@@ -53,22 +53,7 @@ async fn pacman_trusting_only_the_farm_key_installs_what_the_farm_signed_and_ref
     let ca = farm_pki(dir.path());
     let signer = SignerProcess::start(dir.path()).await;
     let arch = std::env::consts::ARCH;
-    let recipes = vec![
-        recipe(
-            "libhello",
-            "1.0-1",
-            arch,
-            &[],
-            "install -Dm644 /dev/stdin \"$pkgdir/usr/lib/libhello.txt\" <<<'libhello 1.0'",
-        ),
-        recipe(
-            "hello",
-            "1.0-1",
-            arch,
-            &["libhello"],
-            "install -Dm755 /dev/stdin \"$pkgdir/usr/bin/hello\" <<'EOF'\n#!/bin/sh\necho \"hello from $(cat \"$(dirname \"$0\")/../lib/libhello.txt\")\"\nEOF",
-        ),
-    ];
+    let recipes = makepkg::libhello_and_hello();
     let packages = dir.path().join("packages");
     makepkg::write_tree(&packages, &recipes);
     makepkg::git_commit_all(&packages, "import");
@@ -214,18 +199,45 @@ async fn pacman_trusting_only_the_farm_key_installs_what_the_farm_signed_and_ref
         "{text}"
     );
 
-    // A rotation: the running signer takes the new key from its next request, and the master
-    // signs everything in both repositories again with it.
-    let out = quarters_tests::command("quartersctl")
-        .args(["key", "rotate", "--dir"])
-        .arg(&signer.key_dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let new_key = quarters_master::signing::FarmKey::load(&signer.key_dir)
-        .unwrap()
-        .fingerprint();
-    assert_ne!(new_key.as_str(), signer.fingerprint);
+    // A rotation, in two steps. Staged, the next key is listed at once while the old one
+    // goes on signing; a client that takes the export then trusts both.
+    let ctl_key = |args: &[&str]| {
+        let out = quarters_tests::command("quartersctl")
+            .arg("key")
+            .args(args)
+            .arg("--dir")
+            .arg(&signer.key_dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        out
+    };
+    ctl_key(&["rotate"]);
+    let exported = ctl_key(&["export"]);
+    let stderr = String::from_utf8_lossy(&exported.stderr).into_owned();
+    let new_key = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("staged, signs after `key rotate --activate`: "))
+        .unwrap_or_else(|| panic!("no staged key in:\n{stderr}"))
+        .to_owned();
+    assert!(
+        stderr.contains(&format!("fingerprint: {}", signer.fingerprint)),
+        "{stderr}"
+    );
+    let both = dir.path().join("both.asc");
+    std::fs::write(&both, &exported.stdout).unwrap();
+    let live_url = format!("{}repo/live/$arch", master.url);
+    let updated_client = PacmanRoot::trusting_all(
+        &ca_pem,
+        &[("quarters", live_url.clone())],
+        &both,
+        &[&signer.fingerprint, &new_key],
+    );
+    updated_client.install(&["hello"]);
+
+    // Activated: the running signer signs with the new key from its next request, and the
+    // master signs everything in both repositories again with it.
+    ctl_key(&["rotate", "--activate"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let (ok, text) = quarters_tests::quartersctl(&master.config, &["why", "hello"]);
@@ -252,8 +264,8 @@ async fn pacman_trusting_only_the_farm_key_installs_what_the_farm_signed_and_ref
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while quarters_master::signing::Signature::from_bytes(std::fs::read(&live_db_sig).unwrap())
         .issuer()
-        .as_ref()
-        != Some(&new_key)
+        .map(|k| k.to_string())
+        != Some(new_key.clone())
     {
         assert!(
             std::time::Instant::now() < deadline,
@@ -262,13 +274,8 @@ async fn pacman_trusting_only_the_farm_key_installs_what_the_farm_signed_and_ref
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
 
-    // The export lists the new key first and the old one after it, for clients in between.
-    let out = quarters_tests::command("quartersctl")
-        .args(["key", "export", "--dir"])
-        .arg(&signer.key_dir)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The export lists the new key first and the old, retired one after it.
+    let stderr = String::from_utf8_lossy(&ctl_key(&["export"]).stderr).into_owned();
     assert!(
         stderr.contains(&format!("fingerprint: {new_key}"))
             && stderr.contains(&format!("retired, still listed: {}", signer.fingerprint)),
@@ -283,13 +290,14 @@ async fn pacman_trusting_only_the_farm_key_installs_what_the_farm_signed_and_ref
     )
     .unwrap();
 
-    // A client trusting only the new key installs; one trusting only the old key cannot.
-    let live_url = format!("{}repo/live/$arch", master.url);
+    // The client that took the export before the switch goes on installing, unchanged.
+    updated_client.install_afresh(&["hello"]);
+    // So does a client trusting only the new key; one that never took it cannot.
     PacmanRoot::trusting(
         &ca_pem,
         &[("quarters", live_url.clone())],
         &new_only,
-        new_key.as_str(),
+        &new_key,
     )
     .install(&["hello"]);
     let text = trusting(live_url).refuse(&["hello"]);
