@@ -117,13 +117,22 @@ pub(super) fn run(spec: &Spec) -> Result<ExitCode, String> {
         }
     }
     // Orphans that exited just before the command did are zombies waiting for this process:
-    // reaped now, they are not taken for processes left running.
-    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if status == WaitStatus::StillAlive {
-            break;
+    // reaped, they are not taken for processes left running. A process the command told to
+    // stop as it ended (fakeroot signals its faked daemon on its way out, and does not wait)
+    // may still be exiting: it gets a moment before it counts as left running.
+    let grace_ends = std::time::Instant::now() + LEFT_BEHIND_GRACE;
+    report.left_behind = loop {
+        while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            if status == WaitStatus::StillAlive {
+                break;
+            }
         }
-    }
-    report.left_behind = survivors();
+        let left = survivors();
+        if left.is_empty() || std::time::Instant::now() >= grace_ends {
+            break left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     if !report.left_behind.is_empty() {
         // Everything in this PID namespace but its init (this process).
         let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
@@ -244,6 +253,9 @@ fn is_zombie(proc_dir: &Path) -> bool {
 }
 
 /// Every process of this PID namespace but init, as `pid command line`.
+/// How long processes still running when the command ends get to exit on their own.
+const LEFT_BEHIND_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn survivors() -> Vec<String> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();

@@ -184,6 +184,13 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
             &format!("exec 3<>/dev/tcp/127.0.0.1/{port} || exit 7"),
         ),
         hostile("daemon", "(sleep 1000 &)"),
+        // A process still exiting when makepkg ends (as fakeroot's faked daemon can be, under
+        // load) is not one left running: it lingers 0.3 s after the last makepkg is gone.
+        hostile(
+            "lingering",
+            // A process of its own (sh): a subshell of the build would be named makepkg too.
+            "sh -c 'while cat /proc/[0-9]*/comm 2>/dev/null | grep -qx makepkg; do sleep 0.05; done; sleep 0.3' >/dev/null 2>&1 &",
+        ),
         // A setuid-root binary of the template must not make the build user root.
         hostile(
             "setuid",
@@ -262,11 +269,11 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
         &farm,
         "every package judged",
         Duration::from_secs(600),
-        |s| judged(s) == 14,
+        |s| judged(s) == 15,
     )
     .await;
-    // steal-key, escape, setuid, planter, toplevel-connect and after-all build (what they
-    // tried found nothing to reach); the network, daemon, fork-bomb and hang packages, the
+    // steal-key, escape, setuid, planter, toplevel-connect, lingering and after-all build (what
+    // they tried found nothing to reach, or ended on its own); the network, daemon, fork-bomb and hang packages, the
     // three fillers and fetch-loopback fail.
     assert_eq!(state.counts.get("failed"), Some(&8), "{:?}", state.counts);
     // Verdicts leave the master's state once the builder has cleaned up; `why` keeps them.
@@ -304,6 +311,8 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
         w.contains("failed: fetch: x.tar.gz: 127.0.0.1 is a loopback address"),
         "{w}"
     );
+    let w = why("lingering");
+    assert!(w.contains("built"), "{w}");
     let w = why("daemon");
     assert!(
         w.contains("left 1 process(es) running, killed") && w.contains("sleep 1000"),
