@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use quarters_common::files::{is_plain_name, serve_file};
@@ -16,25 +16,70 @@ use crate::plan::binaries::RepoKind;
 pub fn app(master: &Arc<Master>) -> Router {
     let files = Router::new()
         .route("/repo/{repo}/{arch}/{file}", get(repo_file))
+        .route(
+            "/repo/{repo}/{arch}/{version}/{file}",
+            get(repo_version_file),
+        )
         .route("/v1/sources/{source}/{file}", get(source_tarball))
         .route("/v1/logs/{builder}/{build}/{stage}", get(build_log))
         .with_state(master.clone());
     master.publisher().routes().merge(files)
 }
 
+fn repo_kind(repo: &str) -> Option<RepoKind> {
+    match repo {
+        "build" => Some(RepoKind::Build),
+        "live" => Some(RepoKind::Live),
+        _ => None,
+    }
+}
+
 async fn repo_file(
     State(master): State<Arc<Master>>,
     Path((repo, arch, file)): Path<(String, String, String)>,
+    headers: HeaderMap,
 ) -> Response {
-    let repo = match repo.as_str() {
-        "build" => RepoKind::Build,
-        "live" => RepoKind::Live,
-        _ => return StatusCode::NOT_FOUND.into_response(),
+    let Some(repo) = repo_kind(&repo) else {
+        return StatusCode::NOT_FOUND.into_response();
     };
     if !is_plain_name(&arch) {
         return StatusCode::NOT_FOUND.into_response();
     }
+    // pacman's own downloader follows redirects and fetches a database's signature beside
+    // the URL it ended at: sent to the version shown now, it gets the signature made over the
+    // database it got, even if a rewrite comes between its two requests. Other clients (curl
+    // as an `XferCommand`, which follows no redirect unless told) get the file as before.
+    let from_pacman = headers
+        .get(header::USER_AGENT)
+        .and_then(|ua| ua.to_str().ok())
+        .is_some_and(|ua| ua.starts_with("pacman/"));
+    if from_pacman && let Some(location) = master.repos.redirect(repo, &arch, &file) {
+        return (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(
+                header::LOCATION,
+                HeaderValue::from_str(&location).expect("a plain path"),
+            )],
+        )
+            .into_response();
+    }
     match master.repos.file(repo, &arch, &file) {
+        Some(path) => serve_file(&path, "application/octet-stream").await,
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn repo_version_file(
+    State(master): State<Arc<Master>>,
+    Path((repo, arch, version, file)): Path<(String, String, String, String)>,
+) -> Response {
+    let Some(repo) = repo_kind(&repo) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if !is_plain_name(&arch) || !is_plain_name(&file) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    match master.repos.versioned_file(repo, &arch, &version, &file) {
         Some(path) => serve_file(&path, "application/octet-stream").await,
         None => StatusCode::NOT_FOUND.into_response(),
     }

@@ -161,14 +161,10 @@ impl Repos {
         Ok(())
     }
 
-    /// The file to serve for `/repo/{repo}/{arch}/{file}`, if there is one: a database file
-    /// or its signature, or a package file the repository lists or its signature.
-    pub fn file(&self, repo: RepoKind, arch: &str, file: &str) -> Option<PathBuf> {
-        if file.is_empty() || file.contains('/') || file.starts_with('.') {
-            return None;
-        }
-        let name = self.db_name(repo);
-        let databases = [
+    /// Whether `file` is one of the database files of `repo` (or their signatures or previous
+    /// versions).
+    fn is_database_file(&self, repo: RepoKind, file: &str) -> bool {
+        const DATABASES: [&str; 12] = [
             "db",
             "db.tar.gz",
             "files",
@@ -182,7 +178,48 @@ impl Repos {
             "files.sig",
             "files.tar.gz.sig",
         ];
-        if databases.iter().any(|d| file == format!("{name}.{d}")) {
+        let name = self.db_name(repo);
+        file.strip_prefix(name.as_str())
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|suffix| DATABASES.contains(&suffix))
+    }
+
+    /// Where pacman's own downloader is sent for database `file`: the version shown now, so
+    /// that the signature it fetches next, beside the URL it was redirected to, is the one
+    /// made over the database it got, however many rewrites happen in between (up to
+    /// [`publish::KEPT_VERSIONS`]). `None` for other files, and before the first version.
+    pub fn redirect(&self, repo: RepoKind, arch: &str, file: &str) -> Option<String> {
+        if !self.is_database_file(repo, file) || file.ends_with(".sig") || file.ends_with(".old") {
+            return None;
+        }
+        let version = publish::shown_version(&self.parent(repo), arch)?;
+        Some(format!("v{version}/{file}"))
+    }
+
+    /// The file to serve for `/repo/{repo}/{arch}/v{version}/{file}`: a database file of that
+    /// version, while it is kept.
+    pub fn versioned_file(
+        &self,
+        repo: RepoKind,
+        arch: &str,
+        version: &str,
+        file: &str,
+    ) -> Option<PathBuf> {
+        let version: u64 = version.strip_prefix('v')?.parse().ok()?;
+        if !self.is_database_file(repo, file) {
+            return None;
+        }
+        let path = publish::version_dir(&self.parent(repo), arch, version).join(file);
+        path.is_file().then_some(path)
+    }
+
+    /// The file to serve for `/repo/{repo}/{arch}/{file}`, if there is one: a database file
+    /// or its signature, or a package file the repository lists or its signature.
+    pub fn file(&self, repo: RepoKind, arch: &str, file: &str) -> Option<PathBuf> {
+        if file.is_empty() || file.contains('/') || file.starts_with('.') {
+            return None;
+        }
+        if self.is_database_file(repo, file) {
             let path = self.dir(repo, arch).join(file);
             return path.is_file().then_some(path);
         }

@@ -5,7 +5,8 @@
 //! ```text
 //! repos/build/x86_64 -> .x86_64.7      a symlink, replaced by rename
 //! repos/build/.x86_64.7/NAME.db …      the version clients read
-//! repos/build/.x86_64.6/               the one before, for readers in the middle of a download
+//! repos/build/.x86_64.6/ …             the ones before (KEPT_VERSIONS in all), for clients
+//!                                      sent to one of them in the middle of a download
 //! ```
 //!
 //! Invariant: a database is never on disk without the signature made over it. A client, or a
@@ -85,13 +86,13 @@ pub fn publish(
     std::os::unix::fs::symlink(format!(".{arch}.{next}"), &swing)?;
     fs::rename(&swing, &link)?;
     fs::File::open(parent)?.sync_all()?;
-    // Every version but this one and the one before goes.
+    // The last few versions stay, for clients redirected to one of them in the middle of a
+    // download (see `Repos::redirect`).
     for entry in fs::read_dir(parent)? {
         let entry = entry?;
         let file_name = entry.file_name();
         if let Some(n) = parse_version(&file_name.to_string_lossy(), arch)
-            && n != next
-            && Some(n) != current
+            && n + KEPT_VERSIONS <= next
         {
             let _ = fs::remove_dir_all(entry.path());
         }
@@ -99,7 +100,17 @@ pub fn publish(
     Ok(())
 }
 
-fn version_dir(parent: &Path, arch: &str, n: u64) -> PathBuf {
+/// Versions kept on disk, the current one included. A client sent to one by a redirect has
+/// this many rewrites' time to fetch its signature.
+pub const KEPT_VERSIONS: u64 = 8;
+
+/// The version `parent/arch` shows now, if any.
+pub fn shown_version(parent: &Path, arch: &str) -> Option<u64> {
+    let target = fs::read_link(parent.join(arch)).ok()?;
+    parse_version(&target.to_string_lossy(), arch)
+}
+
+pub fn version_dir(parent: &Path, arch: &str, n: u64) -> PathBuf {
     parent.join(format!(".{arch}.{n}"))
 }
 
@@ -192,12 +203,23 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         versions.sort();
-        assert_eq!(versions, [".x86_64.2", ".x86_64.3", "x86_64"]);
+        assert_eq!(
+            versions,
+            [".x86_64.0", ".x86_64.1", ".x86_64.2", ".x86_64.3", "x86_64"]
+        );
+        assert_eq!(shown_version(dir.path(), "x86_64"), Some(3));
+        for tag in 4..=12 {
+            publish(dir.path(), "x86_64", "r", &dbs(&tag.to_string()), None).unwrap();
+        }
+        let kept = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| parse_version(&e.unwrap().file_name().to_string_lossy(), "x86_64"))
+            .count();
+        assert_eq!(kept as u64, KEPT_VERSIONS);
 
         // Unsigned, a version has no signature files, not stale ones.
-        publish(dir.path(), "x86_64", "r", &dbs("four"), None).unwrap();
         assert!(!dir.path().join("x86_64/r.db.sig").exists());
-        assert_eq!(read(dir.path(), "r.db"), "db four");
+        assert_eq!(read(dir.path(), "r.db"), "db 12");
     }
 
     #[test]

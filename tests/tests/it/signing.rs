@@ -86,6 +86,43 @@ async fn pacman_trusting_only_the_farm_key_installs_what_the_farm_signed_and_ref
         .wait_for("both live", |s| s.counts.get("live") == Some(&2))
         .await;
 
+    // pacman's own downloader is sent to the version of the database shown now; what it
+    // fetches there stays together, whatever is published after.
+    let redirected = |path: &str| -> String {
+        let out = std::process::Command::new("curl")
+            .arg("--cacert")
+            .arg(ca.join("ca.pem"))
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-A",
+                "pacman/6.0.2",
+                "-w",
+                "%{http_code} %{redirect_url}",
+            ])
+            .arg(format!("{}{path}", master.url))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let answer = redirected(&format!("repo/live/{arch}/quarters.db"));
+    let (code, location) = answer.split_once(' ').unwrap();
+    assert_eq!(code, "307", "{answer}");
+    let versioned = location
+        .strip_prefix(master.url.as_str())
+        .unwrap_or_else(|| panic!("{location}"))
+        .to_owned();
+    assert!(
+        versioned.starts_with(&format!("repo/live/{arch}/v")),
+        "{versioned}"
+    );
+    let held_db = master
+        .client
+        .get_bytes(&format!("/{versioned}"), 1 << 20)
+        .await
+        .unwrap();
+
     // `why` says who packaged, who built and who signed what each repository holds.
     let (ok, text) = quarters_tests::quartersctl(&master.config, &["why", "hello"]);
     assert!(ok, "{text}");
@@ -273,6 +310,34 @@ async fn pacman_trusting_only_the_farm_key_installs_what_the_farm_signed_and_ref
         );
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
+
+    // The database version handed out before the rotation still has its own signature
+    // beside it, after every rewrite since: the pair verifies with the old key.
+    let held_sig = master
+        .client
+        .get_bytes(&format!("/{versioned}.sig"), 1 << 16)
+        .await
+        .unwrap();
+    let (held_db_file, held_sig_file) =
+        (dir.path().join("held.db"), dir.path().join("held.db.sig"));
+    std::fs::write(&held_db_file, &held_db).unwrap();
+    std::fs::write(&held_sig_file, &held_sig).unwrap();
+    assert!(live.verifies(&held_sig_file, &held_db_file));
+    let (code, location) = redirected(&format!("repo/live/{arch}/quarters.db"))
+        .split_once(' ')
+        .map(|(c, l)| (c.to_owned(), l.to_owned()))
+        .unwrap();
+    assert!(
+        code == "307" && !location.ends_with(&versioned),
+        "{location}"
+    );
+    // Clients that follow no redirect get the files as they always did.
+    let plain = master
+        .client
+        .get_bytes(&format!("/repo/live/{arch}/quarters.db"), 1 << 20)
+        .await
+        .unwrap();
+    assert!(!plain.is_empty());
 
     // The export lists the new key first and the old, retired one after it.
     let stderr = String::from_utf8_lossy(&ctl_key(&["export"]).stderr).into_owned();
