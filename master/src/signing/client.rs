@@ -141,7 +141,18 @@ impl Endpoint {
             }
             stream.flush()
         })();
-        sent.map_err(|e| self.unreachable(e))?;
+        if let Err(e) = sent {
+            // The signer may have refused on the header alone (over its limit) and closed
+            // while the data was still being sent: its reply says why.
+            if matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) && let Err(refused @ SignError::Refused { .. }) = self.reply(&mut stream)
+            {
+                return Err(refused);
+            }
+            return Err(self.unreachable(e));
+        }
         Ok(Signature::from_bytes(self.reply(&mut stream)?))
     }
 
@@ -217,14 +228,17 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn the_signer_refuses_more_than_its_limit() {
+        // Far more than a socket buffer: the signer refuses on the header and closes while the
+        // data is still being sent, and the client still reads why.
         let policy = Policy {
             max_bytes: 10,
             ..Policy::default()
         };
         let (_dir, _key, signer) = serve(policy).await;
-        let e = tokio::task::spawn_blocking(move || signer.sign_bytes(&[0; 11]).unwrap_err())
-            .await
-            .unwrap();
+        let e =
+            tokio::task::spawn_blocking(move || signer.sign_bytes(&vec![0; 4 << 20]).unwrap_err())
+                .await
+                .unwrap();
         assert!(
             matches!(&e, SignError::Refused { message, .. } if message.contains("limit")),
             "{e}"
