@@ -170,15 +170,7 @@ impl PacmanRoot {
     /// checked again, failing the test with pacman's output if it fails.
     pub fn install_afresh(&self, packages: &[&str]) {
         self.forget_downloads();
-        let mut args = vec!["-Syy"];
-        args.extend_from_slice(packages);
-        let out = self.pacman(&args);
-        assert!(
-            out.status.success(),
-            "pacman -Syy {packages:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.sync_ok("-Syy", packages);
     }
 
     /// `pacman -Syy PACKAGES` that must fail: pacman's output, for the test to check why.
@@ -202,12 +194,17 @@ impl PacmanRoot {
 
     /// `pacman -Sy PACKAGES`, failing the test with pacman's output if it fails.
     pub fn install(&self, packages: &[&str]) {
-        let mut args = vec!["-Sy"];
+        self.sync_ok("-Sy", packages);
+    }
+
+    /// `pacman SYNC PACKAGES`, failing the test with pacman's output if it fails.
+    fn sync_ok(&self, sync: &str, packages: &[&str]) {
+        let mut args = vec![sync];
         args.extend_from_slice(packages);
         let out = self.pacman(&args);
         assert!(
             out.status.success(),
-            "pacman -Sy {packages:?} failed:\n{}\n{}",
+            "pacman {sync} {packages:?} failed:\n{}\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );

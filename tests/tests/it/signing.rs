@@ -36,6 +36,18 @@ fn mirror(state_dir: &Path, mirror: &Path) {
     }
 }
 
+/// Waits up to `secs` seconds for `done`, polling; fails the test naming `what` after that.
+async fn eventually(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {secs} s: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
 fn package_file(dir: &Path, name: &str) -> PathBuf {
     std::fs::read_dir(dir)
         .unwrap()
@@ -275,41 +287,34 @@ async fn pacman_trusting_only_the_farm_key_installs_what_the_farm_signed_and_ref
     // Activated: the running signer signs with the new key from its next request, and the
     // master signs everything in both repositories again with it.
     ctl_key(&["rotate", "--activate"]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let (ok, text) = quarters_tests::quartersctl(&master.config, &["why", "hello"]);
-        assert!(ok, "{text}");
-        let signed_now = text
-            .lines()
-            .filter(|l| l.contains("hello 1.0-1 in the"))
-            .all(|l| l.contains(&format!("signed by the farm key {new_key}")));
-        if signed_now {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not signed again with {new_key}:\n{text}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    }
+    eventually(
+        &format!("everything signed again with {new_key}"),
+        60,
+        || {
+            let (ok, text) = quarters_tests::quartersctl(&master.config, &["why", "hello"]);
+            assert!(ok, "{text}");
+            text.lines()
+                .filter(|l| l.contains("hello 1.0-1 in the"))
+                .all(|l| l.contains(&format!("signed by the farm key {new_key}")))
+        },
+    )
+    .await;
     // Databases follow at the turn that recorded the signatures; wait for the live one.
     let live_db_sig = master
         .state_dir
         .join("repos/live")
         .join(arch)
         .join("quarters.db.sig");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while quarters_master::signing::Signature::from_bytes(std::fs::read(&live_db_sig).unwrap())
-        .issuer()
-        .map(|k| k.to_string())
-        != Some(new_key.clone())
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the live database is not signed by {new_key}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    }
+    eventually(
+        &format!("the live database signed by {new_key}"),
+        30,
+        || {
+            quarters_master::signing::Signature::from_bytes(std::fs::read(&live_db_sig).unwrap())
+                .issuer()
+                .is_some_and(|k| k.as_str() == new_key)
+        },
+    )
+    .await;
 
     // The database version handed out before the rotation still has its own signature
     // beside it, after every rewrite since: the pair verifies with the old key.
