@@ -386,13 +386,7 @@ fn binary(e: &RepoEntry) -> BinaryPackage {
 /// checked against the author of the last change), which builder built it, and whose key signed
 /// it (its `%PGPSIG%`, which pacman checks).
 fn provenance(entry: &RepoEntry, builds: &[crate::db::BuildRow]) -> String {
-    let field = |name: &str| {
-        entry
-            .desc
-            .split("\n\n")
-            .find_map(|section| section.strip_prefix(&format!("%{name}%\n")))
-            .map(str::trim)
-    };
+    let field = |name: &str| crate::repo::package::desc_field(&entry.desc, name);
     let packager = field("PACKAGER").unwrap_or("an unknown packager");
     let built = builds
         .iter()

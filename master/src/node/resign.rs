@@ -154,8 +154,7 @@ pub(super) struct ResignState {
 
 /// The key a `desc`'s `%PGPSIG%` names.
 fn signed_by(desc: &str) -> Option<Fingerprint> {
-    desc.split("\n\n")
-        .find_map(|section| section.strip_prefix("%PGPSIG%\n"))
+    crate::repo::package::desc_field(desc, "PGPSIG")
         .and_then(Signature::from_base64)
         .and_then(|s| s.issuer())
 }

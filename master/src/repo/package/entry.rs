@@ -84,6 +84,15 @@ pub fn with_pgpsig(desc: &str, pgpsig: &str) -> String {
     out
 }
 
+/// The value of section `%NAME%` of a `desc` this module wrote (one line, or the lines of a
+/// list section joined by newlines).
+pub fn field<'a>(desc: &'a str, name: &str) -> Option<&'a str> {
+    let heading = format!("%{name}%\n");
+    desc.split("\n\n")
+        .find_map(|section| section.strip_prefix(heading.as_str()))
+        .map(str::trim)
+}
+
 /// The `files` entry: `%FILES%` and the archive's listing.
 pub fn files(listing: &[String]) -> String {
     let mut out = String::from("%FILES%\n");
@@ -116,7 +125,10 @@ mod tests {
             got,
             "%FILENAME%\na-1:2-3-any.pkg.tar.zst\n\n%NAME%\na\n\n%BASE%\nb\n\n%VERSION%\n1:2-3\n\n%DESC%\nx y\n\n%CSIZE%\n99\n\n%ISIZE%\n7\n\n%SHA256SUM%\nab\n\n%LICENSE%\ncustom\nMIT\n\n%ARCH%\nany\n\n%DEPENDS%\nc>=1\n\n%OPTDEPENDS%\nd: for e\n\n"
         );
+        assert_eq!(field(&got, "SHA256SUM"), Some("ab"));
+        assert_eq!(field(&got, "PGPSIG"), None);
         let signed = with_pgpsig(&got, "c2ln");
+        assert_eq!(field(&signed, "PGPSIG"), Some("c2ln"));
         assert_eq!(
             signed,
             got.replace(

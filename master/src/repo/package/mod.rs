@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 pub use archive::{ArchiveError, Limits};
-pub use entry::{FileFacts, with_pgpsig};
+pub use entry::{FileFacts, field as desc_field, with_pgpsig};
 pub use info::{BuildInfo, InfoError, PkgInfo};
 
 /// What the master learns from a package file.
