@@ -274,12 +274,30 @@ impl Db {
         &self,
         max_refusals: usize,
     ) -> Result<std::collections::HashMap<UnitKey, Failure>, DbError> {
+        self.failures_where(max_refusals, "", params![])
+    }
+
+    /// [`Db::failures`] of `pkgbase` only: what the core reads again after a verdict on it.
+    pub fn failures_of(
+        &self,
+        max_refusals: usize,
+        pkgbase: &str,
+    ) -> Result<std::collections::HashMap<UnitKey, Failure>, DbError> {
+        self.failures_where(max_refusals, "AND pkgbase = ?1", params![pkgbase])
+    }
+
+    fn failures_where<P: rusqlite::Params + Copy>(
+        &self,
+        max_refusals: usize,
+        filter: &str,
+        params: P,
+    ) -> Result<std::collections::HashMap<UnitKey, Failure>, DbError> {
         let mut failures = std::collections::HashMap::new();
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT pkgbase, version, arch, builder, build_id, blame, reason FROM builds
-             WHERE verdict = 'refused' AND retried = 0 ORDER BY id",
-        )?;
-        let rows = stmt.query_map([], |r| {
+             WHERE verdict = 'refused' AND retried = 0 {filter} ORDER BY id"
+        ))?;
+        let rows = stmt.query_map(params, |r| {
             let key: UnitKey = (r.get(0)?, r.get(1)?, r.get(2)?);
             let blame = Blame::parse(&r.get::<_, String>(5)?).unwrap_or(Blame::Builder);
             let last = Failure {
@@ -319,11 +337,11 @@ impl Db {
                 );
             }
         }
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT pkgbase, version, arch, builder, build_id, reason, log_dir FROM builds
-             WHERE verdict = 'failed' AND retried = 0 ORDER BY id",
-        )?;
-        let rows = stmt.query_map([], |r| {
+             WHERE verdict = 'failed' AND retried = 0 {filter} ORDER BY id"
+        ))?;
+        let rows = stmt.query_map(params, |r| {
             let key = (
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -393,13 +411,28 @@ impl Db {
 
     /// Expected build duration per pkgbase: the mean wall time of its last five accepted builds.
     pub fn durations(&self) -> Result<std::collections::HashMap<String, u64>, DbError> {
-        let mut stmt = self.conn.prepare(
+        self.durations_where("", params![])
+    }
+
+    /// [`Db::durations`] of `pkgbase` only.
+    pub fn duration_of(&self, pkgbase: &str) -> Result<Option<u64>, DbError> {
+        Ok(self
+            .durations_where("AND pkgbase = ?1", params![pkgbase])?
+            .remove(pkgbase))
+    }
+
+    fn durations_where<P: rusqlite::Params>(
+        &self,
+        filter: &str,
+        params: P,
+    ) -> Result<std::collections::HashMap<String, u64>, DbError> {
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT pkgbase, AVG(wall_ms) FROM (
                 SELECT pkgbase, wall_ms, ROW_NUMBER() OVER (PARTITION BY pkgbase ORDER BY id DESC) AS n
-                FROM builds WHERE verdict = 'accepted' AND wall_ms IS NOT NULL
-             ) WHERE n <= 5 GROUP BY pkgbase",
-        )?;
-        let rows = stmt.query_map([], |r| {
+                FROM builds WHERE verdict = 'accepted' AND wall_ms IS NOT NULL {filter}
+             ) WHERE n <= 5 GROUP BY pkgbase"
+        ))?;
+        let rows = stmt.query_map(params, |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)? as u64))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -473,10 +506,23 @@ impl Db {
     /// The repositories' contents as the planner sees them (without the database texts,
     /// which the planner never reads).
     pub fn binaries(&self) -> Result<Vec<BinaryPackage>, DbError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT repo, pkg_arch, pkgname, pkgbase, version, provides FROM repo_packages",
-        )?;
-        let rows = stmt.query_map([], |r| {
+        self.binaries_where("", params![])
+    }
+
+    /// The packages named `pkgname` in the repositories, for every architecture.
+    pub fn binaries_named(&self, pkgname: &str) -> Result<Vec<BinaryPackage>, DbError> {
+        self.binaries_where("WHERE pkgname = ?1", params![pkgname])
+    }
+
+    fn binaries_where<P: rusqlite::Params>(
+        &self,
+        filter: &str,
+        params: P,
+    ) -> Result<Vec<BinaryPackage>, DbError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT repo, pkg_arch, pkgname, pkgbase, version, provides FROM repo_packages {filter}"
+        ))?;
+        let rows = stmt.query_map(params, |r| {
             Ok(BinaryPackage {
                 repo: repo_kind(&r.get::<_, String>(0)?),
                 arch: r.get(1)?,

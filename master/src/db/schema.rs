@@ -2,7 +2,7 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[FIRST, SECOND, THIRD, FOURTH];
+const MIGRATIONS: &[&str] = &[FIRST, SECOND, THIRD, FOURTH, FIFTH];
 
 /// 1: builds, repositories, promotions, events.
 pub(super) const FIRST: &str = "CREATE TABLE builds (
@@ -100,6 +100,12 @@ const FOURTH: &str = "CREATE TABLE quarantine (
         since TEXT NOT NULL,
         by TEXT NOT NULL CHECK (by IN ('operator', 'master'))
     );";
+
+/// 5: lookups by package name and by pkgbase. Every acceptance checks that no other pkgbase
+/// holds its package names, and without an index that check read the whole table: at 33,000
+/// packages it was a tenth of the master's time.
+const FIFTH: &str = "CREATE INDEX repo_packages_by_pkgname ON repo_packages (pkgname);
+    CREATE INDEX repo_packages_by_pkgbase ON repo_packages (pkgbase);";
 
 /// Brings the database up to the newest schema.
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {

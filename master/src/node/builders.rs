@@ -450,7 +450,7 @@ impl Core {
                 .unwrap_or_default()
         );
         let _ = self.db.event(row.verdict.as_str(), &row.pkgbase, &message);
-        self.verdicts_changed();
+        self.verdicts_changed(&row.pkgbase);
     }
 
     /// Commits the acceptance of verified packages, puts them into the pool, and asks for the
@@ -538,6 +538,8 @@ impl Core {
             }
         }
         self.mark_judged(row);
+        // Its wall time counts towards the pkgbase's expected duration.
+        self.verdicts_changed(&row.pkgbase);
         // Into the pool only now that the acceptance is committed; a failure here leaves the
         // database naming a file the pool lacks, which is said loudly and fixed by a rebuild.
         for p in pulled {

@@ -35,7 +35,7 @@ use crate::config::MasterConfig;
 use crate::db::{Db, DbError, Failure, RepoEntry};
 use crate::plan::binaries::{Binaries, RepoKind};
 use crate::plan::relation::provision;
-use crate::plan::{Progress, Resolution, UnitKey, UnitSpec};
+use crate::plan::{Changes, Progress, Resolution, UnitKey, UnitSpec};
 use crate::quarantine::Quarantine;
 use crate::repo::Repos;
 use crate::signing::Fingerprint;
@@ -86,7 +86,16 @@ struct Todo {
     republish: bool,
     judge: bool,
     /// Repository databases to write again: acceptances and promotions changed them.
-    rewrite: BTreeSet<(RepoKind, String)>,
+    rewrite: BTreeMap<(RepoKind, String), Rewrite>,
+}
+
+/// How a repository's databases are written again.
+#[derive(Debug)]
+enum Rewrite {
+    /// From every entry SQLite holds for it (signatures changed, say).
+    Whole,
+    /// With these entries, committed in SQLite, in place of their names' earlier ones.
+    Changed(Vec<RepoEntry>),
 }
 
 /// The plan's inputs read from the database about builds, kept until a verdict changes them.
@@ -101,6 +110,8 @@ pub(super) struct Facts {
 #[derive(Debug, Default)]
 struct RepoChanges {
     pkgbases: HashSet<String>,
+    /// The changed packages' own names: their binaries are read again.
+    pkgnames: BTreeSet<String>,
     /// Every name the changed packages answer to.
     names: HashSet<String>,
 }
@@ -125,8 +136,12 @@ pub(crate) struct Core {
     /// The repositories as the planner sees them, read again when they change.
     binaries: Option<Binaries>,
     repo_changes: RepoChanges,
-    /// Kept until a verdict changes.
+    /// Read whole at start-up, then again for the pkgbases whose verdicts changed.
     facts: Option<Facts>,
+    /// Pkgbases with a verdict since the facts were read.
+    stale_facts: BTreeSet<String>,
+    /// What changed since the last plan, for the plan to be updated in place.
+    plan_changes: Changes,
     todo: Todo,
     pub(super) resign: ResignState,
 }
@@ -201,6 +216,8 @@ impl Core {
             binaries: None,
             repo_changes: RepoChanges::default(),
             facts: None,
+            stale_facts: BTreeSet::new(),
+            plan_changes: Changes::default(),
             todo: Todo::default(),
             resign: ResignState::default(),
         }
@@ -265,9 +282,10 @@ impl Core {
         self.todo.replan = true;
     }
 
-    /// A verdict changed (recorded or retried): the plan reads failures and durations again.
-    pub(super) fn verdicts_changed(&mut self) {
-        self.facts = None;
+    /// A verdict on `pkgbase` changed (recorded or retried): the plan reads its failures and
+    /// durations again.
+    pub(super) fn verdicts_changed(&mut self, pkgbase: &str) {
+        self.stale_facts.insert(pkgbase.to_owned());
         self.todo.replan = true;
     }
 
@@ -289,19 +307,28 @@ impl Core {
         &mut self,
         which: impl IntoIterator<Item = (RepoKind, String)>,
     ) {
-        self.todo.rewrite.extend(which);
+        self.todo
+            .rewrite
+            .extend(which.into_iter().map(|key| (key, Rewrite::Whole)));
     }
 
     /// A repository gained `entry` (committed in SQLite): its databases are written again
     /// before the next plan, which resolves again the builds the entry concerns.
     pub(super) fn repo_changed(&mut self, entry: &RepoEntry) {
-        self.todo.rewrite.insert((entry.repo, entry.arch.clone()));
+        let rewrite = self
+            .todo
+            .rewrite
+            .entry((entry.repo, entry.arch.clone()))
+            .or_insert_with(|| Rewrite::Changed(Vec::new()));
+        if let Rewrite::Changed(entries) = rewrite {
+            entries.push(entry.clone());
+        }
         self.repo_changes.pkgbases.insert(entry.pkgbase.clone());
+        self.repo_changes.pkgnames.insert(entry.pkgname.clone());
         self.repo_changes.names.insert(entry.pkgname.clone());
         self.repo_changes
             .names
             .extend(entry.provides.iter().map(|p| provision(p).0.to_owned()));
-        self.binaries = None;
         self.todo.replan = true;
     }
 
@@ -338,36 +365,75 @@ impl Core {
         if rewrite.is_empty() {
             return;
         }
-        let all = match self.db.repo_entries() {
-            Ok(all) => all,
-            Err(e) => {
-                // SQLite has the changes; the next start-up rewrites the files.
-                tracing::error!("reading the repositories: {e}");
-                return;
-            }
-        };
-        for (repo, arch) in rewrite {
-            if let Err(e) = self.repos.rewrite(repo, &arch, &all) {
+        let mut all = None;
+        for ((repo, arch), how) in rewrite {
+            let written = match &how {
+                Rewrite::Changed(entries) => self.repos.update(repo, &arch, entries),
+                Rewrite::Whole => {
+                    if all.is_none() {
+                        all = self.db.repo_entries().ok();
+                    }
+                    match all.as_deref() {
+                        Some(entries) => self.repos.rewrite(repo, &arch, entries),
+                        None => Err(std::io::Error::other("the database could not be read")),
+                    }
+                }
+            };
+            if let Err(e) = written {
                 // The version clients see stays whole and signed; this one is made again at
                 // the next turn (a tick at the latest), when the signer may answer again.
+                // Putting the same entries in twice changes nothing.
                 tracing::error!("rewriting the {} ({arch}): {e}", repo.describe());
-                self.todo.rewrite.insert((repo, arch));
+                self.todo.rewrite.insert((repo, arch), how);
             }
         }
     }
 
-    /// The plan's facts from the database, read again if a verdict changed since.
+    /// The plan's facts from the database: read whole the first time, then again for the
+    /// pkgbases whose verdicts changed since.
     fn facts(&mut self) -> Option<&Facts> {
-        if self.facts.is_none() {
-            let read = (|| {
-                Ok::<_, DbError>(Facts {
-                    failures: self.db.failures(self.config.max_refusals)?,
-                    durations: self.db.durations()?,
-                })
-            })();
-            match read {
-                Ok(facts) => self.facts = Some(facts),
-                Err(e) => tracing::error!("reading the database: {e}"),
+        let max_refusals = self.config.max_refusals;
+        match &mut self.facts {
+            None => {
+                let read = (|| {
+                    Ok::<_, DbError>(Facts {
+                        failures: self.db.failures(max_refusals)?,
+                        durations: self.db.durations()?,
+                    })
+                })();
+                match read {
+                    Ok(facts) => {
+                        self.facts = Some(facts);
+                        self.stale_facts.clear();
+                    }
+                    Err(e) => tracing::error!("reading the database: {e}"),
+                }
+            }
+            Some(facts) => {
+                while let Some(pkgbase) = self.stale_facts.pop_first() {
+                    let read = (|| {
+                        Ok::<_, DbError>((
+                            self.db.failures_of(max_refusals, &pkgbase)?,
+                            self.db.duration_of(&pkgbase)?,
+                        ))
+                    })();
+                    match read {
+                        Ok((failures, duration)) => {
+                            self.plan_changes.durations.push(pkgbase.clone());
+                            facts.failures.retain(|key, _| key.0 != pkgbase);
+                            facts.failures.extend(failures);
+                            match duration {
+                                Some(ms) => facts.durations.insert(pkgbase, ms),
+                                None => facts.durations.remove(&pkgbase),
+                            };
+                        }
+                        Err(e) => {
+                            tracing::error!("reading the database: {e}");
+                            self.stale_facts.insert(pkgbase);
+                            return None;
+                        }
+                    }
+                }
             }
         }
         self.facts.as_ref()
@@ -377,12 +443,27 @@ impl Core {
     /// from the sources when they changed, updated for what entered the repositories since
     /// the last plan otherwise.
     fn resolution(&mut self) -> Option<&Resolution> {
-        if self.binaries.is_none() {
-            match self.db.binaries() {
-                Ok(binaries) => self.binaries = Some(Binaries::new(binaries)),
+        match &mut self.binaries {
+            None => match self.db.binaries() {
+                Ok(binaries) => {
+                    self.binaries = Some(Binaries::new(binaries));
+                    self.repo_changes.pkgnames.clear();
+                }
                 Err(e) => {
                     tracing::error!("reading the repositories: {e}");
                     return None;
+                }
+            },
+            Some(binaries) => {
+                while let Some(pkgname) = self.repo_changes.pkgnames.pop_first() {
+                    match self.db.binaries_named(&pkgname) {
+                        Ok(now) => binaries.replace(&pkgname, now),
+                        Err(e) => {
+                            tracing::error!("reading the repositories: {e}");
+                            self.repo_changes.pkgnames.insert(pkgname);
+                            return None;
+                        }
+                    }
                 }
             }
         }
@@ -391,12 +472,13 @@ impl Core {
         match &mut self.resolution {
             Some(resolution) => {
                 if !changes.pkgbases.is_empty() {
-                    resolution.update(
+                    let resolved = resolution.update(
                         binaries,
                         &self.config.build_root,
                         &changes.pkgbases,
                         &changes.names,
                     );
+                    self.plan_changes.resolved.extend(resolved);
                 }
             }
             None => {
@@ -437,13 +519,19 @@ impl Core {
             .collect();
         let claimed = committed_claims(&self.model.builders);
         let resolution = self.resolution.as_ref().expect("made just now");
-        self.model.plan = resolution.plan(&Progress {
-            failed: &failed,
-            claimed: &claimed,
-            durations: &facts.durations,
-            history: &self.config.history,
-            default_ms: u64::try_from(self.config.default_estimate.as_millis()).unwrap_or(u64::MAX),
-        });
+        let changes = std::mem::take(&mut self.plan_changes);
+        resolution.plan_again(
+            &mut self.model.plan,
+            &Progress {
+                failed: &failed,
+                claimed: &claimed,
+                durations: &facts.durations,
+                history: &self.config.history,
+                default_ms: u64::try_from(self.config.default_estimate.as_millis())
+                    .unwrap_or(u64::MAX),
+            },
+            &changes,
+        );
         self.model.plan_complete = self.model.sources.iter().all(|s| s.scanned);
         self.request_tarballs();
     }

@@ -221,7 +221,7 @@ impl Core {
                 format!("{pkgbase} has no failed or refused build to retry\n"),
             ),
             Ok(n) => {
-                self.verdicts_changed();
+                self.verdicts_changed(&pkgbase);
                 (
                     true,
                     format!(

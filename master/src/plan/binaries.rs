@@ -36,36 +36,80 @@ pub struct BinaryPackage {
 /// Binary packages by every name they answer to.
 #[derive(Debug, Default)]
 pub struct Binaries {
-    packages: Vec<BinaryPackage>,
+    /// `None` where a package was replaced: indexes into this stay valid.
+    packages: Vec<Option<BinaryPackage>>,
     by_name: HashMap<String, Vec<usize>>,
     /// Every plan asks for each build's version in the repositories: indexed, so that a plan
     /// stays linear in the number of packages.
     by_base: HashMap<String, Vec<usize>>,
+    by_pkgname: HashMap<String, Vec<usize>>,
+    free: Vec<usize>,
 }
 
 impl Binaries {
     pub fn new(packages: Vec<BinaryPackage>) -> Self {
-        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut by_base: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, p) in packages.iter().enumerate() {
-            by_base.entry(p.pkgbase.clone()).or_default().push(i);
-            by_name.entry(p.pkgname.clone()).or_default().push(i);
-            for prov in &p.provides {
-                by_name
-                    .entry(provision(prov).0.to_owned())
-                    .or_default()
-                    .push(i);
-            }
+        let mut binaries = Binaries::default();
+        for p in packages {
+            binaries.insert(p);
         }
-        Binaries {
-            packages,
-            by_name,
-            by_base,
+        binaries
+    }
+
+    fn insert(&mut self, p: BinaryPackage) {
+        let i = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.packages.push(None);
+                self.packages.len() - 1
+            }
+        };
+        self.by_base.entry(p.pkgbase.clone()).or_default().push(i);
+        self.by_pkgname.entry(p.pkgname.clone()).or_default().push(i);
+        self.by_name.entry(p.pkgname.clone()).or_default().push(i);
+        for prov in &p.provides {
+            self.by_name
+                .entry(provision(prov).0.to_owned())
+                .or_default()
+                .push(i);
+        }
+        self.packages[i] = Some(p);
+    }
+
+    /// Replaces every package named `pkgname` (in either repository, for any architecture)
+    /// with `now`: what the repositories hold under that name after a change. Costs what the
+    /// name's packages cost, not what the repositories hold.
+    pub fn replace(&mut self, pkgname: &str, now: Vec<BinaryPackage>) {
+        for i in self.by_pkgname.remove(pkgname).unwrap_or_default() {
+            let p = self.packages[i].take().expect("indexed packages are present");
+            let unlist = |index: &mut HashMap<String, Vec<usize>>, key: &str| {
+                if let Some(list) = index.get_mut(key) {
+                    list.retain(|&j| j != i);
+                    if list.is_empty() {
+                        index.remove(key);
+                    }
+                }
+            };
+            unlist(&mut self.by_base, &p.pkgbase);
+            unlist(&mut self.by_name, &p.pkgname);
+            for prov in &p.provides {
+                unlist(&mut self.by_name, provision(prov).0);
+            }
+            self.free.push(i);
+        }
+        for p in now {
+            debug_assert_eq!(p.pkgname, pkgname);
+            self.insert(p);
         }
     }
 
-    pub fn packages(&self) -> &[BinaryPackage] {
-        &self.packages
+    pub fn packages(&self) -> impl Iterator<Item = &BinaryPackage> {
+        self.packages.iter().flatten()
+    }
+
+    fn at(&self, i: usize) -> &BinaryPackage {
+        self.packages[i]
+            .as_ref()
+            .expect("indexed packages are present")
     }
 
     /// Whether a package in either repository, for `arch`, satisfies `req`.
@@ -78,7 +122,7 @@ impl Binaries {
         self.by_name
             .get(req.name.as_ref())?
             .iter()
-            .map(|&i| &self.packages[i])
+            .map(|&i| self.at(i))
             .filter(|p| {
                 (p.arch == arch || p.arch == "any")
                     && (req.satisfied_by(&p.pkgname, Some(&p.version))
@@ -95,7 +139,7 @@ impl Binaries {
         self.by_base
             .get(pkgbase)?
             .iter()
-            .map(|&i| &self.packages[i])
+            .map(|&i| self.at(i))
             .filter(|p| {
                 p.repo == repo && p.pkgbase == pkgbase && (p.arch == arch || p.arch == "any")
             })

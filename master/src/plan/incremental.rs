@@ -1,6 +1,8 @@
-//! The property the core relies on: a resolution updated for each repository change, then
-//! planned with the progress of the moment, equals a plan made from scratch, after any
-//! sequence of acceptances, promotions, failures, retries and claims.
+//! The properties the core relies on: a resolution updated for each repository change, then
+//! planned with the progress of the moment, equals a plan made from scratch; so does a plan
+//! updated in place ([`Resolution::plan_again`]), and the binaries updated in place; after any
+//! sequence of acceptances, promotions, failures, retries, claims and their ends, and new
+//! durations.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,6 +23,10 @@ enum Happening {
     Failed(usize),
     Retried(usize),
     Claimed(usize),
+    /// Its claim ends (the builder gave it up, or finished).
+    Unclaimed(usize),
+    /// An accepted build of it changes its expected duration.
+    Timed(usize),
     /// A new version of it appears in the sources: a full plan, as when sources change.
     Bumped(usize),
 }
@@ -32,6 +38,8 @@ fn happening() -> impl Strategy<Value = Happening> {
         1 => (0..64usize).prop_map(Happening::Failed),
         1 => (0..64usize).prop_map(Happening::Retried),
         2 => (0..64usize).prop_map(Happening::Claimed),
+        1 => (0..64usize).prop_map(Happening::Unclaimed),
+        1 => (0..64usize).prop_map(Happening::Timed),
         1 => (0..64usize).prop_map(Happening::Bumped),
     ]
 }
@@ -126,6 +134,18 @@ fn summary(plan: &Plan) -> Vec<String> {
     out
 }
 
+/// How often the property test's plans were updated in place, of how many: the test is only
+/// worth something if most were.
+static IN_PLACE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static TURNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The binaries in a comparable form.
+fn binaries_summary(binaries: &Binaries) -> Vec<String> {
+    let mut out: Vec<String> = binaries.packages().map(|b| format!("{b:?}")).collect();
+    out.sort();
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -138,7 +158,7 @@ proptest! {
         let template = HashSet::new();
         let mut failed: HashMap<UnitKey, String> = HashMap::new();
         let mut claimed: HashMap<UnitKey, String> = HashMap::new();
-        let durations: HashMap<String, u64> = HashMap::new();
+        let mut durations: HashMap<String, u64> = HashMap::new();
         let history: HashMap<String, u64> = specs
             .iter()
             .enumerate()
@@ -151,7 +171,16 @@ proptest! {
             &Binaries::new(binaries.clone()),
             &template,
         );
+        let mut kept_binaries = Binaries::new(binaries.clone());
+        let mut planned = resolution.plan(&Progress {
+            failed: &failed,
+            claimed: &claimed,
+            durations: &durations,
+            history: &history,
+            default_ms: 1000,
+        });
         for happening in happenings {
+            let mut changes = Changes::default();
             let n = specs.len();
             let mut changed_bases = HashSet::new();
             let mut changed_names = HashSet::new();
@@ -197,16 +226,31 @@ proptest! {
                     let s = &specs[i % n];
                     claimed.insert((s.pkgbase.clone(), s.version.clone(), s.arch.clone()), "builder-1".into());
                 }
+                Happening::Unclaimed(i) => {
+                    claimed.retain(|k, _| k.0 != specs[i % n].pkgbase);
+                }
+                Happening::Timed(i) => {
+                    let base = specs[i % n].pkgbase.clone();
+                    durations.insert(base.clone(), 7 * (i as u64 + 3));
+                    changes.durations.push(base);
+                }
                 Happening::Bumped(i) => {
                     specs[i % n].version = "3-1".into();
                 }
             }
             let now = Binaries::new(binaries.clone());
+            for name in &changed_names {
+                let named: Vec<BinaryPackage> =
+                    binaries.iter().filter(|b| &b.pkgname == name).cloned().collect();
+                kept_binaries.replace(name, named);
+            }
+            prop_assert_eq!(binaries_summary(&kept_binaries), binaries_summary(&now));
             if matches!(happening, Happening::Bumped(_)) {
                 // Sources changed: the core resolves from scratch.
                 resolution = Resolution::new(shared(&specs), &arches, &now, &template);
             } else {
-                resolution.update(&now, &template, &changed_bases, &changed_names);
+                changes.resolved =
+                    resolution.update(&kept_binaries, &template, &changed_bases, &changed_names);
             }
             let progress = Progress {
                 failed: &failed,
@@ -216,6 +260,10 @@ proptest! {
                 default_ms: 1000,
             };
             let updated = resolution.plan(&progress);
+            if resolution.plan_again(&mut planned, &progress, &changes) {
+                IN_PLACE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            TURNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let fresh = plan(Inputs {
                 arches: &arches,
                 units: specs.clone(),
@@ -228,6 +276,14 @@ proptest! {
                 default_ms: 1000,
             });
             prop_assert_eq!(summary(&updated), summary(&fresh), "after {:?}", happening);
+            prop_assert_eq!(summary(&planned), summary(&fresh), "in place, after {:?}", happening);
         }
+        let (in_place, turns) = (
+            IN_PLACE.load(std::sync::atomic::Ordering::Relaxed),
+            TURNS.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        // Counted over every case so far: after the first few, most turns must have been in
+        // place, or the property says nothing about the in-place update.
+        prop_assert!(turns < 64 || in_place * 2 > turns, "{in_place} of {turns} in place");
     }
 }

@@ -23,6 +23,9 @@
 
 pub mod binaries;
 pub mod relation;
+mod update;
+
+pub use update::Changes;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -245,6 +248,8 @@ pub struct Plan {
     /// Ready builds, highest priority first.
     pub ready: Vec<usize>,
     by_name: Arc<HashMap<(String, String), usize>>,
+    /// What [`Resolution::plan_again`] needs to update the plan in place.
+    kept: update::Kept,
 }
 
 impl Plan {
@@ -353,11 +358,16 @@ impl Plan {
 
     /// How many builds are in each state.
     pub fn counts(&self) -> std::collections::BTreeMap<String, u64> {
-        let mut counts = std::collections::BTreeMap::new();
+        // Counted under the states' static names: this runs at every publication, and a
+        // string made per build was a measurable share of the master's time.
+        let mut counts: std::collections::BTreeMap<&'static str, u64> = Default::default();
         for u in &self.units {
-            *counts.entry(u.state.name().to_owned()).or_insert(0) += 1;
+            *counts.entry(u.state.name()).or_insert(0) += 1;
         }
         counts
+            .into_iter()
+            .map(|(state, n)| (state.to_owned(), n))
+            .collect()
     }
 }
 
@@ -406,6 +416,8 @@ pub struct Resolution {
     /// The builds that have a dependency on each name: those to resolve again when binaries
     /// of that name arrive.
     depends_on: HashMap<String, Vec<usize>>,
+    /// The builds of each pkgbase (one per architecture).
+    by_base: HashMap<String, Vec<usize>>,
     rows: Vec<Row>,
 }
 
@@ -512,8 +524,13 @@ impl Resolution {
             }
         }
 
+        let mut by_base: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, s) in specs.iter().enumerate() {
+            by_base.entry(s.pkgbase.clone()).or_default().push(i);
+        }
         let mut resolution = Resolution {
             primary: arches.first().map_or("x86_64", String::as_str).to_owned(),
+            by_base,
             rows: vec![Row::default(); n],
             specs,
             by_name: Arc::new(by_name),
@@ -528,16 +545,20 @@ impl Resolution {
 
     /// Resolves again the builds that binaries of `pkgbases` (whose packages answer to
     /// `names`) concern, after those binaries changed: the builds of those pkgbases, and
-    /// those with a dependency on one of the names.
+    /// those with a dependency on one of the names. Returns them, for
+    /// [`Changes::resolved`].
     pub fn update(
         &mut self,
         binaries: &Binaries,
         template: &HashSet<String>,
         pkgbases: &HashSet<String>,
         names: &HashSet<String>,
-    ) {
-        let mut affected: Vec<usize> = (0..self.specs.len())
-            .filter(|&i| pkgbases.contains(&self.specs[i].pkgbase))
+    ) -> Vec<usize> {
+        let mut affected: Vec<usize> = pkgbases
+            .iter()
+            .filter_map(|b| self.by_base.get(b))
+            .flatten()
+            .copied()
             .collect();
         // Their own names too: a build that is now done changes what its dependents wait for.
         let mut all_names: HashSet<&str> = names.iter().map(String::as_str).collect();
@@ -554,6 +575,7 @@ impl Resolution {
         affected.sort_unstable();
         affected.dedup();
         self.resolve(&affected, binaries, template);
+        affected
     }
 
     /// Resolves the builds `which` (sorted): whether each is done, then what each waits for,
@@ -668,55 +690,87 @@ impl Resolution {
         (waits, own_block)
     }
 
+    /// The state of build `i` that depends on nothing but itself: blocked as a duplicate,
+    /// live, built or failed; `None` for a build whose state its dependencies decide.
+    fn settled_state(&self, i: usize, progress: &Progress<'_>) -> Option<State> {
+        let s = &self.specs[i];
+        if let Some(why) = self.duplicates.get(&i) {
+            return Some(State::Blocked {
+                chain: vec![format!("{}: {why}", s.pkgbase)],
+            });
+        }
+        let row = &self.rows[i];
+        if row.live {
+            return Some(State::Live);
+        }
+        if row.done {
+            return Some(State::Built);
+        }
+        let key = (s.pkgbase.clone(), s.version.clone(), s.arch.clone());
+        progress
+            .failed
+            .get(&key)
+            .map(|reason| State::Failed {
+                reason: reason.clone(),
+            })
+    }
+
+    /// The state of build `i`, not settled on its own and not in a blocked cycle, from the
+    /// states of the builds it waits for (`waits`).
+    fn derived_state<'s>(
+        &self,
+        i: usize,
+        waits: &[Wait],
+        state_of: impl Fn(usize) -> Option<&'s State> + Copy,
+        progress: &Progress<'_>,
+    ) -> State {
+        let s = &self.specs[i];
+        if let Some(why) = &self.rows[i].own_block {
+            return State::Blocked {
+                chain: vec![why.clone()],
+            };
+        }
+        if let Some(inherited) = propagate(i, waits, state_of, &self.specs) {
+            return inherited;
+        }
+        let waiting = waits
+            .iter()
+            .any(|w| !state_of(w.provider).is_some_and(State::is_done));
+        if waiting {
+            return State::Waiting;
+        }
+        let key = (s.pkgbase.clone(), s.version.clone(), s.arch.clone());
+        match progress.claimed.get(&key) {
+            Some(builder) => State::Claimed {
+                builder: builder.clone(),
+            },
+            None => State::Ready,
+        }
+    }
+
     /// The plan's second phase: states, cycles, critical paths and the ready list, from this
     /// resolution and how the builds are going.
     pub fn plan(&self, progress: &Progress<'_>) -> Plan {
-        let Progress {
-            failed,
-            claimed,
-            durations,
-            history,
-            default_ms,
-        } = *progress;
         let specs = &self.specs;
         let n = specs.len();
         let mut states: Vec<Option<State>> = vec![None; n];
         let mut edges: Vec<Vec<Wait>> = vec![Vec::new(); n];
-        let mut own_block: Vec<Option<String>> = vec![None; n];
-        for (i, s) in specs.iter().enumerate() {
-            if let Some(why) = self.duplicates.get(&i) {
-                states[i] = Some(State::Blocked {
-                    chain: vec![format!("{}: {why}", s.pkgbase)],
-                });
-                continue;
+        for i in 0..n {
+            match self.settled_state(i, progress) {
+                Some(state) => states[i] = Some(state),
+                None => edges[i].clone_from(&self.rows[i].waits),
             }
-            let row = &self.rows[i];
-            if row.live {
-                states[i] = Some(State::Live);
-                continue;
-            }
-            if row.done {
-                states[i] = Some(State::Built);
-                continue;
-            }
-            let key = (s.pkgbase.clone(), s.version.clone(), s.arch.clone());
-            if let Some(reason) = failed.get(&key) {
-                states[i] = Some(State::Failed {
-                    reason: reason.clone(),
-                });
-                continue;
-            }
-            edges[i].clone_from(&row.waits);
-            own_block[i].clone_from(&row.own_block);
         }
 
         // Strongly connected components over the waiting edges, providers before dependents;
         // cycles that binaries can break are broken first.
-        let (order, bootstrap) = break_cycles(&mut edges, &states, specs);
+        let (order, bootstrap, in_cycle) = break_cycles(&mut edges, &states, specs);
+        let mut cycle_blocked = vec![false; n];
         for component in &order {
             if is_cycle(component, &edges) {
                 let chain = cycle_chain(component, &edges, specs);
                 for &i in component {
+                    cycle_blocked[i] = true;
                     states[i] = Some(State::Blocked {
                         chain: chain.clone(),
                     });
@@ -728,29 +782,7 @@ impl Resolution {
                 if states[i].is_some() {
                     continue;
                 }
-                let s = &specs[i];
-                let state = if let Some(why) = &own_block[i] {
-                    State::Blocked {
-                        chain: vec![why.clone()],
-                    }
-                } else {
-                    propagate(i, &edges[i], &states, specs).unwrap_or_else(|| {
-                        let waiting = edges[i]
-                            .iter()
-                            .any(|w| !states[w.provider].as_ref().is_some_and(State::is_done));
-                        if waiting {
-                            State::Waiting
-                        } else {
-                            let key = (s.pkgbase.clone(), s.version.clone(), s.arch.clone());
-                            match claimed.get(&key) {
-                                Some(builder) => State::Claimed {
-                                    builder: builder.clone(),
-                                },
-                                None => State::Ready,
-                            }
-                        }
-                    })
-                };
+                let state = self.derived_state(i, &edges[i], |p| states[p].as_ref(), progress);
                 states[i] = Some(state);
             }
         }
@@ -761,22 +793,12 @@ impl Resolution {
             .collect();
         let expected: Vec<u64> = specs
             .iter()
-            .map(|s| {
-                durations
-                    .get(&s.pkgbase)
-                    .or_else(|| history.get(&s.pkgbase))
-                    .copied()
-                    .unwrap_or(default_ms)
-            })
+            .map(|s| expected_ms(s, progress))
             .collect();
+        let kept = update::Kept::new(self, progress, &edges, in_cycle, cycle_blocked);
         // Critical path: dependents before providers, so walk the order backwards.
         let mut priority = vec![0u64; n];
-        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for (i, e) in edges.iter().enumerate() {
-            for w in e {
-                dependents[w.provider].push(i);
-            }
-        }
+        let dependents = &kept.dependents;
         for component in order.iter().rev() {
             for &i in component {
                 if !states[i].is_pending() {
@@ -807,26 +829,33 @@ impl Resolution {
                 priority: priority[i],
             })
             .collect();
-        let mut ready: Vec<usize> = (0..n).filter(|&i| units[i].state == State::Ready).collect();
-        ready.sort_by(|&a, &b| {
-            units[b]
-                .priority
-                .cmp(&units[a].priority)
-                .then_with(|| units[a].spec.pkgbase.cmp(&units[b].spec.pkgbase))
-        });
-        Plan {
+        let mut plan = Plan {
             units,
-            ready,
+            ready: Vec::new(),
             by_name: self.by_name.clone(),
-        }
+            kept,
+        };
+        plan.fill_ready();
+        plan
     }
 }
 
+/// How long a build is expected to take: from its accepted builds, its imported history, or
+/// the default.
+fn expected_ms(s: &UnitSpec, progress: &Progress<'_>) -> u64 {
+    progress
+        .durations
+        .get(&s.pkgbase)
+        .or_else(|| progress.history.get(&s.pkgbase))
+        .copied()
+        .unwrap_or(progress.default_ms)
+}
+
 /// The state a build inherits from a failed or blocked dependency, if any.
-fn propagate(
+fn propagate<'s>(
     i: usize,
     edges: &[Wait],
-    states: &[Option<State>],
+    state_of: impl Fn(usize) -> Option<&'s State>,
     specs: &[Arc<UnitSpec>],
 ) -> Option<State> {
     let me = &specs[i].pkgbase;
@@ -835,7 +864,7 @@ fn propagate(
     for w in edges {
         let (p, k) = (&w.provider, w.dep);
         let via = format!("{me} needs {} ({})", dep_text(k), specs[*p].pkgbase);
-        match &states[*p] {
+        match state_of(*p) {
             Some(State::Failed { reason }) => {
                 return Some(State::IndirectFailed {
                     chain: vec![via, format!("{} failed: {reason}", specs[*p].pkgbase)],
@@ -868,7 +897,7 @@ fn is_cycle(component: &[usize], edges: &[Vec<Wait>]) -> bool {
 
 /// Breaks the dependency cycles among pending builds that binaries can break, and returns the
 /// components of what remains (as [`tarjan`]) with, for every build, the waits it no longer
-/// has (its bootstrap).
+/// has (its bootstrap), and whether it was in a cycle before any was broken.
 ///
 /// The rule, applied to every cycle until none is left that it can break, as Eades, Lin and
 /// Smyth's greedy ordering picks its sources: of the members all of whose dependencies inside
@@ -882,11 +911,21 @@ fn break_cycles(
     edges: &mut [Vec<Wait>],
     states: &[Option<State>],
     specs: &[Arc<UnitSpec>],
-) -> (Vec<Vec<usize>>, Vec<Vec<Wait>>) {
+) -> (Vec<Vec<usize>>, Vec<Vec<Wait>>, Vec<bool>) {
     let n = edges.len();
     let mut bootstrap: Vec<Vec<Wait>> = vec![Vec::new(); n];
+    let mut in_cycle: Option<Vec<bool>> = None;
     loop {
         let order = tarjan(n, edges, states);
+        let in_cycle = in_cycle.get_or_insert_with(|| {
+            let mut marked = vec![false; n];
+            for component in order.iter().filter(|c| is_cycle(c, edges)) {
+                for &i in component {
+                    marked[i] = true;
+                }
+            }
+            marked
+        });
         let mut broke = false;
         for component in &order {
             if !is_cycle(component, edges) {
@@ -927,7 +966,7 @@ fn break_cycles(
             }
         }
         if !broke {
-            return (order, bootstrap);
+            return (order, bootstrap, std::mem::take(in_cycle));
         }
     }
 }

@@ -12,7 +12,7 @@
 //! and such pieces concatenate into one valid stream, whose CRC is combined from theirs (the
 //! technique of pigz). A rewrite is then a concatenation.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::io;
 
@@ -82,45 +82,82 @@ struct Cached {
     files: Chunk,
 }
 
-/// Every package's compressed pieces, kept between rewrites of one repository.
+/// One repository's packages as compressed pieces, by package name, kept between rewrites.
+///
+/// A repository holds one version of each package name, so putting an entry replaces the
+/// name's earlier one: a rewrite after an acceptance costs the new entries' compression and a
+/// concatenation, not a pass over every entry's text.
 #[derive(Debug, Default)]
 pub struct Chunks {
-    entries: HashMap<String, Cached>,
+    entries: BTreeMap<String, Cached>,
+}
+
+/// Makes pieces: one compressor serves many, as setting one up costs more than compressing a
+/// small entry.
+struct Maker {
+    compress: Compress,
+    mtime: u64,
+}
+
+impl Maker {
+    fn new() -> Self {
+        Maker {
+            compress: Compress::new(Compression::default(), false),
+            mtime: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+
+    /// The pieces of `e`, or `old` if they were made from the same text.
+    fn make(&mut self, e: &DbEntry<'_>, old: Option<Cached>) -> io::Result<Cached> {
+        let dir = format!("{}-{}", e.pkgname, e.version);
+        // The directory names the version: a rebuild with the same text is another entry.
+        let mut h = std::hash::DefaultHasher::new();
+        (&dir, e.desc, e.files).hash(&mut h);
+        let made_from = h.finish();
+        if let Some(old) = old.filter(|c| c.made_from == made_from) {
+            return Ok(old);
+        }
+        let desc = tar_entries(&dir, &[("desc", e.desc)], self.mtime)?;
+        let files = tar_entries(&dir, &[("desc", e.desc), ("files", e.files)], self.mtime)?;
+        Ok(Cached {
+            made_from,
+            db: Chunk::new(&mut self.compress, &desc)?,
+            files: Chunk::new(&mut self.compress, &files)?,
+        })
+    }
 }
 
 impl Chunks {
     /// Keeps the pieces of exactly `entries`: those already made from the same text are
     /// reused, the others made now, and those of packages no longer listed dropped.
-    fn refresh(&mut self, entries: &[&DbEntry<'_>]) -> io::Result<()> {
+    pub fn replace_all(&mut self, entries: &[DbEntry<'_>]) -> io::Result<()> {
         let mut old = std::mem::take(&mut self.entries);
-        let mut compress = Compress::new(Compression::default(), false);
-        let mtime = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let mut maker = Maker::new();
         for e in entries {
-            let dir = format!("{}-{}", e.pkgname, e.version);
-            let mut h = std::hash::DefaultHasher::new();
-            (e.desc, e.files).hash(&mut h);
-            let made_from = h.finish();
-            let cached = match old.remove(&dir) {
-                Some(c) if c.made_from == made_from => c,
-                _ => {
-                    let desc = tar_entries(&dir, &[("desc", e.desc)], mtime)?;
-                    let files = tar_entries(&dir, &[("desc", e.desc), ("files", e.files)], mtime)?;
-                    Cached {
-                        made_from,
-                        db: Chunk::new(&mut compress, &desc)?,
-                        files: Chunk::new(&mut compress, &files)?,
-                    }
-                }
-            };
-            self.entries.insert(dir, cached);
+            let cached = maker.make(e, old.remove(e.pkgname))?;
+            self.entries.insert(e.pkgname.to_owned(), cached);
         }
         Ok(())
     }
 
-    fn get(&self, e: &DbEntry<'_>) -> &Cached {
-        &self.entries[&format!("{}-{}", e.pkgname, e.version)]
+    /// Puts `entries` in, each in place of its package name's earlier version.
+    pub fn put(&mut self, entries: &[DbEntry<'_>]) -> io::Result<()> {
+        let mut maker = Maker::new();
+        for e in entries {
+            let cached = maker.make(e, self.entries.remove(e.pkgname))?;
+            self.entries.insert(e.pkgname.to_owned(), cached);
+        }
+        Ok(())
+    }
+
+    /// The databases of the packages held, in package name order as repo-add writes them.
+    pub fn assemble(&self) -> io::Result<Databases> {
+        Ok(Databases {
+            db: gzip(self.entries.values().map(|c| &c.db))?,
+            files: gzip(self.entries.values().map(|c| &c.files))?,
+        })
     }
 }
 
@@ -133,16 +170,10 @@ pub struct Databases {
     pub files: Vec<u8>,
 }
 
-/// The databases of `entries`, reusing and updating the pieces in `chunks`.
+/// The databases of exactly `entries`, reusing and updating the pieces in `chunks`.
 pub fn assemble(entries: &[DbEntry<'_>], chunks: &mut Chunks) -> io::Result<Databases> {
-    let mut sorted: Vec<&DbEntry<'_>> = entries.iter().collect();
-    sorted.sort_by(|a, b| a.pkgname.cmp(b.pkgname));
-    chunks.refresh(&sorted)?;
-    let cached: Vec<&Cached> = sorted.iter().map(|e| chunks.get(e)).collect();
-    Ok(Databases {
-        db: gzip(cached.iter().map(|c| &c.db))?,
-        files: gzip(cached.iter().map(|c| &c.files))?,
-    })
+    chunks.replace_all(entries)?;
+    chunks.assemble()
 }
 
 /// A directory `dir/` and `files` in it, as tar records without the end-of-archive marker.

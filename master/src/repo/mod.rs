@@ -17,7 +17,7 @@ pub mod package;
 pub mod pool;
 pub mod publish;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
@@ -30,6 +30,35 @@ use crate::signing::Signer;
 /// pieces its databases are assembled from.
 type WriteLocks = Mutex<BTreeMap<(RepoKind, String), std::sync::Arc<Mutex<dbfile::Chunks>>>>;
 
+/// The package files one repository lists.
+#[derive(Debug, Default)]
+struct Listed {
+    /// Each package name's file: a name's new version takes its old file off the list.
+    by_name: HashMap<String, String>,
+    files: HashSet<String>,
+}
+
+impl Listed {
+    fn put(&mut self, pkgname: &str, filename: &str) {
+        if let Some(old) = self
+            .by_name
+            .insert(pkgname.to_owned(), filename.to_owned())
+        {
+            self.files.remove(&old);
+        }
+        self.files.insert(filename.to_owned());
+    }
+}
+
+/// How a write changes a repository's entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    /// The entries given are all there are.
+    Whole,
+    /// The entries given replace those of the same package names.
+    Put,
+}
+
 /// How long one read or write of a database's signing request may take.
 const DATABASE_SIGNING: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -40,8 +69,9 @@ pub struct Repos {
     name: String,
     /// One writer at a time per repository and architecture.
     locks: WriteLocks,
-    /// Package files each repository lists, for serving.
-    listed: RwLock<HashSet<(RepoKind, String, String)>>,
+    /// Package files each repository lists, by package name, for serving. Written after
+    /// the databases that list them.
+    listed: RwLock<HashMap<(RepoKind, String), Listed>>,
     /// Who signs the databases; `None` publishes them unsigned.
     signer: Option<Signer>,
 }
@@ -56,7 +86,7 @@ impl Repos {
             root,
             name: name.to_owned(),
             locks: Mutex::new(BTreeMap::new()),
-            listed: RwLock::new(HashSet::new()),
+            listed: RwLock::new(HashMap::new()),
             signer,
         })
     }
@@ -94,6 +124,31 @@ impl Repos {
     /// Rewrites the databases of `repo` for `arch` from `entries` (all entries of the master;
     /// those of other repositories and architectures are ignored).
     pub fn rewrite(&self, repo: RepoKind, arch: &str, entries: &[RepoEntry]) -> io::Result<()> {
+        let mine: Vec<&RepoEntry> = entries
+            .iter()
+            .filter(|e| e.repo == repo && e.arch == arch)
+            .collect();
+        self.write(repo, arch, &mine, Change::Whole)
+    }
+
+    /// Writes the databases of `repo` for `arch` again with `changed` in place of the earlier
+    /// entries of the same package names: what an acceptance or a promotion does, at the cost
+    /// of the entries changed rather than of the whole repository.
+    pub fn update(&self, repo: RepoKind, arch: &str, changed: &[RepoEntry]) -> io::Result<()> {
+        let mine: Vec<&RepoEntry> = changed
+            .iter()
+            .filter(|e| e.repo == repo && e.arch == arch)
+            .collect();
+        self.write(repo, arch, &mine, Change::Put)
+    }
+
+    fn write(
+        &self,
+        repo: RepoKind,
+        arch: &str,
+        entries: &[&RepoEntry],
+        change: Change,
+    ) -> io::Result<()> {
         let lock = {
             let mut locks = self
                 .locks
@@ -104,11 +159,7 @@ impl Repos {
         let mut chunks = lock
             .lock()
             .expect("no code panics while writing a repository");
-        let mine: Vec<&RepoEntry> = entries
-            .iter()
-            .filter(|e| e.repo == repo && e.arch == arch)
-            .collect();
-        let db_entries: Vec<dbfile::DbEntry<'_>> = mine
+        let db_entries: Vec<dbfile::DbEntry<'_>> = entries
             .iter()
             .map(|e| dbfile::DbEntry {
                 pkgname: &e.pkgname,
@@ -117,7 +168,11 @@ impl Repos {
                 files: &e.files,
             })
             .collect();
-        let dbs = dbfile::assemble(&db_entries, &mut chunks)?;
+        match change {
+            Change::Whole => chunks.replace_all(&db_entries)?,
+            Change::Put => chunks.put(&db_entries)?,
+        }
+        let dbs = chunks.assemble()?;
         // On the core's thread: a signer that hangs holds the core for this long at most,
         // and the rewrite is tried again at the next turn.
         let signer = self
@@ -142,11 +197,13 @@ impl Repos {
             .listed
             .write()
             .expect("no code panics while holding the index");
-        listed.retain(|(r, a, _)| !(*r == repo && a == arch));
-        listed.extend(
-            mine.iter()
-                .map(|e| (repo, arch.to_owned(), e.filename.clone())),
-        );
+        let listing = listed.entry((repo, arch.to_owned())).or_default();
+        if change == Change::Whole {
+            *listing = Listed::default();
+        }
+        for e in entries {
+            listing.put(&e.pkgname, &e.filename);
+        }
         Ok(())
     }
 
@@ -231,7 +288,10 @@ impl Repos {
             Some(package) => (package, true),
             None => (file, false),
         };
-        if !listed.contains(&(repo, arch.to_owned(), package.to_owned())) {
+        let is_listed = listed
+            .get(&(repo, arch.to_owned()))
+            .is_some_and(|l| l.files.contains(package));
+        if !is_listed {
             return None;
         }
         let path = self.pool().join(file);
