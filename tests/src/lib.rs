@@ -15,7 +15,7 @@ pub mod testbuilder;
 use std::path::PathBuf;
 use std::process::Command;
 
-use quarters_master::localfarm::{FarmSpec, LocalFarm};
+use quarters_ctl::localfarm::{FarmSpec, LocalFarm};
 
 /// The directory holding the workspace's binaries for this test run's profile.
 pub fn bin_dir() -> PathBuf {

@@ -129,7 +129,7 @@ pub async fn run(
     farm.stop(Duration::from_secs(10)).await?;
     let (state, cost, wall) = measured?;
 
-    let db = crate::db::Db::open(&farm.master_state_dir().join("master.sqlite"))
+    let db = quarters_master::db::Db::open(&farm.master_state_dir().join("master.sqlite"))
         .context("opening the master's database")?;
     let node_of: HashMap<&str, usize> = names
         .iter()

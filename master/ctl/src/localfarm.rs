@@ -39,7 +39,7 @@ pub struct FarmSpec {
 /// the key in `DIR/signing`.
 #[derive(Debug)]
 pub struct LocalSigner {
-    pub fingerprint: crate::signing::Fingerprint,
+    pub fingerprint: quarters_master::signing::Fingerprint,
     /// The armored public key, for `pacman-key --add`.
     pub public_key: PathBuf,
     /// The signer's key directory (`quartersctl key ... --dir`).
@@ -50,7 +50,7 @@ pub struct LocalSigner {
 
 impl LocalSigner {
     async fn start(dir: &Path) -> anyhow::Result<Self> {
-        use crate::signing::{FarmKey, daemon, key};
+        use quarters_master::signing::{FarmKey, daemon, key};
         let key_dir = dir.join("signing");
         let farm_key = FarmKey::init(&key_dir, "Quarters local farm <quarters@localhost>", false)?;
         let socket = dir.join("signer.sock");
