@@ -4,7 +4,8 @@
 //!
 //! This crate is only the master: the binary `quarters-master` is thin, and everything it does
 //! is here. `quartersctl` (its local farm, demo and simulator) is the crate `quarters-ctl` in
-//! `master/ctl`, which uses this library as any other client of the master would.
+//! `master/ctl`, which uses this library from outside (the spool, the config and database
+//! types, the signer's daemon); nothing here knows of it.
 
 pub mod buildroot;
 pub mod config;
