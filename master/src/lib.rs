@@ -2,15 +2,15 @@
 //! follows the builders, pulls and verifies their builds into the build repository, and
 //! promotes packages into the live repository.
 //!
-//! The binaries `quarters-master` and `quartersctl` are thin; everything they do is here.
+//! This crate is only the master: the binary `quarters-master` is thin, and everything it does
+//! is here. `quartersctl` (its local farm, demo and simulator) is the crate `quarters-ctl` in
+//! `master/ctl`, which uses this library from outside (the spool, the config and database
+//! types, the signer's daemon); nothing here knows of it.
 
 pub mod buildroot;
 pub mod config;
 pub mod db;
-pub mod demo;
-pub mod examples;
 pub mod history;
-pub mod localfarm;
 pub mod node;
 pub mod plan;
 pub mod pull;
@@ -19,7 +19,6 @@ pub mod repo;
 pub mod scan;
 pub mod server;
 pub mod signing;
-pub mod simulate;
 pub mod spool;
 pub mod store;
 pub mod verdict;

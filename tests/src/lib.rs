@@ -15,7 +15,7 @@ pub mod testbuilder;
 use std::path::PathBuf;
 use std::process::Command;
 
-use quarters_master::localfarm::{FarmSpec, LocalFarm};
+use quarters_ctl::localfarm::{FarmSpec, LocalFarm};
 
 /// The directory holding the workspace's binaries for this test run's profile.
 pub fn bin_dir() -> PathBuf {
@@ -72,7 +72,8 @@ pub async fn start_farm(builders: usize) -> (tempfile::TempDir, LocalFarm) {
     (dir, farm)
 }
 
-/// Starts a local farm in `dir`, with extra master and builder config.
+/// Starts a local farm in `dir`, with extra master and builder config: TOML, whose keys are
+/// added to those the farm writes itself.
 pub async fn start_farm_in(
     dir: &std::path::Path,
     builders: usize,
@@ -83,8 +84,8 @@ pub async fn start_farm_in(
         dir: dir.to_owned(),
         builders,
         bin_dir: bin_dir(),
-        master_extra: master_extra.to_owned(),
-        builder_extra: builder_extra.to_owned(),
+        master_extra: toml::from_str(master_extra).expect("the master's extra config is TOML"),
+        builder_extra: toml::from_str(builder_extra).expect("the builders' extra config is TOML"),
         // Signed, as the demo and a farm in production are.
         signing: true,
     };

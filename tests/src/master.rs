@@ -64,7 +64,7 @@ pub async fn master_with_test_builder(
     dir: &Path,
     extra: &str,
 ) -> (MasterProcess, crate::testbuilder::TestBuilder) {
-    let port = quarters_master::localfarm::free_ports(1).unwrap()[0];
+    let port = quarters_ctl::localfarm::free_ports(1).unwrap()[0];
     let master_url: Url = format!("https://127.0.0.1:{port}/").parse().unwrap();
     let builder =
         crate::testbuilder::TestBuilder::start(&dir.join("ca"), "builder-1", &master_url).await;

@@ -534,7 +534,7 @@ async fn the_builder_fetches_sources_checks_them_and_builds_from_a_read_only_cac
 }
 
 /// A signed farm of one real builder whose source holds libhello alone (hello comes later).
-async fn signed_farm_with_libhello() -> (tempfile::TempDir, quarters_master::localfarm::LocalFarm) {
+async fn signed_farm_with_libhello() -> (tempfile::TempDir, quarters_ctl::localfarm::LocalFarm) {
     let template = template_root();
     let dir = tempfile::tempdir().unwrap();
     let packages = dir.path().join("packages");

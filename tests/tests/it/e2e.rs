@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use quarters_common::api::v1::MasterState;
+use quarters_ctl::localfarm::LocalFarm;
 use quarters_master::db::{Db, VerdictKind};
-use quarters_master::localfarm::LocalFarm;
 use quarters_tests::pacman::PacmanRoot;
 use quarters_tests::template::template_root;
 use quarters_tests::{start_farm_in, wait_for_farm};
@@ -42,7 +42,7 @@ fn run(cmd: &mut Command) {
 /// Puts the examples into a source of `kind` under `dir`; returns the master's source table.
 pub fn example_source(kind: &Kind, dir: &Path) -> String {
     let tree = dir.join("packages");
-    quarters_master::examples::write(&tree).unwrap();
+    quarters_ctl::examples::write(&tree).unwrap();
     match kind {
         Kind::Git => {
             quarters_tests::makepkg::git_commit_all(&tree, "the examples");

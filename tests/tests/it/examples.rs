@@ -27,15 +27,15 @@ fn the_embedded_examples_are_the_directory() {
             ));
         }
     }
-    let embedded: BTreeSet<(String, String, String)> = quarters_master::examples::FILES
+    let embedded: BTreeSet<(String, String, String)> = quarters_ctl::examples::FILES
         .iter()
         .map(|(p, f, c)| ((*p).to_owned(), (*f).to_owned(), (*c).to_owned()))
         .collect();
     assert_eq!(
         embedded, on_disk,
-        "regenerate master/src/examples.rs from contrib/examples/packages"
+        "regenerate master/ctl/src/examples.rs from contrib/examples/packages"
     );
-    let packages: BTreeSet<&str> = quarters_master::examples::FILES
+    let packages: BTreeSet<&str> = quarters_ctl::examples::FILES
         .iter()
         .map(|(p, _, _)| *p)
         .collect();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use quarters_common::api::v1::{
     BuildOutcome, ClaimPhase, MasterState, QuarantineView, QuarantinedBy, Verdict,
 };
-use quarters_master::localfarm::free_ports;
+use quarters_ctl::localfarm::free_ports;
 use quarters_tests::makepkg::{self, recipe};
 use quarters_tests::master::{MasterProcess, farm_pki};
 use quarters_tests::testbuilder::{TestBuilder, claim_on, failed_build, finished_build};

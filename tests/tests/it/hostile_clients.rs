@@ -1,7 +1,7 @@
 //! Hostile clients of the master's machine and port: what lands in the spool directory that
 //! `quartersctl` did not write.
 
-use quarters_master::localfarm::free_ports;
+use quarters_ctl::localfarm::free_ports;
 use quarters_tests::master::{MasterProcess, farm_pki};
 
 fn quartersctl(master: &MasterProcess, args: &[&str]) -> std::process::Output {

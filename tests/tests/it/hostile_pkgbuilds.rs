@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use quarters_master::localfarm::free_ports;
+use quarters_ctl::localfarm::free_ports;
 use quarters_tests::master::{GIT_SOURCE, MasterProcess, RunAs, farm_pki};
 
 /// A PKGBUILD whose version says what it could reach (`1.key.state.port` if everything, `1`

@@ -18,6 +18,9 @@ use serde::Serialize;
 use super::graph::Graph;
 use super::measure::{self, Recorded, Timeline};
 use super::source;
+use crate::localfarm::configs::{
+    self, BuilderExtra, Builds, MasterExtra, Scan, Source, SourceKind,
+};
 use crate::localfarm::{FarmSpec, LocalFarm};
 
 /// How to run the farm.
@@ -97,19 +100,13 @@ pub async fn run(
     let names = source::package_names(graph)?;
     source::write_packages(graph, &names, &options.dir.join("packages"))?;
     source::write_history(graph, &names, &options.dir.join("history.csv"))?;
+    let (master_extra, builder_extra) = extras(graph.estimate, options.time_scale)?;
     let spec = FarmSpec {
         dir: options.dir.clone(),
         builders: options.builders,
         bin_dir: options.bin_dir.clone(),
-        // The .SRCINFO files say everything; evaluating PKGBUILDs would only slow the scan.
-        master_extra: format!(
-            "[scan]\nevaluate_pkgbuilds = false\n\n[builds]\nhistory = \"history.csv\"\ndefault_estimate = {}\n\n[[source]]\nname = \"graph\"\nkind = \"git\"\npath = \"packages\"\n",
-            graph.estimate.div_ceil(1000)
-        ),
-        builder_extra: format!(
-            "driver = \"sim\"\n\n[sim]\ntime_scale = {:?}\n",
-            options.time_scale
-        ),
+        master_extra,
+        builder_extra,
         // Unsigned, as the figures in BENCHMARKS.md were measured: the simulated builders make
         // tiny packages, and signing them would measure the signer, not the scheduler.
         signing: false,
@@ -129,7 +126,7 @@ pub async fn run(
     farm.stop(Duration::from_secs(10)).await?;
     let (state, cost, wall) = measured?;
 
-    let db = crate::db::Db::open(&farm.master_state_dir().join("master.sqlite"))
+    let db = quarters_master::db::Db::open(&farm.master_state_dir().join("master.sqlite"))
         .context("opening the master's database")?;
     let node_of: HashMap<&str, usize> = names
         .iter()
@@ -151,6 +148,33 @@ pub async fn run(
         timeline: measure::timeline(&builds, &graph.deps),
         cost,
     })
+}
+
+/// The master's and the builders' config beyond what every local farm has: the graph's
+/// packages as a git source in `packages`, their expected durations in `history.csv` (beside
+/// the configs) and `estimate_ms` for the others, simulated builds at `time_scale`.
+fn extras(estimate_ms: u64, time_scale: f64) -> anyhow::Result<(toml::Table, toml::Table)> {
+    let master = MasterExtra {
+        // The .SRCINFO files say everything; evaluating PKGBUILDs would only slow the scan.
+        scan: Some(Scan {
+            evaluate_pkgbuilds: false,
+        }),
+        builds: Some(Builds {
+            history: Some("history.csv".into()),
+            default_estimate: Some(estimate_ms.div_ceil(1000)),
+        }),
+        sources: vec![Source {
+            name: "graph".to_owned(),
+            kind: SourceKind::Git {
+                path: "packages".into(),
+            },
+        }],
+        ..MasterExtra::default()
+    };
+    Ok((
+        configs::table(&master)?,
+        configs::table(&BuilderExtra::sim(time_scale))?,
+    ))
 }
 
 /// Follows the master until nothing is left to build, printing progress now and then.
@@ -277,5 +301,46 @@ impl Snapshot {
             master_requests,
             builder_counters,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quarters_builder::config::{BuilderConfig, DriverConfig};
+    use quarters_master::config::MasterConfig;
+
+    #[test]
+    fn a_simulated_farm_s_configs_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let graph = Graph {
+            names: vec!["a-1.0".into(), "b-1.0".into()],
+            deps: vec![vec![], vec![0]],
+            recorded: vec![Some(90_000), None],
+            estimate: 1_500,
+        };
+        let names = source::package_names(&graph).unwrap();
+        source::write_packages(&graph, &names, &dir.path().join("packages")).unwrap();
+        source::write_history(&graph, &names, &dir.path().join("history.csv")).unwrap();
+        let (master_extra, builder_extra) = extras(graph.estimate, 0.002).unwrap();
+        let spec = FarmSpec {
+            dir: dir.path().to_owned(),
+            builders: 1,
+            bin_dir: PathBuf::from("/nonexistent"),
+            master_extra,
+            builder_extra,
+            signing: false,
+        };
+        let (master, builders) = crate::localfarm::write_unstarted(&spec);
+        let m = MasterConfig::load(&master.config).unwrap();
+        assert!(!m.evaluation.enabled);
+        assert_eq!(m.default_estimate, Duration::from_secs(2));
+        assert_eq!(m.history.get("a-1.0"), Some(&90_000));
+        assert_eq!(m.history.get("b-1.0"), Some(&1_500));
+        assert_eq!(m.sources[0].name, "graph");
+        assert_eq!(m.signer, None);
+        let c = BuilderConfig::load(&builders[0].config).unwrap();
+        assert!(matches!(c.driver, DriverConfig::Sim { time_scale } if time_scale == 0.002));
+        assert!(c.farm_key.is_none());
     }
 }

@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 use anyhow::Context;
 
+use crate::localfarm::configs::{Source, SourceKind};
+
 /// A source named on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceSpec {
@@ -35,37 +37,35 @@ impl FromStr for SourceSpec {
 }
 
 /// Prepares the source in `dir` and returns the master's `[[source]]` table for it.
-pub fn prepare(spec: Option<&SourceSpec>, dir: &Path) -> anyhow::Result<String> {
-    let quote = |s: &str| toml_string(s);
+pub fn prepare(spec: Option<&SourceSpec>, dir: &Path) -> anyhow::Result<Source> {
+    let main = |kind| Source {
+        name: "main".to_owned(),
+        kind,
+    };
     Ok(match spec {
         None => {
             let packages = dir.join("packages");
             crate::examples::write(&packages).context("writing the example packages")?;
             commit_all(&packages, "The Quarters example packages")
                 .context("making a git repository of the examples")?;
-            "[[source]]\nname = \"examples\"\nkind = \"git\"\npath = \"packages\"\n".to_owned()
+            Source {
+                name: "examples".to_owned(),
+                // Relative to the master's config, which is in `dir` too.
+                kind: SourceKind::Git {
+                    path: "packages".into(),
+                },
+            }
         }
         Some(SourceSpec::Git(path)) => {
             let path = std::fs::canonicalize(path).with_context(|| format!("git source {path}"))?;
-            format!(
-                "[[source]]\nname = \"main\"\nkind = \"git\"\npath = {}\n",
-                quote(&path.to_string_lossy())
-            )
+            main(SourceKind::Git { path })
         }
-        Some(SourceSpec::Svn(url)) => format!(
-            "[[source]]\nname = \"main\"\nkind = \"svn\"\nurl = {}\n",
-            quote(url)
-        ),
-        Some(SourceSpec::Cvs { root, module }) => format!(
-            "[[source]]\nname = \"main\"\nkind = \"cvs\"\nroot = {}\nmodule = {}\n",
-            quote(root),
-            quote(module)
-        ),
+        Some(SourceSpec::Svn(url)) => main(SourceKind::Svn { url: url.clone() }),
+        Some(SourceSpec::Cvs { root, module }) => main(SourceKind::Cvs {
+            root: root.clone(),
+            module: module.clone(),
+        }),
     })
-}
-
-fn toml_string(s: &str) -> String {
-    toml::Value::String(s.to_owned()).to_string()
 }
 
 /// `git init` and commit everything in `dir`, with git2.
@@ -103,6 +103,36 @@ mod tests {
                 .parse::<SourceSpec>()
                 .unwrap_err()
                 .contains("expected git:PATH")
+        );
+    }
+
+    #[test]
+    fn a_source_on_the_command_line_becomes_its_source_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec: SourceSpec = "cvs::pserver:anon@cvs.example.org:/cvs \"root\":packages"
+            .parse()
+            .unwrap();
+        let extra = crate::localfarm::configs::MasterExtra {
+            sources: vec![prepare(Some(&spec), dir.path()).unwrap()],
+            ..Default::default()
+        };
+        let expected: toml::Table = toml::from_str(
+            r#"
+            [[source]]
+            name = "main"
+            kind = "cvs"
+            root = ':pserver:anon@cvs.example.org:/cvs "root"'
+            module = "packages"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(crate::localfarm::configs::table(&extra).unwrap(), expected);
+        let svn: SourceSpec = "svn:file:///srv/svn/p".parse().unwrap();
+        assert_eq!(
+            prepare(Some(&svn), dir.path()).unwrap().kind,
+            SourceKind::Svn {
+                url: "file:///srv/svn/p".into()
+            }
         );
     }
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::localfarm::configs::{self, BuildRoot, BuilderExtra, MasterExtra, Source};
 use crate::localfarm::{FarmSpec, LocalFarm};
 
 pub use source::SourceSpec;
@@ -67,29 +68,16 @@ pub async fn run(options: &DemoOptions, shutdown: impl Future<Output = ()>) -> a
         }
     };
 
-    let source_table = source::prepare(options.source.as_ref(), &dir)?;
+    let source = source::prepare(options.source.as_ref(), &dir)?;
     let real = nix::unistd::geteuid().is_root();
-    let (master_extra, builder_extra) = if real {
+    if real {
         ensure_template(&options.template, &bin_dir)?;
-        (
-            format!(
-                "[build_root]\ntemplate = \"{}\"\n\n{source_table}",
-                options.template.display()
-            ),
-            format!(
-                "driver = \"chroot\"\n\n[chroot]\ntemplate = \"{}\"\n",
-                options.template.display()
-            ),
-        )
     } else {
         println!(
             "Not running as root: builds are simulated (a real build needs namespaces and mounts)."
         );
-        (
-            source_table,
-            "driver = \"sim\"\n\n[sim]\ntime_scale = 0.005\n".to_owned(),
-        )
-    };
+    }
+    let (master_extra, builder_extra) = extras(real, &options.template, source)?;
     let spec = FarmSpec {
         dir: dir.clone(),
         builders: options.builders,
@@ -147,6 +135,27 @@ pub async fn run(options: &DemoOptions, shutdown: impl Future<Output = ()>) -> a
     Ok(())
 }
 
+/// The master's and the builders' config beyond what every local farm has: the source, and
+/// real builds over `template` or simulated ones.
+fn extras(
+    real: bool,
+    template: &Path,
+    source: Source,
+) -> anyhow::Result<(toml::Table, toml::Table)> {
+    let master = MasterExtra {
+        build_root: real.then(|| BuildRoot {
+            template: template.to_owned(),
+        }),
+        sources: vec![source],
+        ..MasterExtra::default()
+    };
+    let builder = match real {
+        true => BuilderExtra::chroot(template),
+        false => BuilderExtra::sim(0.005),
+    };
+    Ok((configs::table(&master)?, configs::table(&builder)?))
+}
+
 /// Makes the template root with `quarters-builder mkroot` if it is not there yet.
 fn ensure_template(template: &Path, bin_dir: &Path) -> anyhow::Result<()> {
     if template.join("etc/quarters-template").is_file() {
@@ -184,4 +193,63 @@ fn ensure_template(template: &Path, bin_dir: &Path) -> anyhow::Result<()> {
     }
     std::fs::rename(&partial, template)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::localfarm::write_unstarted;
+    use quarters_builder::config::{BuilderConfig, BuilderFile, DriverConfig};
+    use quarters_master::config::{MasterConfig, MasterFile};
+
+    fn write_demo(dir: &Path, real: bool, template: &Path) -> (PathBuf, Vec<PathBuf>) {
+        let source = source::prepare(None, dir).unwrap();
+        let (master_extra, builder_extra) = extras(real, template, source).unwrap();
+        let spec = FarmSpec {
+            dir: dir.to_owned(),
+            builders: 2,
+            bin_dir: PathBuf::from("/nonexistent"),
+            master_extra,
+            builder_extra,
+            signing: true,
+        };
+        let (master, builders) = write_unstarted(&spec);
+        (
+            master.config,
+            builders.into_iter().map(|b| b.config).collect(),
+        )
+    }
+
+    #[test]
+    fn a_simulated_demo_farm_s_configs_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let (master, builders) = write_demo(dir.path(), false, Path::new(DEFAULT_TEMPLATE));
+        let m = MasterConfig::load(&master).unwrap();
+        assert_eq!(m.sources.len(), 1);
+        assert_eq!(m.sources[0].name, "examples");
+        assert!(m.build_root.is_empty());
+        assert!(m.signer.is_some());
+        for b in builders {
+            let c = BuilderConfig::load(&b).unwrap();
+            assert!(matches!(c.driver, DriverConfig::Sim { time_scale } if time_scale == 0.005));
+            assert!(c.farm_key.is_some());
+        }
+    }
+
+    /// A real demo's configs need a template root to load in full; their keys and types are
+    /// checked here by the nodes' first stage, which refuses unknown keys.
+    #[test]
+    fn a_real_demo_farm_s_configs_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let template = Path::new("/var/cache/quarters demo/template");
+        let (master, builders) = write_demo(dir.path(), true, template);
+        let m: MasterFile = quarters_common::config::load(&master).unwrap();
+        assert_eq!(m.build_root.template.as_deref(), Some(template));
+        assert_eq!(m.sources.len(), 1);
+        for b in builders {
+            let c: BuilderFile = quarters_common::config::load(&b).unwrap();
+            assert_eq!(c.driver, "chroot");
+            assert_eq!(c.chroot.template.as_deref(), Some(template));
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::db::{BuildRow, VerdictKind};
+use quarters_master::db::{BuildRow, VerdictKind};
 
 /// One recorded build, by graph node.
 #[derive(Clone, Debug)]

@@ -1,7 +1,8 @@
 //! A whole farm on one machine: a fresh CA, a master and N builders as real processes on
 //! loopback. `quartersctl demo` runs one; the workspace tests start them the same way.
 
-use std::fmt::Write as _;
+pub mod configs;
+
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -27,10 +28,10 @@ pub struct FarmSpec {
     pub builders: usize,
     /// Where `quarters-master` and `quarters-builder` are.
     pub bin_dir: PathBuf,
-    /// Appended to the master's config: its `[[source]]` tables, say.
-    pub master_extra: String,
-    /// Inserted into every builder's config before its tables: `driver = "sim"`, say.
-    pub builder_extra: String,
+    /// Added to the master's config: its `[[source]]` tables, say ([`configs::MasterExtra`]).
+    pub master_extra: toml::Table,
+    /// Added to every builder's config: its driver, say ([`configs::BuilderExtra`]).
+    pub builder_extra: toml::Table,
     /// Make a farm key and run a signer for the master, as a farm in production does.
     pub signing: bool,
 }
@@ -39,7 +40,7 @@ pub struct FarmSpec {
 /// the key in `DIR/signing`.
 #[derive(Debug)]
 pub struct LocalSigner {
-    pub fingerprint: crate::signing::Fingerprint,
+    pub fingerprint: quarters_master::signing::Fingerprint,
     /// The armored public key, for `pacman-key --add`.
     pub public_key: PathBuf,
     /// The signer's key directory (`quartersctl key ... --dir`).
@@ -50,7 +51,7 @@ pub struct LocalSigner {
 
 impl LocalSigner {
     async fn start(dir: &Path) -> anyhow::Result<Self> {
-        use crate::signing::{FarmKey, daemon, key};
+        use quarters_master::signing::{FarmKey, daemon, key};
         let key_dir = dir.join("signing");
         let farm_key = FarmKey::init(&key_dir, "Quarters local farm <quarters@localhost>", false)?;
         let socket = dir.join("signer.sock");
@@ -109,37 +110,7 @@ impl LocalFarm {
                 );
             }
         }
-        let ca_dir = spec.dir.join("ca");
-        let ca = pki::init_ca(&ca_dir, false).context("creating the farm CA")?;
-        let logs = spec.dir.join("logs");
-        fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-
-        let names: Vec<NodeName> = std::iter::once("master".to_owned())
-            .chain((1..=spec.builders).map(|i| format!("builder-{i}")))
-            .map(|n| NodeName::new(n).expect("fixed names are valid"))
-            .collect();
-        let ports = free_ports(names.len())?;
-        let mut nodes = Vec::new();
-        for (name, port) in names.iter().zip(&ports) {
-            let sans = ["127.0.0.1".to_owned(), "localhost".to_owned()];
-            pki::issue_cert(&ca_dir, &ca_dir, name, &sans, false)
-                .with_context(|| format!("issuing the certificate of {name}"))?;
-            let role = if nodes.is_empty() {
-                Role::Master
-            } else {
-                Role::Builder
-            };
-            nodes.push(LocalNode {
-                name: name.clone(),
-                role,
-                url: format!("https://127.0.0.1:{port}/").parse()?,
-                config: spec.dir.join(format!("{name}.toml")),
-                log: logs.join(format!("{name}.log")),
-                child: None,
-            });
-        }
-        let master = nodes.remove(0);
-        let builders = nodes;
+        let (ca_cert, master, builders) = issue(spec)?;
         let signer = match spec.signing {
             true => Some(
                 LocalSigner::start(&spec.dir)
@@ -148,38 +119,19 @@ impl LocalFarm {
             ),
             false => None,
         };
-        let mut master_extra = spec.master_extra.clone();
-        if let Some(signer) = &signer {
-            let _ = write!(
-                master_extra,
-                "\n[signing]\nsocket = {:?}\n",
-                signer.socket.display().to_string()
-            );
-        }
-        fs::write(
-            &master.config,
-            master_config(&master, &builders, &master_extra),
-        )
-        .with_context(|| format!("writing {}", master.config.display()))?;
-        // Builders trust the farm key for what they install, as they trust the CA: from their
-        // config, never from what the master serves.
-        let builder_extra = match &signer {
-            Some(signer) => format!(
-                "farm_key = {:?}\n{}",
-                signer.public_key.display().to_string(),
-                spec.builder_extra
-            ),
-            None => spec.builder_extra.clone(),
-        };
-        for b in &builders {
-            fs::write(&b.config, builder_config(b, &master, &builder_extra))
-                .with_context(|| format!("writing {}", b.config.display()))?;
-        }
+        write_configs(
+            spec,
+            &master,
+            &builders,
+            signer
+                .as_ref()
+                .map(|s| (s.socket.as_path(), s.public_key.as_path())),
+        )?;
 
         let mut farm = LocalFarm {
             dir: spec.dir.clone(),
-            trust: FarmTrust::load(&ca.cert)?,
-            ca_cert: ca.cert,
+            trust: FarmTrust::load(&ca_cert)?,
+            ca_cert,
             master,
             builders,
             signer,
@@ -452,45 +404,183 @@ pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
         .collect()
 }
 
-fn tls_table(name: &NodeName) -> String {
-    format!("[tls]\nca = \"ca/ca.pem\"\ncert = \"ca/{name}.pem\"\nkey = \"ca/{name}.key\"\n")
-}
+/// Makes the farm CA in `DIR/ca`, picks the nodes' ports and issues their certificates:
+/// returns the CA certificate, the master and the builders, none started.
+fn issue(spec: &FarmSpec) -> anyhow::Result<(PathBuf, LocalNode, Vec<LocalNode>)> {
+    let ca_dir = spec.dir.join("ca");
+    let ca = pki::init_ca(&ca_dir, false).context("creating the farm CA")?;
+    let logs = spec.dir.join("logs");
+    fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
 
-fn listen_of(node: &LocalNode) -> String {
-    format!(
-        "127.0.0.1:{}",
-        node.url.port().expect("local URLs carry a port")
-    )
-}
-
-fn master_config(master: &LocalNode, builders: &[LocalNode], extra: &str) -> String {
-    let mut s = format!(
-        "# Written by quartersctl for a local farm.\nname = \"{}\"\nlisten = \"{}\"\nurl = \"{}\"\nstate_dir = \"{}-state\"\n\n{}",
-        master.name,
-        listen_of(master),
-        master.url,
-        master.name,
-        tls_table(&master.name)
-    );
-    let _ = write!(s, "\n{extra}\n");
-    for b in builders {
-        let _ = write!(
-            s,
-            "\n[[builder]]\nname = \"{}\"\nurl = \"{}\"\n",
-            b.name, b.url
-        );
+    let names: Vec<NodeName> = std::iter::once("master".to_owned())
+        .chain((1..=spec.builders).map(|i| format!("builder-{i}")))
+        .map(|n| NodeName::new(n).expect("fixed names are valid"))
+        .collect();
+    let ports = free_ports(names.len())?;
+    let mut nodes = Vec::new();
+    for (name, port) in names.iter().zip(&ports) {
+        let sans = ["127.0.0.1".to_owned(), "localhost".to_owned()];
+        pki::issue_cert(&ca_dir, &ca_dir, name, &sans, false)
+            .with_context(|| format!("issuing the certificate of {name}"))?;
+        let role = if nodes.is_empty() {
+            Role::Master
+        } else {
+            Role::Builder
+        };
+        nodes.push(LocalNode {
+            name: name.clone(),
+            role,
+            url: format!("https://127.0.0.1:{port}/").parse()?,
+            config: spec.dir.join(format!("{name}.toml")),
+            log: logs.join(format!("{name}.log")),
+            child: None,
+        });
     }
-    s
+    let master = nodes.remove(0);
+    Ok((ca.cert, master, nodes))
 }
 
-fn builder_config(builder: &LocalNode, master: &LocalNode, extra: &str) -> String {
-    format!(
-        "# Written by quartersctl for a local farm.\nname = \"{}\"\nlisten = \"{}\"\nwork_dir = \"{}-work\"\n{extra}\n\n[master]\nname = \"{}\"\nurl = \"{}\"\n\n{}",
-        builder.name,
-        listen_of(builder),
-        builder.name,
-        master.name,
-        master.url,
-        tls_table(&builder.name)
-    )
+/// Writes every node's config. `signer` is the signer's socket and the farm's public key, when
+/// the farm signs.
+fn write_configs(
+    spec: &FarmSpec,
+    master: &LocalNode,
+    builders: &[LocalNode],
+    signer: Option<(&Path, &Path)>,
+) -> anyhow::Result<()> {
+    let text = configs::master(
+        master,
+        builders,
+        signer.map(|(socket, _)| socket),
+        &spec.master_extra,
+    )?;
+    fs::write(&master.config, text)
+        .with_context(|| format!("writing {}", master.config.display()))?;
+    // Builders trust the farm key for what they install, as they trust the CA: from their
+    // config, never from what the master serves.
+    for b in builders {
+        let text = configs::builder(
+            b,
+            master,
+            signer.map(|(_, public_key)| public_key),
+            &spec.builder_extra,
+        )?;
+        fs::write(&b.config, text).with_context(|| format!("writing {}", b.config.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes a farm's files as [`LocalFarm::start`] does and starts nothing, for tests of what it
+/// writes: a signing farm gets its key, but nothing listens on the socket its master's config
+/// names.
+#[cfg(test)]
+pub(crate) fn write_unstarted(spec: &FarmSpec) -> (LocalNode, Vec<LocalNode>) {
+    use quarters_master::signing::{FarmKey, key};
+    let (_, master, builders) = issue(spec).unwrap();
+    let key_dir = spec.dir.join("signing");
+    let socket = spec.dir.join("signer.sock");
+    let public_key = key_dir.join(key::PUBLIC_FILE);
+    if spec.signing {
+        FarmKey::init(&key_dir, "Quarters test farm <quarters@localhost>", false).unwrap();
+    }
+    let signer = spec
+        .signing
+        .then_some((socket.as_path(), public_key.as_path()));
+    write_configs(spec, &master, &builders, signer).unwrap();
+    (master, builders)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::configs::{BuilderExtra, MasterExtra, Source, SourceKind, table};
+    use super::*;
+    use quarters_builder::config::{BuilderConfig, DriverConfig};
+    use quarters_master::config::MasterConfig;
+
+    fn spec(dir: &Path, signing: bool, master_extra: toml::Table) -> FarmSpec {
+        FarmSpec {
+            dir: dir.to_owned(),
+            builders: 2,
+            bin_dir: PathBuf::from("/nonexistent"),
+            master_extra,
+            builder_extra: table(&BuilderExtra::sim(0.005)).unwrap(),
+            signing,
+        }
+    }
+
+    #[test]
+    fn the_configs_a_farm_writes_load_with_the_nodes_own_loaders() {
+        for signing in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            // A directory with a quote and a space: the serializer quotes it, not we.
+            let packages = dir.path().join("the \"packages\"");
+            crate::examples::write(&packages).unwrap();
+            crate::demo::source::commit_all(&packages, "examples").unwrap();
+            let extra = MasterExtra {
+                sources: vec![Source {
+                    name: "examples".into(),
+                    kind: SourceKind::Git {
+                        path: packages.clone(),
+                    },
+                }],
+                ..MasterExtra::default()
+            };
+            let spec = spec(dir.path(), signing, table(&extra).unwrap());
+            let (master, builders) = write_unstarted(&spec);
+
+            let m = MasterConfig::load(&master.config).unwrap();
+            assert_eq!(m.name, master.name);
+            assert_eq!(m.url, master.url);
+            assert_eq!(Some(m.listen.port()), master.url.port());
+            assert_eq!(m.state_dir, dir.path().join("master-state"));
+            assert_eq!(m.identity.name, master.name);
+            let followed: Vec<(&NodeName, &Url)> =
+                m.builders.iter().map(|b| (&b.name, &b.url)).collect();
+            let started: Vec<(&NodeName, &Url)> =
+                builders.iter().map(|b| (&b.name, &b.url)).collect();
+            assert_eq!(followed, started);
+            assert_eq!(m.sources.len(), 1);
+            assert_eq!(
+                (m.sources[0].name.as_str(), m.sources[0].kind.as_str()),
+                ("examples", "git")
+            );
+            assert_eq!(
+                m.sources[0]
+                    .options
+                    .get("path")
+                    .and_then(toml::Value::as_str),
+                packages.to_str()
+            );
+            assert_eq!(
+                m.signer,
+                signing.then(|| dir.path().join("signer.sock")),
+                "{}",
+                std::fs::read_to_string(&master.config).unwrap()
+            );
+
+            for b in &builders {
+                let c = BuilderConfig::load(&b.config).unwrap();
+                assert_eq!(c.name, b.name);
+                assert_eq!(Some(c.listen.port()), b.url.port());
+                assert_eq!((&c.master_name, &c.master_url), (&master.name, &master.url));
+                assert_eq!(c.work_dir, dir.path().join(format!("{}-work", b.name)));
+                assert_eq!(c.farm_key.is_some(), signing);
+                assert!(
+                    matches!(c.driver, DriverConfig::Sim { time_scale } if time_scale == 0.005),
+                    "{:?}",
+                    c.driver
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_extra_key_the_farm_sets_itself_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let extra: toml::Table = toml::from_str("state_dir = \"/elsewhere\"").unwrap();
+        let spec = spec(dir.path(), false, extra);
+        let (_, master, builders) = issue(&spec).unwrap();
+        let e = write_configs(&spec, &master, &builders, None).unwrap_err();
+        assert!(e.to_string().contains("`state_dir`"), "{e}");
+    }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use quarters_common::api::v1::ctl::Command as CtlCommand;
 use quarters_common::{NodeName, pki};
-use quarters_master::demo::{self, DemoOptions};
-use quarters_master::simulate::{self, SimulateOptions};
+use quarters_ctl::demo::{self, DemoOptions};
+use quarters_ctl::simulate::{self, SimulateOptions};
 
 /// Command line for a Quarters build farm.
 #[derive(Parser, Debug)]

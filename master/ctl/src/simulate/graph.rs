@@ -58,7 +58,7 @@ impl Graph {
         }
         let mut recorded = vec![None; names.len()];
         if let Some(history) = history {
-            let durations = crate::history::read(history)?;
+            let durations = quarters_master::history::read(history)?;
             for (i, name) in names.iter().enumerate() {
                 recorded[i] = durations.get(name).copied();
             }

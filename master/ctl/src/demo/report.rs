@@ -121,11 +121,11 @@ fn status(state: &MasterState) -> String {
 
 /// The pkgbases in the build repository, from the master's database (the demo runs beside it).
 fn built_packages(state_dir: &Path) -> anyhow::Result<Vec<String>> {
-    let db = crate::db::Db::open(&state_dir.join("master.sqlite"))?;
+    let db = quarters_master::db::Db::open(&state_dir.join("master.sqlite"))?;
     let mut names: Vec<String> = db
         .repo_entries()?
         .into_iter()
-        .filter(|e| e.repo == crate::plan::binaries::RepoKind::Build)
+        .filter(|e| e.repo == quarters_master::plan::binaries::RepoKind::Build)
         .map(|e| e.pkgbase)
         .collect();
     names.sort();
@@ -138,13 +138,13 @@ pub async fn promote(farm: &LocalFarm, built: &[String]) -> Result<String, Strin
     if built.is_empty() {
         return Ok("nothing to promote\n".to_owned());
     }
-    let spool = crate::spool::spool_dir(&farm.master_state_dir());
+    let spool = quarters_master::spool::spool_dir(&farm.master_state_dir());
     let command = Command::Promote {
         packages: built.to_vec(),
         with_deps: true,
     };
     let reply = tokio::task::spawn_blocking(move || {
-        crate::spool::submit(&spool, command, Duration::from_secs(60))
+        quarters_master::spool::submit(&spool, command, Duration::from_secs(60))
     })
     .await
     .map_err(|e| e.to_string())?
@@ -211,7 +211,7 @@ pub fn summary(farm: &LocalFarm, done: &Done, promoted: &Result<String, String>)
     );
     println!(
         "  quartersctl status --spool {}",
-        crate::spool::spool_dir(&farm.master_state_dir()).display()
+        quarters_master::spool::spool_dir(&farm.master_state_dir()).display()
     );
     if let Some(signer) = &farm.signer {
         println!();
