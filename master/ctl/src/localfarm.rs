@@ -331,6 +331,21 @@ impl LocalNode {
         ))
     }
 
+    /// The most memory the running process has held resident (`VmHWM`), in KiB, from /proc.
+    pub fn peak_rss_kib(&self) -> anyhow::Result<u64> {
+        let pid = self
+            .pid()
+            .with_context(|| format!("{} is not running", self.name))?;
+        let status = fs::read_to_string(format!("/proc/{pid}/status"))
+            .with_context(|| format!("reading /proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("/proc/{pid}/status has no VmHWM"))
+    }
+
     fn exited(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
         match &mut self.child {
             Some(child) => Ok(child.try_wait()?),

@@ -25,9 +25,10 @@ pub struct TarballRequest {
 const TARBALLS_AT_ONCE: usize = 64;
 
 /// How far down the ready list tarballs are made and looked for. Only the list's head is
-/// published (a few entries per builder slot), and it is made of these; going through all of
-/// a long list (7,000 ready at 33,000 packages) after every turn cost more than the plan.
-const READY_LOOKAHEAD: usize = 1024;
+/// published (four entries per builder slot, a few dozen), and it is made of these; going
+/// through all of a long list (7,000 ready at 33,000 packages) after every turn cost more
+/// than the plan.
+const READY_LOOKAHEAD: usize = 256;
 
 /// How long a burst of file events is left to settle before the source is polled.
 const SETTLE: Duration = Duration::from_millis(200);
@@ -88,11 +89,14 @@ impl Core {
             .map(|&i| &model.plan.units[i].spec)
             .filter_map(|spec| {
                 let key = model.tarball_key(spec)?;
-                let filename = tarball_filename(spec, &key.2);
-                Some((key, filename))
+                let missing = !model.tarballs.contains_key(&key) && !model.requested.contains(&key);
+                missing.then_some((key, spec))
             })
-            .filter(|(key, _)| !model.tarballs.contains_key(key) && !model.requested.contains(key))
             .take(TARBALLS_AT_ONCE)
+            .map(|(key, spec)| {
+                let filename = tarball_filename(spec, &key.2);
+                (key, filename)
+            })
             .collect();
         if looked_ahead && wanted.is_empty() {
             model.tarballs_ahead_done = true;

@@ -69,6 +69,8 @@ pub struct Cost {
     pub builder_requests: u64,
     pub master_cpu_s: f64,
     pub builders_cpu_s: f64,
+    /// The master's peak resident memory, in KiB.
+    pub master_peak_rss_kib: u64,
     pub idle: Option<IdleCost>,
 }
 
@@ -262,6 +264,7 @@ async fn measure_cost(farm: &LocalFarm, options: &FarmOptions) -> anyhow::Result
         builder_requests: sum(REQUESTS),
         master_cpu_s: snapshot.master_cpu,
         builders_cpu_s: snapshot.builders_cpu,
+        master_peak_rss_kib: farm.master.peak_rss_kib()?,
         idle,
     })
 }

@@ -321,6 +321,16 @@ fn print_farm(r: &FarmReport, bound_s: f64) {
         100.0 * c.master_cpu_s / r.wall_s.max(f64::MIN_POSITIVE),
         c.builders_cpu_s
     );
+    let builds = t.accepted.max(1) as f64;
+    println!(
+        "  per accepted build   master {:.2} ms of CPU, builders {:.2} ms",
+        1000.0 * c.master_cpu_s / builds,
+        1000.0 * c.builders_cpu_s / builds
+    );
+    println!(
+        "  master memory        {:.0} MiB at most (resident)",
+        c.master_peak_rss_kib as f64 / 1024.0
+    );
     if let Some(idle) = &c.idle {
         println!(
             "  idle, {:.0} s          master {:.2} % of one core, {:.1} requests/s; all builders {:.2} % of one core",
