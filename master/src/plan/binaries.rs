@@ -64,7 +64,10 @@ impl Binaries {
             }
         };
         self.by_base.entry(p.pkgbase.clone()).or_default().push(i);
-        self.by_pkgname.entry(p.pkgname.clone()).or_default().push(i);
+        self.by_pkgname
+            .entry(p.pkgname.clone())
+            .or_default()
+            .push(i);
         self.by_name.entry(p.pkgname.clone()).or_default().push(i);
         for prov in &p.provides {
             self.by_name
@@ -80,7 +83,9 @@ impl Binaries {
     /// name's packages cost, not what the repositories hold.
     pub fn replace(&mut self, pkgname: &str, now: Vec<BinaryPackage>) {
         for i in self.by_pkgname.remove(pkgname).unwrap_or_default() {
-            let p = self.packages[i].take().expect("indexed packages are present");
+            let p = self.packages[i]
+                .take()
+                .expect("indexed packages are present");
             let unlist = |index: &mut HashMap<String, Vec<usize>>, key: &str| {
                 if let Some(list) = index.get_mut(key) {
                     list.retain(|&j| j != i);

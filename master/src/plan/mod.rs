@@ -707,12 +707,9 @@ impl Resolution {
             return Some(State::Built);
         }
         let key = (s.pkgbase.clone(), s.version.clone(), s.arch.clone());
-        progress
-            .failed
-            .get(&key)
-            .map(|reason| State::Failed {
-                reason: reason.clone(),
-            })
+        progress.failed.get(&key).map(|reason| State::Failed {
+            reason: reason.clone(),
+        })
     }
 
     /// The state of build `i`, not settled on its own and not in a blocked cycle, from the
@@ -791,10 +788,7 @@ impl Resolution {
             .into_iter()
             .map(|s| s.expect("every build has a state"))
             .collect();
-        let expected: Vec<u64> = specs
-            .iter()
-            .map(|s| expected_ms(s, progress))
-            .collect();
+        let expected: Vec<u64> = specs.iter().map(|s| expected_ms(s, progress)).collect();
         let kept = update::Kept::new(self, progress, &edges, in_cycle, cycle_blocked);
         // Critical path: dependents before providers, so walk the order backwards.
         let mut priority = vec![0u64; n];

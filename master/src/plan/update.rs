@@ -87,7 +87,11 @@ impl Kept {
             }
         }
         let mut by_name: Vec<usize> = (0..n).collect();
-        by_name.sort_by(|&a, &b| resolution.specs[a].pkgbase.cmp(&resolution.specs[b].pkgbase));
+        by_name.sort_by(|&a, &b| {
+            resolution.specs[a]
+                .pkgbase
+                .cmp(&resolution.specs[b].pkgbase)
+        });
         let mut name_rank = vec![0; n];
         for (r, &i) in by_name.iter().enumerate() {
             name_rank[i] = r;

@@ -40,10 +40,7 @@ struct Listed {
 
 impl Listed {
     fn put(&mut self, pkgname: &str, filename: &str) {
-        if let Some(old) = self
-            .by_name
-            .insert(pkgname.to_owned(), filename.to_owned())
-        {
+        if let Some(old) = self.by_name.insert(pkgname.to_owned(), filename.to_owned()) {
             self.files.remove(&old);
         }
         self.files.insert(filename.to_owned());
