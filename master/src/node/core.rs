@@ -367,8 +367,8 @@ impl Core {
         }
         let mut all = None;
         for ((repo, arch), how) in rewrite {
-            let written = match &how {
-                Rewrite::Changed(entries) => self.repos.update(repo, &arch, entries),
+            let written = match how {
+                Rewrite::Changed(entries) => self.repos.update(repo, &arch, &entries),
                 Rewrite::Whole => {
                     if all.is_none() {
                         all = self.db.repo_entries().ok();
@@ -381,10 +381,10 @@ impl Core {
             };
             if let Err(e) = written {
                 // The version clients see stays whole and signed; this one is made again at
-                // the next turn (a tick at the latest), when the signer may answer again.
-                // Putting the same entries in twice changes nothing.
+                // the next turn (a tick at the latest), when the signer may answer again,
+                // and from SQLite, whatever the failed write left of the kept entries.
                 tracing::error!("rewriting the {} ({arch}): {e}", repo.describe());
-                self.todo.rewrite.insert((repo, arch), how);
+                self.todo.rewrite.insert((repo, arch), Rewrite::Whole);
             }
         }
     }
@@ -457,7 +457,10 @@ impl Core {
             Some(binaries) => {
                 while let Some(pkgname) = self.repo_changes.pkgnames.pop_first() {
                     match self.db.binaries_named(&pkgname) {
-                        Ok(now) => binaries.replace(&pkgname, now),
+                        Ok(now) => {
+                            let answered = binaries.replace(&pkgname, now);
+                            self.repo_changes.names.extend(answered);
+                        }
                         Err(e) => {
                             tracing::error!("reading the repositories: {e}");
                             self.repo_changes.pkgnames.insert(pkgname);

@@ -81,7 +81,10 @@ impl Binaries {
     /// Replaces every package named `pkgname` (in either repository, for any architecture)
     /// with `now`: what the repositories hold under that name after a change. Costs what the
     /// name's packages cost, not what the repositories hold.
-    pub fn replace(&mut self, pkgname: &str, now: Vec<BinaryPackage>) {
+    /// Returns the names the replaced packages answered to (their provisions too): a
+    /// dependency on a name a package no longer provides must be resolved again.
+    pub fn replace(&mut self, pkgname: &str, now: Vec<BinaryPackage>) -> Vec<String> {
+        let mut answered = Vec::new();
         for i in self.by_pkgname.remove(pkgname).unwrap_or_default() {
             let p = self.packages[i]
                 .take()
@@ -97,7 +100,9 @@ impl Binaries {
             unlist(&mut self.by_base, &p.pkgbase);
             unlist(&mut self.by_name, &p.pkgname);
             for prov in &p.provides {
-                unlist(&mut self.by_name, provision(prov).0);
+                let name = provision(prov).0;
+                unlist(&mut self.by_name, name);
+                answered.push(name.to_owned());
             }
             self.free.push(i);
         }
@@ -105,6 +110,7 @@ impl Binaries {
             debug_assert_eq!(p.pkgname, pkgname);
             self.insert(p);
         }
+        answered
     }
 
     pub fn packages(&self) -> impl Iterator<Item = &BinaryPackage> {
@@ -136,7 +142,12 @@ impl Binaries {
                             req.satisfied_by(name, version)
                         }))
             })
-            .max_by(|a, b| vercmp(&a.version, &b.version))
+            // Ties broken by the package itself, not by where it is stored: a master that
+            // replaced packages in place must choose as one that read them afresh.
+            .max_by(|a, b| {
+                vercmp(&a.version, &b.version)
+                    .then_with(|| (a.repo, &a.pkgname, &a.arch).cmp(&(b.repo, &b.pkgname, &b.arch)))
+            })
     }
 
     /// The newest version of `pkgbase` in `repo` for build architecture `arch`.

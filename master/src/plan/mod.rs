@@ -22,6 +22,7 @@
 //!   waits for it as usual. A cycle with no such member stays blocked.
 
 pub mod binaries;
+pub mod graph;
 pub mod relation;
 mod update;
 
@@ -790,23 +791,10 @@ impl Resolution {
             .collect();
         let expected: Vec<u64> = specs.iter().map(|s| expected_ms(s, progress)).collect();
         let kept = update::Kept::new(self, progress, &edges, in_cycle, cycle_blocked);
-        // Critical path: dependents before providers, so walk the order backwards.
-        let mut priority = vec![0u64; n];
-        let dependents = &kept.dependents;
-        for component in order.iter().rev() {
-            for &i in component {
-                if !states[i].is_pending() {
-                    continue;
-                }
-                let longest = dependents[i]
-                    .iter()
-                    .filter(|&&d| states[d].is_pending())
-                    .map(|&d| priority[d])
-                    .max()
-                    .unwrap_or(0);
-                priority[i] = expected[i] + longest;
-            }
-        }
+        let flat: Vec<usize> = order.iter().flatten().copied().collect();
+        let priority = graph::critical_paths(&flat, &kept.dependents, |i| {
+            states[i].is_pending().then_some(expected[i])
+        });
 
         let units: Vec<Planned> = specs
             .iter()
@@ -880,13 +868,9 @@ fn propagate<'s>(
     blocked
 }
 
-/// Whether a component of [`tarjan`]'s is a cycle: more than one build, or one that needs
-/// itself.
+/// Whether a component of [`tarjan`]'s is a cycle.
 fn is_cycle(component: &[usize], edges: &[Vec<Wait>]) -> bool {
-    component.len() > 1
-        || edges[component[0]]
-            .iter()
-            .any(|w| w.provider == component[0])
+    graph::is_cycle(component, |v| edges[v].iter().map(|w| w.provider).collect())
 }
 
 /// Breaks the dependency cycles among pending builds that binaries can break, and returns the
@@ -965,68 +949,16 @@ fn break_cycles(
     }
 }
 
-/// Tarjan's algorithm, iterative, over the builds that still need resolving. Components come
-/// out with every component they depend on before them.
+/// [`graph::components`] over the builds that still need resolving: waits to builds settled
+/// on their own are not followed.
 fn tarjan(n: usize, edges: &[Vec<Wait>], states: &[Option<State>]) -> Vec<Vec<usize>> {
-    const UNSEEN: usize = usize::MAX;
-    let mut index = vec![UNSEEN; n];
-    let mut low = vec![0; n];
-    let mut on_stack = vec![false; n];
-    let mut stack = Vec::new();
-    let mut out = Vec::new();
-    let mut next = 0;
-    let follow = |v: usize| -> Vec<usize> {
+    graph::components(n, |v| {
         edges[v]
             .iter()
             .map(|w| w.provider)
             .filter(|p| states[*p].is_none())
             .collect()
-    };
-    for root in 0..n {
-        if index[root] != UNSEEN {
-            continue;
-        }
-        let mut work: Vec<(usize, Vec<usize>, usize)> = vec![(root, follow(root), 0)];
-        index[root] = next;
-        low[root] = next;
-        next += 1;
-        stack.push(root);
-        on_stack[root] = true;
-        while let Some((v, succ, pos)) = work.last_mut() {
-            let v = *v;
-            if let Some(&w) = succ.get(*pos) {
-                *pos += 1;
-                if index[w] == UNSEEN {
-                    index[w] = next;
-                    low[w] = next;
-                    next += 1;
-                    stack.push(w);
-                    on_stack[w] = true;
-                    work.push((w, follow(w), 0));
-                } else if on_stack[w] {
-                    low[v] = low[v].min(index[w]);
-                }
-            } else {
-                work.pop();
-                if let Some((parent, _, _)) = work.last() {
-                    low[*parent] = low[*parent].min(low[v]);
-                }
-                if low[v] == index[v] {
-                    let mut component = Vec::new();
-                    loop {
-                        let w = stack.pop().expect("v is on the stack");
-                        on_stack[w] = false;
-                        component.push(w);
-                        if w == v {
-                            break;
-                        }
-                    }
-                    out.push(component);
-                }
-            }
-        }
-    }
-    out
+    })
 }
 
 /// A readable cycle through a component: `a needs x (b)`, `b needs y (a)`.

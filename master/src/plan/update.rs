@@ -13,9 +13,10 @@
 //! and moves the builds whose state or priority changed in an ordered ready set.
 //!
 //! It falls back to a full plan where the shortcut would not be exact: a new resolution (the
-//! sources changed), a seed that is or was in a dependency cycle (breaking cycles looks at
-//! whole cycles), a build that gains a wait (a retried failure: a new wait may close a cycle
-//! and breaks the topological rank), or more seeds than a full plan costs.
+//! sources changed), a seed that is or was in a dependency cycle and whose waits or
+//! settledness changed (breaking cycles looks at whole cycles), a build that gains a wait (a
+//! retried failure: a new wait may close a cycle and breaks the topological rank), or more
+//! seeds than a full plan costs.
 //!
 //! Invariant: after any sequence of changes, the plan updated in place equals a full plan of
 //! the same inputs (the property test in `incremental.rs`).
@@ -24,7 +25,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
-use super::{Plan, Progress, Resolution, State, UnitKey, Wait, expected_ms, tarjan};
+use super::{Plan, Progress, Resolution, State, UnitKey, Wait, expected_ms, graph};
 
 /// What a plan keeps to be updated in place; made by every full plan.
 #[derive(Debug, Default)]
@@ -79,9 +80,9 @@ impl Kept {
         }
         // Every wait counts for the rank, also those to builds settled on their own, which
         // the full plan's order does not follow: such a build may become unsettled.
-        let all = vec![None; n];
         let mut rank = vec![0; n];
-        for (r, component) in tarjan(n, edges, &all).iter().enumerate() {
+        let every_wait = |v: usize| edges[v].iter().map(|w| w.provider).collect();
+        for (r, component) in graph::components(n, every_wait).iter().enumerate() {
             for &i in component {
                 rank[i] = r;
             }
@@ -157,19 +158,26 @@ impl Resolution {
             return false;
         }
         let seeds = self.seeds(plan, progress, changes);
-        if seeds.len() > (n / FULL_PLAN_SHARE).max(FEW_SEEDS)
-            || seeds.iter().any(|&i| plan.kept.in_cycle[i])
-        {
+        if seeds.len() > (n / FULL_PLAN_SHARE).max(FEW_SEEDS) {
             return false;
         }
         // The seeds' waits, as a full plan would take them: only ever fewer than before.
         let mut new_waits: Vec<(usize, Vec<Wait>)> = Vec::new();
         for &i in &seeds {
-            let waits = match self.settled_state(i, progress) {
-                Some(_) => Vec::new(),
-                None => self.rows[i].waits.clone(),
+            let settled = self.settled_state(i, progress).is_some();
+            let waits = if settled {
+                Vec::new()
+            } else {
+                self.rows[i].waits.clone()
             };
             if waits.iter().any(|w| !plan.units[i].waits.contains(w)) {
+                return false;
+            }
+            // How cycles are broken depends on their members' waits and on which members are
+            // settled, nothing else: a claim or a duration of a member changes neither.
+            if plan.kept.in_cycle[i]
+                && (waits != plan.units[i].waits || settled != self.was_settled(plan, i))
+            {
                 return false;
             }
             new_waits.push((i, waits));
@@ -181,7 +189,12 @@ impl Resolution {
             if waits != plan.units[i].waits {
                 for w in &plan.units[i].waits {
                     if !waits.contains(w) {
-                        plan.kept.dependents[w.provider].retain(|&d| d != i);
+                        // One entry per wait: a build may wait on one provider for two of
+                        // its dependencies, and lose only one of those waits.
+                        let dependents = &mut plan.kept.dependents[w.provider];
+                        if let Some(at) = dependents.iter().position(|&d| d == i) {
+                            dependents.swap_remove(at);
+                        }
                         priority_seeds.push(w.provider);
                     }
                 }
@@ -267,6 +280,15 @@ impl Resolution {
         plan.kept.failed.clone_from(progress.failed);
         plan.kept.claimed.clone_from(progress.claimed);
         true
+    }
+
+    /// Whether build `i`'s state in `plan` was one settled on its own ([`Resolution::settled_state`]).
+    fn was_settled(&self, plan: &Plan, i: usize) -> bool {
+        self.duplicates.contains_key(&i)
+            || matches!(
+                plan.units[i].state,
+                State::Live | State::Built | State::Failed { .. }
+            )
     }
 
     /// The builds whose inputs changed: resolved again, failed or retried, claimed or no

@@ -97,6 +97,9 @@ struct Cached {
 #[derive(Debug, Default)]
 pub struct Chunks {
     entries: BTreeMap<String, Cached>,
+    /// Set once every entry was given ([`Chunks::replace_all`]): only then may entries be
+    /// put in, or the database would list the changed packages alone.
+    whole: bool,
 }
 
 /// Makes pieces: one compressor serves many, as setting one up costs more than compressing a
@@ -140,17 +143,25 @@ impl Chunks {
     /// Keeps the pieces of exactly `entries`: those already made from the same text are
     /// reused, the others made now, and those of packages no longer listed dropped.
     pub fn replace_all(&mut self, entries: &[DbEntry<'_>]) -> io::Result<()> {
+        self.whole = false;
         let mut old = std::mem::take(&mut self.entries);
         let mut maker = Maker::new();
         for e in entries {
             let cached = maker.make(e, old.remove(e.pkgname))?;
             self.entries.insert(e.pkgname.to_owned(), cached);
         }
+        self.whole = true;
         Ok(())
     }
 
-    /// Puts `entries` in, each in place of its package name's earlier version.
+    /// Puts `entries` in, each in place of its package name's earlier version. Refused until
+    /// the repository was given whole once.
     pub fn put(&mut self, entries: &[DbEntry<'_>]) -> io::Result<()> {
+        if !self.whole {
+            return Err(io::Error::other(
+                "the repository's entries were never read whole",
+            ));
+        }
         let mut maker = Maker::new();
         for e in entries {
             let cached = maker.make(e, self.entries.remove(e.pkgname))?;
@@ -331,6 +342,30 @@ mod tests {
                 "foo-1-2/files"
             ]
         );
+    }
+
+    #[test]
+    fn entries_are_put_in_only_into_a_repository_read_whole() {
+        let entry = |pkgname, version| DbEntry {
+            pkgname,
+            version,
+            desc: "%NAME%\n",
+            files: "%FILES%\n",
+        };
+        let mut chunks = Chunks::default();
+        assert!(chunks.put(&[entry("new", "1-1")]).is_err());
+        chunks
+            .replace_all(&[entry("old", "1-1"), entry("other", "1-1")])
+            .unwrap();
+        chunks
+            .put(&[entry("old", "2-1"), entry("new", "1-1")])
+            .unwrap();
+        let names: Vec<String> = read_back(&chunks.assemble().unwrap().db)
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|p| p.ends_with('/'))
+            .collect();
+        assert_eq!(names, ["new-1-1/", "old-2-1/", "other-1-1/"]);
     }
 
     #[test]

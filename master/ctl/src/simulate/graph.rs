@@ -6,6 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use quarters_master::plan::graph::{components, is_cycle};
 
 /// A package graph with durations.
 #[derive(Debug, Clone)]
@@ -107,56 +108,11 @@ impl Graph {
     }
 }
 
-/// Tarjan's strongly connected components; returns the cyclic ones.
+/// The dependency cycles: the planner's strongly connected components that are cycles.
 fn cycles(deps: &[Vec<usize>]) -> Vec<Vec<usize>> {
-    const UNSEEN: usize = usize::MAX;
-    let n = deps.len();
-    let (mut index, mut low, mut on_stack) = (vec![UNSEEN; n], vec![0; n], vec![false; n]);
-    let (mut stack, mut out, mut next) = (Vec::new(), Vec::new(), 0);
-    for root in 0..n {
-        if index[root] != UNSEEN {
-            continue;
-        }
-        let mut work = vec![(root, 0usize)];
-        index[root] = next;
-        low[root] = next;
-        next += 1;
-        stack.push(root);
-        on_stack[root] = true;
-        while let Some(&mut (v, ref mut pos)) = work.last_mut() {
-            if let Some(&w) = deps[v].get(*pos) {
-                *pos += 1;
-                if index[w] == UNSEEN {
-                    index[w] = next;
-                    low[w] = next;
-                    next += 1;
-                    stack.push(w);
-                    on_stack[w] = true;
-                    work.push((w, 0));
-                } else if on_stack[w] {
-                    low[v] = low[v].min(index[w]);
-                }
-            } else {
-                work.pop();
-                if let Some(&(parent, _)) = work.last() {
-                    low[parent] = low[parent].min(low[v]);
-                }
-                if low[v] == index[v] {
-                    let mut component = Vec::new();
-                    loop {
-                        let w = stack.pop().expect("v is on the stack");
-                        on_stack[w] = false;
-                        component.push(w);
-                        if w == v {
-                            break;
-                        }
-                    }
-                    if component.len() > 1 || deps[v].contains(&v) {
-                        out.push(component);
-                    }
-                }
-            }
-        }
-    }
-    out
+    let needs = |v: usize| deps[v].clone();
+    components(deps.len(), needs)
+        .into_iter()
+        .filter(|c| is_cycle(c, needs))
+        .collect()
 }

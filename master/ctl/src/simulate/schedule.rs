@@ -75,16 +75,9 @@ impl<'g> Schedulable<'g> {
 
     /// Each package's critical-path priority: its duration plus the longest chain after it.
     pub fn critical_path(&self) -> Vec<u64> {
-        let mut prio = vec![0u64; self.graph.len()];
-        for &v in self.order.iter().rev() {
-            let longest = self.dependents[v]
-                .iter()
-                .map(|&w| prio[w])
-                .max()
-                .unwrap_or(0);
-            prio[v] = self.graph.duration(v) + longest;
-        }
-        prio
+        quarters_master::plan::graph::critical_paths(&self.order, &self.dependents, |v| {
+            Some(self.graph.duration(v))
+        })
     }
 
     /// The lower bound on the makespan with `builders` builders, in milliseconds.
