@@ -304,13 +304,19 @@ impl LocalNode {
         self.child.as_ref().and_then(Child::id)
     }
 
-    /// CPU time (user and system) the running process has used, from /proc.
-    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+    /// The running process's `/proc/PID/{name}`, with the pid.
+    fn proc_file(&self, name: &str) -> anyhow::Result<(u32, String)> {
         let pid = self
             .pid()
             .with_context(|| format!("{} is not running", self.name))?;
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
-            .with_context(|| format!("reading /proc/{pid}/stat"))?;
+        let text = fs::read_to_string(format!("/proc/{pid}/{name}"))
+            .with_context(|| format!("reading /proc/{pid}/{name}"))?;
+        Ok((pid, text))
+    }
+
+    /// CPU time (user and system) the running process has used, from /proc.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let (pid, stat) = self.proc_file("stat")?;
         // Fields after the command name, which is in parentheses and may hold spaces: utime and
         // stime are the 14th and 15th fields of the whole line, the 12th and 13th after it.
         let fields: Vec<&str> = stat
@@ -333,11 +339,7 @@ impl LocalNode {
 
     /// The most memory the running process has held resident (`VmHWM`), in KiB, from /proc.
     pub fn peak_rss_kib(&self) -> anyhow::Result<u64> {
-        let pid = self
-            .pid()
-            .with_context(|| format!("{} is not running", self.name))?;
-        let status = fs::read_to_string(format!("/proc/{pid}/status"))
-            .with_context(|| format!("reading /proc/{pid}/status"))?;
+        let (pid, status) = self.proc_file("status")?;
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))

@@ -98,7 +98,8 @@ enum Rewrite {
     Changed(Vec<RepoEntry>),
 }
 
-/// The plan's inputs read from the database about builds, kept until a verdict changes them.
+/// The plan's inputs read from the database about builds: read whole once, then again for
+/// each pkgbase with a new verdict.
 #[derive(Debug)]
 pub(super) struct Facts {
     pub(super) failures: HashMap<UnitKey, Failure>,

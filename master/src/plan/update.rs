@@ -87,14 +87,14 @@ impl Kept {
                 rank[i] = r;
             }
         }
-        let mut by_name: Vec<usize> = (0..n).collect();
-        by_name.sort_by(|&a, &b| {
+        let mut in_name_order: Vec<usize> = (0..n).collect();
+        in_name_order.sort_by(|&a, &b| {
             resolution.specs[a]
                 .pkgbase
                 .cmp(&resolution.specs[b].pkgbase)
         });
         let mut name_rank = vec![0; n];
-        for (r, &i) in by_name.iter().enumerate() {
+        for (r, &i) in in_name_order.iter().enumerate() {
             name_rank[i] = r;
         }
         Kept {
