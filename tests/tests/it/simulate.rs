@@ -95,6 +95,8 @@ fn the_farm_builds_the_small_pkgsrc_graph_once_each_and_no_faster_than_the_bound
         "{farm}"
     );
     assert!(f(&farm["master_cpu_s"]) > 0.0, "{farm}");
+    // A running master holds at least a few MiB; the figure is read, not defaulted to zero.
+    assert!(u(&farm["master_peak_rss_kib"]) > 4 * 1024, "{farm}");
 }
 
 #[test]
