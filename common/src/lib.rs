@@ -2,9 +2,12 @@
 //! configuration, the HTTPS server loop, the state publisher with conditional GET and
 //! long-poll, the peer client that reads other nodes, and config-loading helpers.
 //!
-//! Nothing in here knows about packages or builds; that lives in the master and builder crates.
+//! Of packages and builds it knows only what two nodes must agree on: the wire types, the
+//! build key and the architecture, and the checks every value a peer publishes passes
+//! (`peer_input`). Planning, building and repositories live in the master and builder crates.
 
 pub mod api;
+pub mod build_key;
 pub mod client;
 pub mod config;
 pub mod conn_guard;
@@ -21,6 +24,8 @@ pub mod state;
 pub mod telemetry;
 pub mod tls;
 
+pub use build_key::BuildKey;
 pub use name::NodeName;
+pub use peer_input::Arch;
 pub mod farm_key;
 pub mod files;

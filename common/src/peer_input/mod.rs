@@ -152,6 +152,38 @@ checked_string!(
     Arch, "architecture", check_arch
 );
 
+/// What pacman calls the architecture of a package that runs everywhere.
+const ANY: &str = "any";
+
+/// The one place that knows `any`: a package of architecture `any` installs on every machine,
+/// goes into every architecture's repository, and is built once for all of them (pacman's and
+/// makepkg's rule).
+impl Arch {
+    /// `any`.
+    pub fn any() -> Self {
+        Arch(ANY.to_owned())
+    }
+
+    pub fn is_any(&self) -> bool {
+        self.0 == ANY
+    }
+
+    /// Whether a package of this architecture installs on a machine of `machine`'s.
+    pub fn runs_on(&self, machine: &str) -> bool {
+        self.is_any() || self.0 == machine
+    }
+
+    /// The repositories (by architecture) a package of this architecture belongs in, among the
+    /// farm's `machines`: all of them for `any`, else its own.
+    pub fn repos<'a>(&'a self, machines: &'a [Arch]) -> impl Iterator<Item = &'a Arch> + 'a {
+        let all = self.is_any();
+        machines
+            .iter()
+            .filter(move |m| all || *m == self)
+            .chain((!all && !machines.contains(self)).then_some(self))
+    }
+}
+
 checked_string!(
     /// The name of a package file a build announces (`NAME-VER-REL-ARCH.pkg.tar.zst`):
     /// printable ASCII without whitespace and `/` (what names and versions may hold), not
@@ -332,6 +364,20 @@ mod tests {
             ArtifactName::parse(file).unwrap();
         }
         Sha256::parse(&"ab".repeat(32)).unwrap();
+    }
+
+    #[test]
+    fn any_runs_everywhere_and_belongs_in_every_repository() {
+        let x86 = Arch::parse("x86_64").unwrap();
+        let arm = Arch::parse("aarch64").unwrap();
+        let farm = [x86.clone(), arm.clone()];
+        assert!(Arch::any().is_any() && !x86.is_any());
+        assert!(Arch::any().runs_on("aarch64") && x86.runs_on("x86_64"));
+        assert!(!x86.runs_on("aarch64"));
+        assert_eq!(Arch::any().repos(&farm).collect::<Vec<_>>(), [&x86, &arm]);
+        assert_eq!(arm.repos(&farm).collect::<Vec<_>>(), [&arm]);
+        let riscv = Arch::parse("riscv64").unwrap();
+        assert_eq!(riscv.repos(&farm).collect::<Vec<_>>(), [&riscv]);
     }
 
     #[test]
