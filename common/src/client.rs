@@ -52,6 +52,17 @@ pub enum PeerError {
         url: Url,
         limit: usize,
     },
+    /// A transfer that did not finish by the deadline its announced size allowed it.
+    #[error(
+        "{peer} at {url}: sent {got} bytes in {:.0} s, too slow: the transfer had to end by then",
+        elapsed.as_secs_f64()
+    )]
+    TooSlow {
+        peer: NodeName,
+        url: Url,
+        got: u64,
+        elapsed: Duration,
+    },
     #[error("{peer} at {url}: malformed answer: {reason}")]
     Malformed {
         peer: NodeName,
@@ -173,22 +184,59 @@ impl PeerClient {
 
     /// Streams `path` into the new file `dest`, refusing more than `limit` bytes, and returns
     /// the sha256 (hex) and size of what was written. On any error `dest` is removed.
+    ///
+    /// Each wait for data is bounded, but the whole transfer is not: a peer that sends a byte
+    /// now and then keeps it going. Use [`PeerClient::download_until`] for peers that may do so
+    /// on purpose.
     pub async fn download(
         &self,
         path: &str,
         dest: &std::path::Path,
         limit: u64,
     ) -> Result<(String, u64), PeerError> {
+        self.download_until(path, dest, limit, None).await
+    }
+
+    /// [`PeerClient::download`], given up with [`PeerError::TooSlow`] once `deadline` passes,
+    /// however the peer paces what it sends.
+    pub async fn download_until(
+        &self,
+        path: &str,
+        dest: &std::path::Path,
+        limit: u64,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(String, u64), PeerError> {
         use sha2::Digest;
         use tokio::io::AsyncWriteExt;
 
         let url = self.url(path);
-        let mut response = self
-            .http
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&url, &e))?;
+        let started = tokio::time::Instant::now();
+        let mut size: u64 = 0;
+        let too_slow = |got: u64| PeerError::TooSlow {
+            peer: self.name.clone(),
+            url: url.clone(),
+            got,
+            elapsed: started.elapsed(),
+        };
+        // The time left to wait for the next piece: the answer timeout, cut short by the
+        // deadline.
+        let next_wait = || {
+            let answer = tokio::time::Instant::now() + self.limits.answer_timeout;
+            deadline.map_or(answer, |d| d.min(answer))
+        };
+        let past_deadline = || deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+        let mut response =
+            match tokio::time::timeout_at(next_wait(), self.http.get(url.clone()).send()).await {
+                Ok(sent) => sent.map_err(|e| self.unreachable(&url, &e))?,
+                Err(_) if past_deadline() => return Err(too_slow(0)),
+                Err(_) => {
+                    return Err(PeerError::Unreachable {
+                        peer: self.name.clone(),
+                        url: url.clone(),
+                        reason: format!("no answer for {:?}", self.limits.answer_timeout),
+                    });
+                }
+            };
         if !response.status().is_success() {
             return Err(PeerError::Status {
                 peer: self.name.clone(),
@@ -216,17 +264,19 @@ impl PeerClient {
             .await
             .map_err(local)?;
         let mut hash = sha2::Sha256::new();
-        let mut size: u64 = 0;
         let result = async {
             loop {
-                let chunk = tokio::time::timeout(self.limits.answer_timeout, response.chunk())
-                    .await
-                    .map_err(|_| PeerError::Unreachable {
-                        peer: self.name.clone(),
-                        url: url.clone(),
-                        reason: format!("no data for {:?}", self.limits.answer_timeout),
-                    })?
-                    .map_err(|e| self.unreachable(&url, &e))?;
+                let chunk = match tokio::time::timeout_at(next_wait(), response.chunk()).await {
+                    Ok(chunk) => chunk.map_err(|e| self.unreachable(&url, &e))?,
+                    Err(_) if past_deadline() => return Err(too_slow(size)),
+                    Err(_) => {
+                        return Err(PeerError::Unreachable {
+                            peer: self.name.clone(),
+                            url: url.clone(),
+                            reason: format!("no data for {:?}", self.limits.answer_timeout),
+                        });
+                    }
+                };
                 let Some(chunk) = chunk else { break };
                 size += chunk.len() as u64;
                 if size > limit {

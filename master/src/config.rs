@@ -158,6 +158,15 @@ pub struct BuildsSection {
     /// clamped to it and count as protocol violations.
     #[serde(default = "default_max_lease")]
     pub max_lease: u64,
+    /// Bytes per second a builder must at least send a build's files at, on average.
+    #[serde(default = "default_min_pull_rate")]
+    pub min_pull_rate: u64,
+    /// Seconds every file of a build gets on top of what its size at `min_pull_rate` takes.
+    #[serde(default = "default_pull_grace")]
+    pub pull_grace: u64,
+    /// Seconds one build's files may take together, however large they are announced.
+    #[serde(default = "default_max_pull_time")]
+    pub max_pull_time: u64,
 }
 
 impl Default for BuildsSection {
@@ -171,6 +180,9 @@ impl Default for BuildsSection {
             max_refusals: default_max_refusals(),
             max_unpacked_size: default_max_unpacked(),
             max_lease: default_max_lease(),
+            min_pull_rate: default_min_pull_rate(),
+            pull_grace: default_pull_grace(),
+            max_pull_time: default_max_pull_time(),
         }
     }
 }
@@ -189,6 +201,18 @@ fn default_max_refusals() -> u32 {
 
 fn default_max_lease() -> u64 {
     600
+}
+
+fn default_min_pull_rate() -> u64 {
+    256 << 10
+}
+
+fn default_pull_grace() -> u64 {
+    30
+}
+
+fn default_max_pull_time() -> u64 {
+    2 * 3600
 }
 
 fn default_max_unpacked() -> u64 {
@@ -254,6 +278,8 @@ pub struct MasterConfig {
     pub build_root: std::collections::HashSet<String>,
     pub max_artifact_size: u64,
     pub max_log_size: u64,
+    /// How fast builders must hand over builds and logs.
+    pub pull_pace: crate::pull::Pace,
     /// Refusals of one version before it counts as failed (at least 1).
     pub max_refusals: usize,
     /// What the master reads of a package archive at most.
@@ -393,6 +419,11 @@ impl MasterConfig {
             build_root,
             max_artifact_size: file.builds.max_artifact_size,
             max_log_size: file.builds.max_log_size,
+            pull_pace: crate::pull::Pace {
+                min_rate: file.builds.min_pull_rate.max(1),
+                grace: Duration::from_secs(file.builds.pull_grace),
+                max_time: Duration::from_secs(file.builds.max_pull_time.max(1)),
+            },
             max_refusals: usize::try_from(file.builds.max_refusals.max(1)).unwrap_or(usize::MAX),
             builder_limits: quarters_common::peer_input::BuilderLimits {
                 max_lease: Duration::from_secs(file.builds.max_lease.max(1)),

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use quarters_common::api::v1::{BUILDDIR, artifact_path, log_path};
 use quarters_common::client::{PeerClient, PeerError};
@@ -40,9 +41,58 @@ pub struct Expectation<'a> {
 pub struct PullLimits {
     /// Bytes of one artifact.
     pub max_bytes: u64,
+    pub pace: Pace,
     pub archive: Limits,
     /// Set when the master shuts down: reading a package stops within moments.
     pub cancel: Arc<AtomicBool>,
+}
+
+/// How fast a builder must hand over what it announced. A build is pulled while its builder
+/// holds the package, so a builder that sends a byte now and then would hold it for ever:
+/// every transfer gets a deadline from its size, and one build's transfers a total.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pace {
+    /// Bytes per second a transfer must keep up on average.
+    pub min_rate: u64,
+    /// Time every transfer gets on top of its size's, to connect and start.
+    pub grace: Duration,
+    /// The most one build's transfers may take together, however large they are announced.
+    pub max_time: Duration,
+}
+
+impl Pace {
+    /// The time a transfer of `bytes` may take.
+    fn allowance(&self, bytes: u64) -> Duration {
+        self.grace + Duration::from_secs(bytes / self.min_rate.max(1))
+    }
+}
+
+/// What is left of one build's transfer time.
+#[derive(Debug)]
+struct Budget {
+    pace: Pace,
+    left: Duration,
+}
+
+impl Budget {
+    fn new(pace: Pace) -> Self {
+        Budget {
+            pace,
+            left: pace.max_time,
+        }
+    }
+
+    /// Runs one transfer of at most `bytes` under its deadline, and counts its time.
+    async fn transfer<T>(
+        &mut self,
+        bytes: u64,
+        run: impl AsyncFnOnce(tokio::time::Instant) -> T,
+    ) -> T {
+        let started = tokio::time::Instant::now();
+        let result = run(started + self.pace.allowance(bytes).min(self.left)).await;
+        self.left = self.left.saturating_sub(started.elapsed());
+        result
+    }
 }
 
 /// A verified package file, in the staging directory.
@@ -104,6 +154,7 @@ pub async fn pull(
         return refuse(Builder, "the build announces no packages".to_owned());
     }
     let max_bytes = limits.max_bytes;
+    let mut budget = Budget::new(limits.pace);
     let mut pulled: Vec<Pulled> = Vec::new();
     for artifact in &build.artifacts {
         let file = artifact.file.as_str();
@@ -120,12 +171,17 @@ pub async fn pull(
             );
         }
         let dest = staging.join(file);
-        let (sha256, size) = client
-            .download(
-                &artifact_path(build.id.as_str(), file),
-                &dest,
-                artifact.size.min(max_bytes),
-            )
+        let (sha256, size) = budget
+            .transfer(artifact.size, async |deadline| {
+                client
+                    .download_until(
+                        &artifact_path(build.id.as_str(), file),
+                        &dest,
+                        artifact.size,
+                        Some(deadline),
+                    )
+                    .await
+            })
             .await
             .map_err(from_peer)?;
         if artifact.sha256 != *sha256 || size != artifact.size {
@@ -345,25 +401,31 @@ fn check(package: &Inspected, file: &str, expect: Expectation<'_>) -> Result<(),
 
 /// Copies the logs of a failed build into `dir`, each at most `max_bytes`; returns the stages
 /// whose logs could be read.
+///
+/// A log's size is not announced: each may take what one of `max_bytes` would at `pace`, and
+/// all together no more than its total.
 pub async fn pull_logs(
     client: &PeerClient,
     build: &CheckedBuild,
     dir: &Path,
     max_bytes: u64,
+    pace: Pace,
 ) -> Vec<String> {
     let _ = tokio::fs::create_dir_all(dir).await;
+    let mut budget = Budget::new(pace);
     let mut got = Vec::new();
     for stage in &build.logs {
         let dest = crate::store::log_file(dir, stage.as_str());
         let _ = tokio::fs::remove_file(&dest).await;
-        match client
-            .download(
-                &log_path(build.id.as_str(), stage.as_str()),
-                &dest,
-                max_bytes,
-            )
-            .await
-        {
+        let path = log_path(build.id.as_str(), stage.as_str());
+        let fetched = budget
+            .transfer(max_bytes, async |deadline| {
+                client
+                    .download_until(&path, &dest, max_bytes, Some(deadline))
+                    .await
+            })
+            .await;
+        match fetched {
             Ok(_) => got.push(stage.to_string()),
             Err(e) => tracing::warn!("log {stage} of {}: {e}", build.id),
         }

@@ -250,8 +250,9 @@ impl Core {
                 row.verdict = VerdictKind::Failed;
                 row.reason = Some(format!("{stage}: {reason}"));
                 let max_log = self.config.max_log_size;
+                let pace = self.config.pull_pace;
                 self.fetch(name, build, async move |build| {
-                    let got = pull_logs(&client, &build, &dir, max_log).await;
+                    let got = pull_logs(&client, &build, &dir, max_log, pace).await;
                     row.log_dir = (!got.is_empty()).then(|| dir.to_string_lossy().into_owned());
                     (row, Fetched::Logs)
                 });
@@ -265,6 +266,7 @@ impl Core {
                     crate::store::staging_dir(&self.config.state_dir, &builder, build.id.as_str());
                 let limits = PullLimits {
                     max_bytes: self.config.max_artifact_size,
+                    pace: self.config.pull_pace,
                     archive: self.config.archive_limits,
                     cancel: self.stopping.clone(),
                 };

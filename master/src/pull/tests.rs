@@ -143,6 +143,11 @@ async fn try_pull_pinned(
         max_bytes: 1 << 20,
         archive: Limits::default(),
         cancel: Arc::default(),
+        pace: Pace {
+            min_rate: 1 << 20,
+            grace: std::time::Duration::from_secs(30),
+            max_time: std::time::Duration::from_secs(600),
+        },
     };
     // What the master checks when it reads a builder's state comes first, as in the master.
     let build = match CheckedBuild::check(build, &BuilderLimits::default()) {
@@ -421,4 +426,28 @@ async fn a_build_against_an_older_version_of_what_it_waited_for_is_refused() {
         .await
         .unwrap();
     assert_eq!(pulled.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_transfer_has_a_deadline_from_its_size_and_a_build_a_total() {
+    use std::time::Duration;
+    let pace = Pace {
+        min_rate: 1000,
+        grace: Duration::from_secs(5),
+        max_time: Duration::from_secs(60),
+    };
+    let mut budget = Budget::new(pace);
+    let start = tokio::time::Instant::now();
+    // 20,000 bytes at 1,000 a second: 20 s, and the grace.
+    let deadline = budget
+        .transfer(20_000, async |deadline| {
+            tokio::time::sleep(Duration::from_secs(40)).await;
+            deadline
+        })
+        .await;
+    assert_eq!(deadline - start, Duration::from_secs(25));
+    // 40 s of the 60 are spent: however large the next file, it gets the 20 left.
+    let next = tokio::time::Instant::now();
+    let deadline = budget.transfer(1 << 40, async |deadline| deadline).await;
+    assert_eq!(deadline - next, Duration::from_secs(20));
 }

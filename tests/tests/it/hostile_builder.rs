@@ -571,3 +571,54 @@ async fn a_builder_trickling_its_artifact_keeps_nothing_once_disabled() {
     );
     assert_eq!(state.counts.get("built"), None, "{:?}", state.counts);
 }
+
+/// A builder holds its package while the master pulls its build; trickling the artifact (a
+/// chunk now and then, each within the master's wait for data) once held it for as long as
+/// the builder liked. The pull now ends at a deadline the announced size sets, the build is
+/// refused through the builder's fault, and the package goes to an honest builder.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_builder_trickling_its_artifact_is_refused_at_the_pull_deadline() {
+    let f =
+        farm("[builds]\nmin_pull_rate = 65536\npull_grace = 3\n[quarantine]\nafter = 1\n").await;
+    // One chunk every 20 s: a few kilobytes take minutes, where the deadline is 3 s away.
+    f.hostile.throttle(Some(std::time::Duration::from_secs(20)));
+    let started = std::time::Instant::now();
+    f.hostile
+        .show(f.hostile.succeeded("b1", "hello", "1.0-1", &f.hello));
+    let state = f
+        .master
+        .wait_for("b1 judged", |s| s.results.iter().any(|r| r.build == "b1"))
+        .await;
+    let result = state.results.iter().find(|r| r.build == "b1").unwrap();
+    assert_eq!(result.verdict, Verdict::Rejected);
+    quarters_tests::assert_contains(
+        result.reason.as_deref().unwrap_or_default(),
+        &["builder-1", "too slow"],
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the pull was not cut at its deadline but ran to the first chunk: {:?}",
+        started.elapsed()
+    );
+    let quarantine = f
+        .master
+        .wait_for("builder-1 quarantined", |s| {
+            quarantine_of(s, "builder-1").is_some()
+        })
+        .await;
+    quarters_tests::assert_contains(
+        &quarantine_of(&quarantine, "builder-1").unwrap().reason,
+        &["too slow"],
+    );
+    f.honest
+        .show(f.honest.succeeded("h1", "hello", "1.0-1", &f.hello));
+    let state = f
+        .master
+        .wait_for("hello accepted from builder-2", |s| {
+            s.results
+                .iter()
+                .any(|r| r.build == "h1" && r.verdict == Verdict::Accepted)
+        })
+        .await;
+    assert!(!state.ready.iter().any(|r| r.pkgbase == "hello"));
+}
