@@ -59,7 +59,7 @@ fn main() {
             source: "pkgsrc".into(),
             path: name.clone(),
             pkgbase: name.clone(),
-            arch: "x86_64".into(),
+            arch: quarters_common::Arch::parse("x86_64").unwrap(),
             version: "1-1".into(),
             pkgnames: vec![name.clone()],
             provides: vec![],
@@ -68,7 +68,7 @@ fn main() {
             packager: None,
         })
         .collect();
-    let arches = vec!["x86_64".to_owned()];
+    let arches = vec![quarters_common::Arch::parse("x86_64").unwrap()];
     let template = HashSet::new();
     let failed = HashMap::new();
     let claimed = HashMap::new();
@@ -111,7 +111,7 @@ fn main() {
     // One package accepted: the master replans everything and publishes the ready list.
     let accepted = Binaries::new(vec![BinaryPackage {
         repo: RepoKind::Build,
-        arch: "x86_64".into(),
+        arch: quarters_common::Arch::parse("x86_64").unwrap(),
         pkgname: ready[0].clone(),
         pkgbase: ready[0].clone(),
         version: "1-1".into(),

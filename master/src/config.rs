@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use quarters_common::NodeName;
 use quarters_common::config::{self, ConfigError, PeerSection, TlsSection};
 use quarters_common::tls::Identity;
+use quarters_common::{Arch, NodeName};
 use quarters_parsers::SourceSpec;
 use quarters_parsers::evaluate::Evaluation;
 use quarters_parsers::layout::Layout;
@@ -272,7 +272,8 @@ pub struct MasterConfig {
     /// Base URL of the master, with a trailing slash.
     pub url: Url,
     pub state_dir: PathBuf,
-    pub arch: Vec<String>,
+    /// The machine architectures the farm builds for; never `any`.
+    pub arch: Vec<Arch>,
     pub repo_name: String,
     /// Names the build root provides.
     pub build_root: std::collections::HashSet<String>,
@@ -369,7 +370,20 @@ impl MasterConfig {
                 "must be at least 1 second",
             ));
         }
-        if file.arch.is_empty() || file.arch.iter().any(|a| a == "any" || a.is_empty()) {
+        let mut arch = Vec::with_capacity(file.arch.len());
+        for a in &file.arch {
+            let parsed =
+                Arch::parse(a).map_err(|e| ConfigError::invalid(path, "arch", e.to_string()))?;
+            if parsed.is_any() {
+                return Err(ConfigError::invalid(
+                    path,
+                    "arch",
+                    "must list machine architectures (`any` builds go to all of them)",
+                ));
+            }
+            arch.push(parsed);
+        }
+        if arch.is_empty() {
             return Err(ConfigError::invalid(
                 path,
                 "arch",
@@ -414,7 +428,7 @@ impl MasterConfig {
             name: file.name,
             listen: file.listen,
             url,
-            arch: file.arch,
+            arch,
             repo_name: file.repo_name,
             build_root,
             max_artifact_size: file.builds.max_artifact_size,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use quarters_common::Arch;
 use quarters_common::api::v1::{BUILDDIR, artifact_path, log_path};
 use quarters_common::client::{PeerClient, PeerError};
 use quarters_common::peer_input::CheckedBuild;
@@ -26,7 +27,7 @@ pub struct Expectation<'a> {
     pub pkgbase: &'a str,
     pub version: &'a str,
     /// The build's architecture (a machine architecture, or `any`).
-    pub arch: &'a str,
+    pub arch: &'a Arch,
     pub pkgnames: &'a [String],
     /// The packager the master published for the build.
     pub packager: &'a str,
@@ -323,8 +324,10 @@ fn check(package: &Inspected, file: &str, expect: Expectation<'_>) -> Result<(),
         );
     }
     // A machine build may contain `any` packages; an `any` build contains nothing else.
-    if info.arch != expect.arch && !(info.arch == "any" && expect.arch != "any") {
-        return wrong(Package, "arch", &info.arch, expect.arch);
+    let fits = Arch::parse(&info.arch)
+        .is_ok_and(|a| a == *expect.arch || (a.is_any() && !expect.arch.is_any()));
+    if !fits {
+        return wrong(Package, "arch", &info.arch, expect.arch.as_str());
     }
     // dbscripts' checks, where they apply to a farm. makepkg names the file from .PKGINFO.
     let stem = format!("{}-{}-{}.pkg.tar", info.pkgname, info.version, info.arch);

@@ -9,6 +9,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{Arch, ArtifactName, BuildId, Invalid, PkgName, Sha256, StageName, Text, Version};
+use crate::BuildKey;
 use crate::api::v1::{Artifact, Build, BuildOutcome, BuilderState, Claim, ClaimPhase};
 
 /// How much of a builder's state a reader takes.
@@ -111,6 +112,28 @@ pub struct CheckedArtifact {
     pub file: ArtifactName,
     pub sha256: Sha256,
     pub size: u64,
+}
+
+impl CheckedClaim {
+    /// The build the claim is on.
+    pub fn key(&self) -> BuildKey {
+        BuildKey::new(
+            self.pkgbase.as_str(),
+            self.version.as_str(),
+            self.arch.clone(),
+        )
+    }
+}
+
+impl CheckedBuild {
+    /// What the build is of.
+    pub fn key(&self) -> BuildKey {
+        BuildKey::new(
+            self.pkgbase.as_str(),
+            self.version.as_str(),
+            self.arch.clone(),
+        )
+    }
 }
 
 impl CheckedBuilder {

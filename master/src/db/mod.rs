@@ -12,9 +12,9 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
-use crate::plan::UnitKey;
 use crate::plan::binaries::{BinaryPackage, RepoKind};
 use crate::quarantine::{By, Quarantine};
+use quarters_common::{Arch, BuildKey};
 
 /// The database, with one connection; the master serialises access to it.
 #[derive(Debug)]
@@ -253,12 +253,12 @@ impl Db {
     }
 
     /// Whether some build of this version was accepted.
-    pub fn is_accepted(&self, key: &UnitKey) -> Result<bool, DbError> {
+    pub fn is_accepted(&self, key: &BuildKey) -> Result<bool, DbError> {
         Ok(self
             .conn
             .query_row(
                 "SELECT 1 FROM builds WHERE pkgbase = ?1 AND version = ?2 AND arch = ?3 AND verdict = 'accepted'",
-                params![key.0, key.1, key.2],
+                params![key.pkgbase, key.version, key.arch.as_str()],
                 |_| Ok(()),
             )
             .optional()?
@@ -273,7 +273,7 @@ impl Db {
     pub fn failures(
         &self,
         max_refusals: usize,
-    ) -> Result<std::collections::HashMap<UnitKey, Failure>, DbError> {
+    ) -> Result<std::collections::HashMap<BuildKey, Failure>, DbError> {
         self.failures_where(max_refusals, "", params![])
     }
 
@@ -282,7 +282,7 @@ impl Db {
         &self,
         max_refusals: usize,
         pkgbase: &str,
-    ) -> Result<std::collections::HashMap<UnitKey, Failure>, DbError> {
+    ) -> Result<std::collections::HashMap<BuildKey, Failure>, DbError> {
         self.failures_where(max_refusals, "AND pkgbase = ?1", params![pkgbase])
     }
 
@@ -291,14 +291,14 @@ impl Db {
         max_refusals: usize,
         filter: &str,
         params: P,
-    ) -> Result<std::collections::HashMap<UnitKey, Failure>, DbError> {
+    ) -> Result<std::collections::HashMap<BuildKey, Failure>, DbError> {
         let mut failures = std::collections::HashMap::new();
         let mut stmt = self.conn.prepare(&format!(
             "SELECT pkgbase, version, arch, builder, build_id, blame, reason FROM builds
              WHERE verdict = 'refused' AND retried = 0 {filter} ORDER BY id"
         ))?;
         let rows = stmt.query_map(params, |r| {
-            let key: UnitKey = (r.get(0)?, r.get(1)?, r.get(2)?);
+            let key = build_key(r)?;
             let blame = Blame::parse(&r.get::<_, String>(5)?).unwrap_or(Blame::Builder);
             let last = Failure {
                 builder: r.get(3)?,
@@ -308,7 +308,7 @@ impl Db {
             };
             Ok((key, blame, last))
         })?;
-        let mut refusals: std::collections::HashMap<UnitKey, Refusals> =
+        let mut refusals: std::collections::HashMap<BuildKey, Refusals> =
             std::collections::HashMap::new();
         for row in rows {
             let (key, blame, last) = row?;
@@ -342,11 +342,7 @@ impl Db {
              WHERE verdict = 'failed' AND retried = 0 {filter} ORDER BY id"
         ))?;
         let rows = stmt.query_map(params, |r| {
-            let key = (
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            );
+            let key = build_key(r)?;
             let failure = Failure {
                 builder: r.get(3)?,
                 build_id: r.get(4)?,
@@ -525,7 +521,7 @@ impl Db {
         let rows = stmt.query_map(params, |r| {
             Ok(BinaryPackage {
                 repo: repo_kind(&r.get::<_, String>(0)?),
-                arch: r.get(1)?,
+                arch: arch_at(r, 1)?,
                 pkgname: r.get(2)?,
                 pkgbase: r.get(3)?,
                 version: r.get(4)?,
@@ -736,6 +732,24 @@ fn put_repo_entry(conn: &Connection, e: &RepoEntry) -> Result<(), rusqlite::Erro
         ],
     )?;
     Ok(())
+}
+
+/// The build key in a row's first three columns (`pkgbase, version, arch`).
+fn build_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildKey> {
+    Ok(BuildKey::new(
+        r.get::<_, String>(0)?,
+        r.get::<_, String>(1)?,
+        arch_at(r, 2)?,
+    ))
+}
+
+/// The architecture in column `i`. Every stored architecture was checked when it came in: one
+/// that does not parse is a damaged database.
+fn arch_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Arch> {
+    let arch: String = r.get(i)?;
+    Arch::parse(&arch).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 #[cfg(test)]

@@ -45,8 +45,12 @@ fn a_version_is_accepted_at_most_once() {
         .unwrap_err();
     assert!(matches!(err, DbError::AlreadyAccepted { .. }), "{err}");
     assert!(
-        db.is_accepted(&("foo".into(), "1-1".into(), "x86_64".into()))
-            .unwrap()
+        db.is_accepted(&BuildKey::new(
+            "foo",
+            "1-1",
+            quarters_common::Arch::parse("x86_64").unwrap()
+        ))
+        .unwrap()
     );
     assert_eq!(
         db.verdict_of("b1", "7").unwrap().unwrap().verdict,
@@ -117,8 +121,12 @@ fn reopening_keeps_everything() {
     let db = Db::open(&path).unwrap();
     assert_eq!(db.repo_entries().unwrap().len(), 1);
     assert!(
-        db.is_accepted(&("foo".into(), "1-1".into(), "x86_64".into()))
-            .unwrap()
+        db.is_accepted(&BuildKey::new(
+            "foo",
+            "1-1",
+            quarters_common::Arch::parse("x86_64").unwrap()
+        ))
+        .unwrap()
     );
 }
 
@@ -164,7 +172,11 @@ fn refusal(builder: &str, id: &str, blame: Blame) -> BuildRow {
 /// the package's fault, or builders' refusals from that many builders (twice as many from one).
 #[test]
 fn refusals_fail_a_version_once_there_are_enough_of_them() {
-    let key = ("foo".to_owned(), "1-1".to_owned(), "x86_64".to_owned());
+    let key = BuildKey::new(
+        "foo",
+        "1-1",
+        quarters_common::Arch::parse("x86_64").unwrap(),
+    );
     let mut db = Db::in_memory().unwrap();
     db.record_build(&refusal("b1", "1", Blame::Package))
         .unwrap();

@@ -7,7 +7,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use quarters_common::NodeName;
 use quarters_common::api::v1::{BuilderState, ClaimPhase, Role};
 use quarters_common::client::PeerClient;
 use quarters_common::follow::{FollowOptions, PeerEvent, follow};
@@ -15,9 +14,10 @@ use quarters_common::liveness::Liveness;
 use quarters_common::peer_input::{
     BuildId, CheckedBuild, CheckedBuilder, CheckedOutcome, Violation,
 };
+use quarters_common::{Arch, NodeName};
 use tokio_util::sync::CancellationToken;
 
-use super::model::{BuilderSlot, build_key, claim_key};
+use super::model::BuilderSlot;
 use super::{Core, Event, Master};
 use crate::db::{BuildRow, DbError, Recorded, RepoEntry, VerdictKind};
 use crate::plan::State;
@@ -95,13 +95,14 @@ impl Core {
             slot.judged
                 .retain(|id, _| checked.builds.iter().any(|b| &b.id == id));
             let now = std::time::Instant::now();
-            let keys: std::collections::HashSet<_> = checked.claims.iter().map(claim_key).collect();
+            let keys: std::collections::HashSet<_> =
+                checked.claims.iter().map(|c| c.key()).collect();
             slot.leases.retain(|k| keys.contains(k));
             slot.lapses_at = checked
                 .claims
                 .iter()
                 .map(|c| {
-                    let key = claim_key(c);
+                    let key = c.key();
                     let at = slot.leases.lapses_at(&key, c.renewed_at, c.lease, now);
                     (key, at)
                 })
@@ -212,9 +213,9 @@ impl Core {
         let unit = self
             .model
             .plan
-            .unit(build.pkgbase.as_str(), build.arch.as_str())
+            .unit(build.pkgbase.as_str(), &build.arch)
             .cloned();
-        let key = build_key(build);
+        let key = build.key();
         let already = self.db.is_accepted(&key).unwrap_or(false);
         let unneeded = match &unit {
             None => Some(format!(
@@ -282,7 +283,7 @@ impl Core {
                     let expect = Expectation {
                         pkgbase: build.pkgbase.as_str(),
                         version: build.version.as_str(),
-                        arch: build.arch.as_str(),
+                        arch: &build.arch,
                         pkgnames: &unit.spec.pkgnames,
                         packager: &packager,
                         pkgbuild_sha256: pkgbuild_sha256.as_deref(),
@@ -465,15 +466,19 @@ impl Core {
         let mut entries = Vec::new();
         for p in pulled {
             let info = &p.package.pkginfo;
-            let arches: Vec<String> = if info.arch == "any" {
-                self.config.arch.clone()
-            } else {
-                vec![info.arch.clone()]
+            // The pull checked the architecture against the build's.
+            let Ok(pkg_arch) = Arch::parse(&info.arch) else {
+                tracing::error!(
+                    "{}: architecture {:?} passed the pull",
+                    p.filename,
+                    info.arch
+                );
+                return;
             };
-            for arch in arches {
+            for arch in pkg_arch.repos(&self.config.arch) {
                 entries.push(RepoEntry {
                     repo: RepoKind::Build,
-                    arch,
+                    arch: arch.to_string(),
                     filename: p.filename.clone(),
                     pkgname: info.pkgname.clone(),
                     pkgbase: info.pkgbase.clone(),
@@ -591,12 +596,10 @@ impl std::fmt::Display for Unclaimed {
 /// builder must show a live claim on it past `claimed` naming the build, and no other
 /// builder may hold an older live commitment to the same package version.
 fn unclaimed(builders: &[BuilderSlot], index: usize, build: &CheckedBuild) -> Option<Unclaimed> {
-    let key = build_key(build);
+    let key = build.key();
     let slot = &builders[index];
     let claimed = slot.live_claims().any(|c| {
-        c.phase >= ClaimPhase::Committed
-            && claim_key(c) == key
-            && c.build.as_ref() == Some(&build.id)
+        c.phase >= ClaimPhase::Committed && c.key() == key && c.build.as_ref() == Some(&build.id)
     });
     if !claimed {
         return Some(Unclaimed::NoClaim(format!(
@@ -635,14 +638,14 @@ fn idle_commitments(slot: &BuilderSlot, max_lease: std::time::Duration) -> Vec<S
     slot.live_claims()
         .filter(|c| c.phase == ClaimPhase::Committed)
         .filter(|c| {
-            let key = claim_key(c);
+            let key = c.key();
             slot.committed_since
                 .get(&key)
                 .is_some_and(|since| now.duration_since(*since) > max_lease)
                 && !state
                     .builds
                     .iter()
-                    .any(|b| b.is_running() && build_key(b) == key)
+                    .any(|b| b.is_running() && b.key() == key)
         })
         .map(|c| {
             format!(

@@ -35,10 +35,11 @@ use crate::config::MasterConfig;
 use crate::db::{Db, DbError, Failure, RepoEntry};
 use crate::plan::binaries::{Binaries, RepoKind};
 use crate::plan::relation::provision;
-use crate::plan::{Changes, Progress, Resolution, UnitKey, UnitSpec};
+use crate::plan::{Changes, Progress, Resolution, UnitSpec};
 use crate::quarantine::Quarantine;
 use crate::repo::Repos;
 use crate::signing::Fingerprint;
+use quarters_common::BuildKey;
 
 /// Events applied in one turn at most, so that a flood still gets published now and then.
 const BATCH: usize = 1024;
@@ -102,7 +103,7 @@ enum Rewrite {
 /// each pkgbase with a new verdict.
 #[derive(Debug)]
 pub(super) struct Facts {
-    pub(super) failures: HashMap<UnitKey, Failure>,
+    pub(super) failures: HashMap<BuildKey, Failure>,
     durations: HashMap<String, u64>,
 }
 
@@ -421,7 +422,7 @@ impl Core {
                     match read {
                         Ok((failures, duration)) => {
                             self.plan_changes.durations.push(pkgbase.clone());
-                            facts.failures.retain(|key, _| key.0 != pkgbase);
+                            facts.failures.retain(|key, _| key.pkgbase != pkgbase);
                             facts.failures.extend(failures);
                             match duration {
                                 Some(ms) => facts.durations.insert(pkgbase, ms),
@@ -516,7 +517,7 @@ impl Core {
             return;
         }
         let facts = self.facts.as_ref().expect("read just now");
-        let failed: HashMap<UnitKey, String> = facts
+        let failed: HashMap<BuildKey, String> = facts
             .failures
             .iter()
             .map(|(k, f)| (k.clone(), f.describe()))
@@ -550,7 +551,7 @@ impl Core {
     }
 
     /// The facts as last read; empty if the database could not be read.
-    pub(super) fn failures(&self) -> Option<&HashMap<UnitKey, Failure>> {
+    pub(super) fn failures(&self) -> Option<&HashMap<BuildKey, Failure>> {
         self.facts.as_ref().map(|f| &f.failures)
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use quarters_common::Arch;
 use quarters_common::api::v1::ctl::{Command, Reply};
 
 use super::Core;
@@ -297,7 +298,7 @@ impl Core {
                             .any(|p| p.pkgname == l.pkgname && p.arch == l.arch)
                     })
                     .chain(promoting.iter())
-                    .map(|e| binary(e))
+                    .filter_map(|e| binary(e))
                     .collect(),
             );
             let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -310,9 +311,10 @@ impl Core {
                     {
                         continue;
                     }
+                    // Whichever repository it is in, a package that runs on this one's
+                    // architecture (its own, or `any`) may be what it needs.
                     let provider = build.iter().find(|b| {
-                        (b.arch == e.arch || b.pkg_arch == "any")
-                            && Binaries::new(vec![binary(b)]).satisfies(&req, &e.arch)
+                        binary(b).is_some_and(|p| Binaries::new(vec![p]).satisfies(&req, &e.arch))
                     });
                     match provider {
                         Some(p) => missing
@@ -371,15 +373,17 @@ impl Core {
     }
 }
 
-fn binary(e: &RepoEntry) -> BinaryPackage {
-    BinaryPackage {
+/// A repository entry as the planner's binaries; `None` for an architecture that does not
+/// parse, which no accepted package has (the pull checked it).
+fn binary(e: &RepoEntry) -> Option<BinaryPackage> {
+    Some(BinaryPackage {
         repo: RepoKind::Live,
-        arch: e.pkg_arch.clone(),
+        arch: Arch::parse(&e.pkg_arch).ok()?,
         pkgname: e.pkgname.clone(),
         pkgbase: e.pkgbase.clone(),
         version: e.version.clone(),
         provides: e.provides.clone(),
-    }
+    })
 }
 
 /// Where a package in a repository came from: who packaged it (its `.PKGINFO`, which the master

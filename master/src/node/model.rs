@@ -11,8 +11,9 @@ use quarters_common::peer_input::{BuildId, CheckedBuilder, CheckedClaim, Violati
 use quarters_parsers::scan::Scanned;
 
 use crate::db::Recorded;
-use crate::plan::{Plan, UnitKey, UnitSpec};
+use crate::plan::{Plan, UnitSpec};
 use crate::quarantine::{Offences, Quarantine};
+use quarters_common::BuildKey;
 
 #[derive(Debug, Default)]
 pub(super) struct Model {
@@ -35,7 +36,11 @@ impl Model {
     pub(super) fn tarball_key(&self, spec: &UnitSpec) -> Option<TarballKey> {
         let source = self.sources.iter().position(|s| s.name == spec.source)?;
         let content_id = &self.sources[source].packages.get(&spec.path)?.content_id;
-        Some((source, spec.path.clone(), content_id.clone()))
+        Some(TarballKey {
+            source,
+            path: spec.path.clone(),
+            content_id: content_id.clone(),
+        })
     }
 }
 
@@ -53,13 +58,13 @@ pub(super) struct BuilderSlot {
     pub(super) judged: HashMap<BuildId, Recorded>,
     /// When the master first saw each of its live commitments: of two builders committed to
     /// the same package, only the earlier one's build is judged.
-    pub(super) committed_since: HashMap<UnitKey, std::time::Instant>,
+    pub(super) committed_since: HashMap<BuildKey, std::time::Instant>,
     /// The renewals seen of its claims: a claim lapses a lease after the read that first
     /// showed its latest renewal, as builders count it (the builder's own clock is never
     /// compared with ours).
-    pub(super) leases: LeaseClock<UnitKey>,
+    pub(super) leases: LeaseClock<BuildKey>,
     /// When each claim in `state` lapses.
-    pub(super) lapses_at: HashMap<UnitKey, std::time::Instant>,
+    pub(super) lapses_at: HashMap<BuildKey, std::time::Instant>,
     /// Its recent protocol violations, counted towards a quarantine.
     pub(super) offences: Offences,
     /// Set while the master does not validate it: nothing it publishes counts.
@@ -68,11 +73,11 @@ pub(super) struct BuilderSlot {
 
 impl BuilderSlot {
     /// What the builder has committed to (or finished), as the plan counts it.
-    pub(super) fn committed(&self) -> std::collections::BTreeSet<UnitKey> {
+    pub(super) fn committed(&self) -> std::collections::BTreeSet<BuildKey> {
         use quarters_common::api::v1::ClaimPhase;
         self.live_claims()
             .filter(|c| c.phase >= ClaimPhase::Committed)
-            .map(claim_key)
+            .map(CheckedClaim::key)
             .collect()
     }
 
@@ -84,11 +89,7 @@ impl BuilderSlot {
             .iter()
             .filter(|_| self.quarantine.is_none())
             .flat_map(|s| &s.claims)
-            .filter(move |c| {
-                self.lapses_at
-                    .get(&claim_key(c))
-                    .is_some_and(|at| now < *at)
-            })
+            .filter(move |c| self.lapses_at.get(&c.key()).is_some_and(|at| now < *at))
             .filter(|c| {
                 c.phase == quarters_common::api::v1::ClaimPhase::Committed
                     || c.build
@@ -112,8 +113,16 @@ pub(super) struct SourceSlot {
     pub(super) evaluation: Option<quarters_parsers::evaluate::Progress>,
 }
 
-/// A source tarball: `(source index, package path, content id)`.
-pub(crate) type TarballKey = (usize, String, String);
+/// A source tarball: one package's files at one content of them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct TarballKey {
+    /// The source's index in the master's list.
+    pub(super) source: usize,
+    /// The package's path in the source.
+    pub(super) path: String,
+    /// What the source says identifies the package's files (a tree id, a revision).
+    pub(super) content_id: String,
+}
 
 #[derive(Clone, Debug)]
 pub(crate) struct Tarball {
@@ -123,31 +132,14 @@ pub(crate) struct Tarball {
     pub(super) pkgbuild_sha256: Option<String>,
 }
 
-/// What a claim is on, as the plan names units.
-pub(super) fn claim_key(c: &CheckedClaim) -> UnitKey {
-    (
-        c.pkgbase.to_string(),
-        c.version.to_string(),
-        c.arch.to_string(),
-    )
-}
-
-pub(super) fn build_key(b: &quarters_common::peer_input::CheckedBuild) -> UnitKey {
-    (
-        b.pkgbase.to_string(),
-        b.version.to_string(),
-        b.arch.to_string(),
-    )
-}
-
 /// Claims a builder has committed to (or finished), by what they build.
-pub(super) fn committed_claims(builders: &[BuilderSlot]) -> HashMap<UnitKey, String> {
+pub(super) fn committed_claims(builders: &[BuilderSlot]) -> HashMap<BuildKey, String> {
     use quarters_common::api::v1::ClaimPhase;
     let mut claimed = HashMap::new();
     for b in builders {
         for c in b.live_claims() {
             if c.phase >= ClaimPhase::Committed {
-                claimed.insert(claim_key(c), b.name.to_string());
+                claimed.insert(c.key(), b.name.to_string());
             }
         }
     }

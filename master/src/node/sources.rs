@@ -94,22 +94,22 @@ impl Core {
             })
             .take(TARBALLS_AT_ONCE)
             .map(|(key, spec)| {
-                let filename = tarball_filename(spec, &key.2);
+                let filename = tarball_filename(spec, &key.content_id);
                 (key, filename)
             })
             .collect();
         if looked_ahead && wanted.is_empty() {
             model.tarballs_ahead_done = true;
         }
-        for ((source, path, content_id), filename) in wanted {
+        for (key, filename) in wanted {
             let request = TarballRequest {
-                path: path.clone(),
-                content_id: content_id.clone(),
+                path: key.path.clone(),
+                content_id: key.content_id.clone(),
                 filename,
             };
             // A full queue is not an error: the next plan asks again for what is still missing.
-            if self.tarballs[source].try_send(request).is_ok() {
-                model.requested.insert((source, path, content_id));
+            if self.tarballs[key.source].try_send(request).is_ok() {
+                model.requested.insert(key);
             }
         }
     }
@@ -123,7 +123,8 @@ impl Core {
         match self.model.tarballs.get(&key) {
             Some(t) => HandedOut::Known(t.pkgbuild_sha256.clone()),
             None => HandedOut::InFile(
-                super::tarball_dir(&self.config, &spec.source).join(tarball_filename(spec, &key.2)),
+                super::tarball_dir(&self.config, &spec.source)
+                    .join(tarball_filename(spec, &key.content_id)),
             ),
         }
     }
@@ -134,11 +135,10 @@ impl Core {
         let Some(tarball) = made else { return };
         // Only a tarball near the ready list's head changes what the master publishes; the
         // others are made ahead of time and show up when their package gets there.
-        let (source, path, _) = &key;
-        let name = &model.sources[*source].name;
+        let name = &model.sources[key.source].name;
         let ready = model.plan.ready.iter().take(READY_LOOKAHEAD).any(|&i| {
             let spec = &model.plan.units[i].spec;
-            &spec.source == name && &spec.path == path
+            &spec.source == name && spec.path == key.path
         });
         model.tarballs.insert(key, tarball);
         if ready {
@@ -240,7 +240,11 @@ pub async fn run_source(
             }
             Some(request) = requests.recv() => {
                 let dir = master.tarball_dir(scanner.name());
-                let key = (index, request.path.clone(), request.content_id.clone());
+                let key = TarballKey {
+                    source: index,
+                    path: request.path.clone(),
+                    content_id: request.content_id.clone(),
+                };
                 let (back, made) = tokio::task::spawn_blocking(move || {
                     let made = make_tarball(&mut scanner, &dir, &request);
                     (scanner, made)

@@ -5,6 +5,8 @@ use quarters_common::api::v1::{
     QuarantineView, QuarantinedBy, ReadyPackage, SourceView, Verdict, ViolationView,
 };
 
+use quarters_common::Arch;
+
 use super::Core;
 use crate::db::VerdictKind;
 use crate::plan::State;
@@ -18,7 +20,7 @@ impl Core {
         let no_failures = std::collections::HashMap::new();
         let failures = self.failures().unwrap_or(&no_failures);
         let base = &self.config.url;
-        let primary = self.config.arch.first().map_or("x86_64", String::as_str);
+        let primary = self.config.arch.first().map_or("x86_64", Arch::as_str);
         let ready = model
             .plan
             .ready
@@ -27,7 +29,9 @@ impl Core {
             .map(|&i| &model.plan.units[i])
             .filter_map(|u| {
                 let tarball = model.tarballs.get(&model.tarball_key(&u.spec)?)?;
-                let repo_arch = if u.spec.arch == "any" {
+                // An `any` build installs its dependencies from the first architecture's
+                // repository, as the planner resolved them.
+                let repo_arch = if u.spec.arch.is_any() {
                     primary
                 } else {
                     u.spec.arch.as_str()
@@ -35,7 +39,7 @@ impl Core {
                 Some(ReadyPackage {
                     pkgbase: u.spec.pkgbase.clone(),
                     version: u.spec.version.clone(),
-                    arch: u.spec.arch.clone(),
+                    arch: u.spec.arch.to_string(),
                     pkgnames: u.spec.pkgnames.clone(),
                     priority: u.priority,
                     expected_ms: u.expected_ms,
@@ -100,20 +104,19 @@ impl Core {
             .filter_map(|u| {
                 let (reason, log) = match &u.state {
                     State::Failed { reason } => {
-                        let key = (
-                            u.spec.pkgbase.clone(),
-                            u.spec.version.clone(),
-                            u.spec.arch.clone(),
-                        );
-                        let log = failures.get(&key).filter(|f| f.has_logs).and_then(|f| {
-                            base.join(&format!(
-                                "v1/logs/{}/{}/{}",
-                                f.builder,
-                                f.build_id,
-                                f.stage()
-                            ))
-                            .ok()
-                        });
+                        let log =
+                            failures
+                                .get(&u.spec.key())
+                                .filter(|f| f.has_logs)
+                                .and_then(|f| {
+                                    base.join(&format!(
+                                        "v1/logs/{}/{}/{}",
+                                        f.builder,
+                                        f.build_id,
+                                        f.stage()
+                                    ))
+                                    .ok()
+                                });
                         (reason.clone(), log)
                     }
                     State::IndirectFailed { chain } | State::Blocked { chain } => {
@@ -124,7 +127,7 @@ impl Core {
                 Some(Problem {
                     pkgbase: u.spec.pkgbase.clone(),
                     version: Some(u.spec.version.clone()),
-                    arch: Some(u.spec.arch.clone()),
+                    arch: Some(u.spec.arch.to_string()),
                     state: u.state.name().to_owned(),
                     reason,
                     log,

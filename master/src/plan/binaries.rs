@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use quarters_common::Arch;
+
 use super::relation::{Requirement, provision, vercmp};
 
 /// Which repository a binary package is in.
@@ -26,7 +28,7 @@ impl RepoKind {
 pub struct BinaryPackage {
     pub repo: RepoKind,
     /// The package's own architecture (`any` packages serve every architecture).
-    pub arch: String,
+    pub arch: Arch,
     pub pkgname: String,
     pub pkgbase: String,
     pub version: String,
@@ -135,7 +137,7 @@ impl Binaries {
             .iter()
             .map(|&i| self.at(i))
             .filter(|p| {
-                (p.arch == arch || p.arch == "any")
+                p.arch.runs_on(arch)
                     && (req.satisfied_by(&p.pkgname, Some(&p.version))
                         || p.provides.iter().any(|prov| {
                             let (name, version) = provision(prov);
@@ -151,14 +153,12 @@ impl Binaries {
     }
 
     /// The newest version of `pkgbase` in `repo` for build architecture `arch`.
-    pub fn version_of(&self, repo: RepoKind, pkgbase: &str, arch: &str) -> Option<&str> {
+    pub fn version_of(&self, repo: RepoKind, pkgbase: &str, arch: &Arch) -> Option<&str> {
         self.by_base
             .get(pkgbase)?
             .iter()
             .map(|&i| self.at(i))
-            .filter(|p| {
-                p.repo == repo && p.pkgbase == pkgbase && (p.arch == arch || p.arch == "any")
-            })
+            .filter(|p| p.repo == repo && p.pkgbase == pkgbase && p.arch.runs_on(arch.as_str()))
             .map(|p| p.version.as_str())
             .max_by(|a, b| vercmp(a, b))
     }

@@ -73,7 +73,7 @@ fn world() -> impl Strategy<Value = (Vec<UnitSpec>, Vec<BinaryPackage>)> {
                         source: "main".into(),
                         path: format!("p{i}"),
                         pkgbase: format!("p{i}"),
-                        arch: "x86_64".into(),
+                        arch: quarters_common::Arch::parse("x86_64").unwrap(),
                         version: "2-1".into(),
                         pkgnames: vec![format!("p{i}")],
                         provides: if provides[i] {
@@ -95,7 +95,7 @@ fn world() -> impl Strategy<Value = (Vec<UnitSpec>, Vec<BinaryPackage>)> {
                     } else {
                         RepoKind::Live
                     },
-                    arch: "x86_64".into(),
+                    arch: quarters_common::Arch::parse("x86_64").unwrap(),
                     pkgname: format!("p{i}"),
                     pkgbase: format!("p{i}"),
                     version: "1-1".into(),
@@ -154,10 +154,10 @@ proptest! {
         (mut specs, mut binaries) in world(),
         happenings in proptest::collection::vec(happening(), 1..24),
     ) {
-        let arches = vec!["x86_64".to_owned()];
+        let arches = vec![quarters_common::Arch::parse("x86_64").unwrap()];
         let template = HashSet::new();
-        let mut failed: HashMap<UnitKey, String> = HashMap::new();
-        let mut claimed: HashMap<UnitKey, String> = HashMap::new();
+        let mut failed: HashMap<BuildKey, String> = HashMap::new();
+        let mut claimed: HashMap<BuildKey, String> = HashMap::new();
         let mut durations: HashMap<String, u64> = HashMap::new();
         let history: HashMap<String, u64> = specs
             .iter()
@@ -217,17 +217,17 @@ proptest! {
                 }
                 Happening::Failed(i) => {
                     let s = &specs[i % n];
-                    failed.insert((s.pkgbase.clone(), s.version.clone(), s.arch.clone()), "check: no".into());
+                    failed.insert(s.key(), "check: no".into());
                 }
                 Happening::Retried(i) => {
-                    failed.retain(|k, _| k.0 != specs[i % n].pkgbase);
+                    failed.retain(|k, _| k.pkgbase != specs[i % n].pkgbase);
                 }
                 Happening::Claimed(i) => {
                     let s = &specs[i % n];
-                    claimed.insert((s.pkgbase.clone(), s.version.clone(), s.arch.clone()), "builder-1".into());
+                    claimed.insert(s.key(), "builder-1".into());
                 }
                 Happening::Unclaimed(i) => {
-                    claimed.retain(|k, _| k.0 != specs[i % n].pkgbase);
+                    claimed.retain(|k, _| k.pkgbase != specs[i % n].pkgbase);
                 }
                 Happening::Timed(i) => {
                     let base = specs[i % n].pkgbase.clone();

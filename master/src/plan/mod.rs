@@ -31,6 +31,7 @@ pub use update::Changes;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use quarters_common::{Arch, BuildKey};
 use quarters_parsers::PkgBase;
 
 use self::binaries::{Binaries, BinaryPackage, RepoKind};
@@ -43,7 +44,7 @@ pub struct UnitSpec {
     pub path: String,
     pub pkgbase: String,
     /// A machine architecture, or `any`.
-    pub arch: String,
+    pub arch: Arch,
     pub version: String,
     pub pkgnames: Vec<String>,
     /// What the build's packages provide.
@@ -58,27 +59,27 @@ pub struct UnitSpec {
 impl UnitSpec {
     /// The builds of a pkgbase for the farm's architectures: one per architecture it supports,
     /// or a single `any` build.
-    pub fn from_meta(source: &str, path: &str, meta: &PkgBase, arches: &[String]) -> Vec<Self> {
-        let wanted: Vec<&str> = if meta.arch.iter().any(|a| a == "any") {
-            vec!["any"]
+    pub fn from_meta(source: &str, path: &str, meta: &PkgBase, arches: &[Arch]) -> Vec<Self> {
+        let wanted: Vec<Arch> = if meta.arch.iter().any(|a| Arch::any() == *a.as_str()) {
+            vec![Arch::any()]
         } else {
             arches
                 .iter()
-                .map(String::as_str)
-                .filter(|a| meta.arch.iter().any(|m| m == a))
+                .filter(|a| meta.arch.iter().any(|m| a.as_str() == m))
+                .cloned()
                 .collect()
         };
         wanted
             .into_iter()
             .filter_map(|arch| {
-                let target = meta.targets.get(arch)?;
+                let target = meta.targets.get(arch.as_str())?;
                 let mut build_depends = target.makedepends.clone();
                 build_depends.extend(target.checkdepends.iter().cloned());
                 Some(UnitSpec {
                     source: source.to_owned(),
                     path: path.to_owned(),
                     pkgbase: meta.pkgbase.clone(),
-                    arch: arch.to_owned(),
+                    arch,
                     version: meta.version.clone(),
                     pkgnames: target.packages.iter().map(|p| p.pkgname.clone()).collect(),
                     provides: target
@@ -109,6 +110,11 @@ impl UnitSpec {
             .to_owned()
     }
 
+    /// What the build's claims, builds and failures are keyed by.
+    pub fn key(&self) -> BuildKey {
+        BuildKey::new(&self.pkgbase, &self.version, self.arch.clone())
+    }
+
     /// Every dependency, run-time and build-time, in one numbering (see [`Wait::dep`]).
     pub fn all_depends(&self) -> impl Iterator<Item = &str> {
         self.depends
@@ -127,9 +133,6 @@ impl UnitSpec {
             })
     }
 }
-
-/// `(pkgbase, version, arch)`: what a claim, a build or a failure is about.
-pub type UnitKey = (String, String, String);
 
 /// A build's state, with the reason for every state but the happy ones.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -188,15 +191,15 @@ impl State {
 #[derive(Debug)]
 pub struct Inputs<'a> {
     /// The farm's architectures; the first also resolves the dependencies of `any` builds.
-    pub arches: &'a [String],
+    pub arches: &'a [Arch],
     pub units: Vec<UnitSpec>,
     pub binaries: &'a Binaries,
     /// Names the build root already provides.
     pub template: &'a HashSet<String>,
     /// Failed builds not retried since, with the reason.
-    pub failed: &'a HashMap<UnitKey, String>,
+    pub failed: &'a HashMap<BuildKey, String>,
     /// Committed claims, with the builder.
-    pub claimed: &'a HashMap<UnitKey, String>,
+    pub claimed: &'a HashMap<BuildKey, String>,
     /// Expected duration of each pkgbase's build, from its accepted builds.
     pub durations: &'a HashMap<String, u64>,
     /// Expected durations from an imported history, for pkgbases without accepted builds.
@@ -248,16 +251,16 @@ pub struct Plan {
     pub units: Vec<Planned>,
     /// Ready builds, highest priority first.
     pub ready: Vec<usize>,
-    by_name: Arc<HashMap<(String, String), usize>>,
+    by_name: Arc<HashMap<(String, Arch), usize>>,
     /// What [`Resolution::plan_again`] needs to update the plan in place.
     kept: update::Kept,
 }
 
 impl Plan {
     /// The build of `pkgbase` for `arch`.
-    pub fn unit(&self, pkgbase: &str, arch: &str) -> Option<&Planned> {
+    pub fn unit(&self, pkgbase: &str, arch: &Arch) -> Option<&Planned> {
         self.by_name
-            .get(&(pkgbase.to_owned(), arch.to_owned()))
+            .get(&(pkgbase.to_owned(), arch.clone()))
             .map(|&i| &self.units[i])
     }
 
@@ -389,8 +392,8 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
 /// second phase reads these.
 #[derive(Debug)]
 pub struct Progress<'a> {
-    pub failed: &'a HashMap<UnitKey, String>,
-    pub claimed: &'a HashMap<UnitKey, String>,
+    pub failed: &'a HashMap<BuildKey, String>,
+    pub claimed: &'a HashMap<BuildKey, String>,
     pub durations: &'a HashMap<String, u64>,
     pub history: &'a HashMap<String, u64>,
     pub default_ms: u64,
@@ -408,7 +411,7 @@ pub struct Progress<'a> {
 pub struct Resolution {
     specs: Vec<Arc<UnitSpec>>,
     primary: String,
-    by_name: Arc<HashMap<(String, String), usize>>,
+    by_name: Arc<HashMap<(String, Arch), usize>>,
     /// Builds that are never built, with the reason: a duplicate pkgbase or a pkgname clash.
     duplicates: HashMap<usize, String>,
     /// Every name a build answers to, with the version it provides, for the builds that may
@@ -438,12 +441,12 @@ impl Resolution {
     /// Resolves every build from scratch.
     pub fn new(
         specs: Vec<Arc<UnitSpec>>,
-        arches: &[String],
+        arches: &[Arch],
         binaries: &Binaries,
         template: &HashSet<String>,
     ) -> Self {
         let n = specs.len();
-        let mut by_name: HashMap<(String, String), usize> = HashMap::with_capacity(n);
+        let mut by_name: HashMap<(String, Arch), usize> = HashMap::with_capacity(n);
         let mut duplicates: HashMap<usize, String> = HashMap::new();
         for (i, s) in specs.iter().enumerate() {
             let key = (s.pkgbase.clone(), s.arch.clone());
@@ -530,7 +533,7 @@ impl Resolution {
             by_base.entry(s.pkgbase.clone()).or_default().push(i);
         }
         let mut resolution = Resolution {
-            primary: arches.first().map_or("x86_64", String::as_str).to_owned(),
+            primary: arches.first().map_or("x86_64", Arch::as_str).to_owned(),
             by_base,
             rows: vec![Row::default(); n],
             specs,
@@ -613,7 +616,9 @@ impl Resolution {
         if self.duplicates.contains_key(&i) || self.rows[i].done {
             return (waits, own_block);
         }
-        let resolve_arch = if s.arch == "any" {
+        // An `any` build installs its dependencies on a machine of the farm's first
+        // architecture, and is resolved as such.
+        let resolve_arch = if s.arch.is_any() {
             self.primary.as_str()
         } else {
             s.arch.as_str()
@@ -637,7 +642,7 @@ impl Resolution {
                 .iter()
                 .filter(|(p, version)| {
                     *p != i
-                        && (self.specs[*p].arch == resolve_arch || self.specs[*p].arch == "any")
+                        && self.specs[*p].arch.runs_on(resolve_arch)
                         && req.satisfied_by(&req.name, version.as_deref())
                 })
                 .map(|(p, _)| *p)
@@ -707,8 +712,7 @@ impl Resolution {
         if row.done {
             return Some(State::Built);
         }
-        let key = (s.pkgbase.clone(), s.version.clone(), s.arch.clone());
-        progress.failed.get(&key).map(|reason| State::Failed {
+        progress.failed.get(&s.key()).map(|reason| State::Failed {
             reason: reason.clone(),
         })
     }
@@ -737,8 +741,7 @@ impl Resolution {
         if waiting {
             return State::Waiting;
         }
-        let key = (s.pkgbase.clone(), s.version.clone(), s.arch.clone());
-        match progress.claimed.get(&key) {
+        match progress.claimed.get(&s.key()) {
             Some(builder) => State::Claimed {
                 builder: builder.clone(),
             },

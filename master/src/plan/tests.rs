@@ -8,7 +8,7 @@ fn unit(pkgbase: &str, version: &str, depends: &[&str], makedepends: &[&str]) ->
         source: "main".into(),
         path: pkgbase.into(),
         pkgbase: pkgbase.into(),
-        arch: "x86_64".into(),
+        arch: quarters_common::Arch::parse("x86_64").unwrap(),
         version: version.into(),
         pkgnames: vec![pkgbase.into()],
         provides: Vec::new(),
@@ -21,7 +21,7 @@ fn unit(pkgbase: &str, version: &str, depends: &[&str], makedepends: &[&str]) ->
 fn bin(repo: RepoKind, pkgname: &str, version: &str) -> BinaryPackage {
     BinaryPackage {
         repo,
-        arch: "x86_64".into(),
+        arch: quarters_common::Arch::parse("x86_64").unwrap(),
         pkgname: pkgname.into(),
         pkgbase: pkgname.into(),
         version: version.into(),
@@ -30,11 +30,11 @@ fn bin(repo: RepoKind, pkgname: &str, version: &str) -> BinaryPackage {
 }
 
 struct World {
-    arches: Vec<String>,
+    arches: Vec<quarters_common::Arch>,
     binaries: Binaries,
     template: HashSet<String>,
-    failed: HashMap<UnitKey, String>,
-    claimed: HashMap<UnitKey, String>,
+    failed: HashMap<BuildKey, String>,
+    claimed: HashMap<BuildKey, String>,
     durations: HashMap<String, u64>,
     history: HashMap<String, u64>,
 }
@@ -42,7 +42,7 @@ struct World {
 impl World {
     fn new() -> Self {
         World {
-            arches: vec!["x86_64".into()],
+            arches: vec![quarters_common::Arch::parse("x86_64").unwrap()],
             binaries: Binaries::default(),
             template: HashSet::new(),
             failed: HashMap::new(),
@@ -79,8 +79,12 @@ fn assert_waits(plan: &Plan, pkgbase: &str, on: &[&str]) {
     assert_eq!(plan.waiting_on(unit), on, "{pkgbase}");
 }
 
-fn key(pkgbase: &str, version: &str) -> UnitKey {
-    (pkgbase.into(), version.into(), "x86_64".into())
+fn key(pkgbase: &str, version: &str) -> BuildKey {
+    BuildKey::new(
+        pkgbase,
+        version,
+        quarters_common::Arch::parse("x86_64").unwrap(),
+    )
 }
 
 #[test]
@@ -252,7 +256,7 @@ fn claims_any_builds_and_duplicates() {
     let mut w = World::new();
     w.claimed.insert(key("a", "1-1"), "builder-1".into());
     let mut docs = unit("docs", "1-1", &["a"], &[]);
-    docs.arch = "any".into();
+    docs.arch = quarters_common::Arch::parse("any").unwrap();
     let mut dup = unit("a", "9-9", &[], &[]);
     dup.source = "other".into();
     let p = w.plan(vec![unit("a", "1-1", &[], &[]), docs, dup]);
@@ -262,7 +266,7 @@ fn claims_any_builds_and_duplicates() {
             builder: "builder-1".into()
         }
     );
-    let docs = p.unit("docs", "any").unwrap();
+    let docs = p.unit("docs", &quarters_common::Arch::any()).unwrap();
     assert_eq!(docs.state, State::Waiting);
     assert_eq!(p.waiting_on(docs), ["a (a)"]);
     let blocked = p.units.iter().find(|u| u.spec.source == "other").unwrap();

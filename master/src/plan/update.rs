@@ -25,7 +25,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
-use super::{Plan, Progress, Resolution, State, UnitKey, Wait, expected_ms, graph};
+use super::{Plan, Progress, Resolution, State, Wait, expected_ms, graph};
+use quarters_common::BuildKey;
 
 /// What a plan keeps to be updated in place; made by every full plan.
 #[derive(Debug, Default)]
@@ -43,8 +44,8 @@ pub(super) struct Kept {
     /// Ready builds by priority, highest first, then by name.
     ready: BTreeSet<ReadyKey>,
     /// The failures and claims the plan was made with, to see which changed.
-    failed: HashMap<UnitKey, String>,
-    claimed: HashMap<UnitKey, String>,
+    failed: HashMap<BuildKey, String>,
+    claimed: HashMap<BuildKey, String>,
 }
 
 type ReadyKey = (Reverse<u64>, usize, usize);
@@ -295,8 +296,8 @@ impl Resolution {
     /// longer, or with another expected duration.
     fn seeds(&self, plan: &Plan, progress: &Progress<'_>, changes: &Changes) -> Vec<usize> {
         let mut seeds: Vec<usize> = changes.resolved.clone();
-        let mut by_key = |key: &UnitKey| {
-            if let Some(&i) = self.by_name.get(&(key.0.clone(), key.2.clone())) {
+        let mut by_key = |key: &BuildKey| {
+            if let Some(&i) = self.by_name.get(&(key.pkgbase.clone(), key.arch.clone())) {
                 seeds.push(i);
             }
         };

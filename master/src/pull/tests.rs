@@ -108,11 +108,11 @@ fn build(artifacts: Vec<Artifact>) -> Build {
 
 const NAMES: &[&str] = &["b-lib", "b-bin"];
 
-fn expect(names: &[String]) -> Expectation<'_> {
+fn expect<'a>(names: &'a [String], arch: &'a Arch) -> Expectation<'a> {
     Expectation {
         pkgbase: "split-b",
         version: "1:2.0-1",
-        arch: "x86_64",
+        arch,
         pkgnames: names,
         packager: testpkg::PACKAGER,
         pkgbuild_sha256: Some(testpkg::PKGBUILD_SHA256),
@@ -139,6 +139,7 @@ async fn try_pull_pinned(
 ) -> Result<Vec<Pulled>, PullError> {
     let staging = tempfile::tempdir().unwrap();
     let names: Vec<String> = NAMES.iter().map(|s| (*s).to_owned()).collect();
+    let arch = Arch::parse("x86_64").unwrap();
     let limits = PullLimits {
         max_bytes: 1 << 20,
         archive: Limits::default(),
@@ -156,7 +157,7 @@ async fn try_pull_pinned(
     };
     let expectation = Expectation {
         pins,
-        ..expect(&names)
+        ..expect(&names, &arch)
     };
     let result = pull(&b.client, &build, expectation, staging.path(), &limits).await;
     if let Ok(pulled) = &result {

@@ -22,6 +22,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
+use quarters_common::Arch;
+
 use crate::db::RepoEntry;
 use crate::plan::binaries::RepoKind;
 use crate::signing::Signer;
@@ -206,10 +208,10 @@ impl Repos {
 
     /// Rewrites every repository for every architecture from `entries`: at start-up, so that
     /// the files on disk match what SQLite committed, whatever a crash interrupted.
-    pub fn rewrite_all(&self, arches: &[String], entries: &[RepoEntry]) -> io::Result<()> {
+    pub fn rewrite_all(&self, arches: &[Arch], entries: &[RepoEntry]) -> io::Result<()> {
         for arch in arches {
             for repo in [RepoKind::Build, RepoKind::Live] {
-                self.rewrite(repo, arch, entries)?;
+                self.rewrite(repo, arch.as_str(), entries)?;
             }
         }
         Ok(())
