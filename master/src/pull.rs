@@ -77,9 +77,13 @@ struct Budget {
 
 impl Budget {
     fn new(pace: Pace) -> Self {
+        Self::with_total(pace, pace.max_time)
+    }
+
+    fn with_total(pace: Pace, total: Duration) -> Self {
         Budget {
             pace,
-            left: pace.max_time,
+            left: total.min(pace.max_time),
         }
     }
 
@@ -405,8 +409,9 @@ fn check(package: &Inspected, file: &str, expect: Expectation<'_>) -> Result<(),
 /// Copies the logs of a failed build into `dir`, each at most `max_bytes`; returns the stages
 /// whose logs could be read.
 ///
-/// A log's size is not announced: each may take what one of `max_bytes` would at `pace`, and
-/// all together no more than its total.
+/// A log's size is not announced: the logs together may take what one of `max_bytes` would at
+/// `pace`. An honest build's logs are far smaller; a hostile builder's, however many, hold its
+/// package no longer than that.
 pub async fn pull_logs(
     client: &PeerClient,
     build: &CheckedBuild,
@@ -415,7 +420,7 @@ pub async fn pull_logs(
     pace: Pace,
 ) -> Vec<String> {
     let _ = tokio::fs::create_dir_all(dir).await;
-    let mut budget = Budget::new(pace);
+    let mut budget = Budget::with_total(pace, pace.allowance(max_bytes));
     let mut got = Vec::new();
     for stage in &build.logs {
         let dest = crate::store::log_file(dir, stage.as_str());

@@ -86,7 +86,7 @@ pub struct TestBuilder {
 /// How the test builder serves files.
 struct Serving {
     files: PathBuf,
-    /// Delay between 16 KiB chunks of an artifact, to make a pull slow.
+    /// Delay between 16 KiB chunks of an artifact or a log, to make a pull slow.
     throttle: Mutex<Option<std::time::Duration>>,
     /// Fires when an artifact download starts.
     pull_started: tokio::sync::Notify,
@@ -103,6 +103,8 @@ async fn file(
     let path = serving.files.join(id).join(&kind).join(name);
     if kind == "artifacts" {
         serving.pull_started.notify_waiters();
+    }
+    {
         let throttle = *serving.throttle.lock().unwrap();
         if let Some(delay) = throttle {
             let Ok(bytes) = std::fs::read(&path) else {

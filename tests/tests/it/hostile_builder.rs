@@ -622,3 +622,30 @@ async fn a_builder_trickling_its_artifact_is_refused_at_the_pull_deadline() {
         .await;
     assert!(!state.ready.iter().any(|r| r.pkgbase == "hello"));
 }
+
+/// The same for a failed build's logs, whose sizes are not announced: together they get what
+/// one log of the largest size kept would at the minimum rate, and the failure is recorded
+/// without the log that did not come in time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_builder_trickling_its_logs_is_cut_at_the_pull_deadline() {
+    let f = farm("[builds]\nmin_pull_rate = 65536\npull_grace = 3\nmax_log_size = 65536\n").await;
+    // Three chunks, one every 20 s: a minute, where the logs' deadline is 4 s away.
+    f.hostile.throttle(Some(std::time::Duration::from_secs(20)));
+    f.hostile
+        .log("f1", "build", &"make: *** [all] Error 1\n".repeat(2000));
+    let mut failed = failed_build("f1", "hello", "build", "exit status 2");
+    failed.logs = vec!["build".into()];
+    let started = std::time::Instant::now();
+    f.hostile.show(failed);
+    let state = f
+        .master
+        .wait_for("f1 judged", |s| s.results.iter().any(|r| r.build == "f1"))
+        .await;
+    let result = state.results.iter().find(|r| r.build == "f1").unwrap();
+    assert_eq!(result.verdict, Verdict::Failed);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the log pull was not cut at its deadline but ran to the first chunk: {:?}",
+        started.elapsed()
+    );
+}
