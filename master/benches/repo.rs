@@ -93,6 +93,7 @@ fn main() {
                 sha256: sha.clone(),
                 size: bytes.len() as u64,
                 provides: p.pkginfo.provides,
+                depends: p.pkginfo.depends,
                 desc: p.desc,
                 files: p.files,
                 filename,

@@ -99,6 +99,8 @@ pub struct RepoEntry {
     pub sha256: String,
     pub size: u64,
     pub provides: Vec<String>,
+    /// Its run-time dependencies (`.PKGINFO`'s `depend`).
+    pub depends: Vec<String>,
     /// The repository's `desc` entry for the package.
     pub desc: String,
     /// The repository's `files` entry for the package.
@@ -450,7 +452,7 @@ impl Db {
         params: P,
     ) -> Result<Vec<RepoEntry>, DbError> {
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT repo, arch, filename, pkgname, pkgbase, version, pkg_arch, sha256, size, provides, desc, files
+            "SELECT repo, arch, filename, pkgname, pkgbase, version, pkg_arch, sha256, size, provides, desc, files, depends
              FROM repo_packages {filter} ORDER BY repo, arch, pkgname"
         ))?;
         let rows = stmt.query_map(params, |r| {
@@ -467,6 +469,7 @@ impl Db {
                 provides: serde_json::from_str(&r.get::<_, String>(9)?).unwrap_or_default(),
                 desc: r.get(10)?,
                 files: r.get(11)?,
+                depends: serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or_default(),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -708,13 +711,13 @@ fn insert_build(conn: &Connection, row: &BuildRow) -> Result<(), rusqlite::Error
 
 fn put_repo_entry(conn: &Connection, e: &RepoEntry) -> Result<(), rusqlite::Error> {
     conn.execute(
-        "INSERT INTO repo_packages (repo, arch, filename, pkgname, pkgbase, version, pkg_arch, sha256, size, provides, desc, files, added_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+        "INSERT INTO repo_packages (repo, arch, filename, pkgname, pkgbase, version, pkg_arch, sha256, size, provides, desc, files, added_at, depends)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT (repo, arch, pkgname) DO UPDATE SET
            filename = excluded.filename, pkgbase = excluded.pkgbase, version = excluded.version,
            pkg_arch = excluded.pkg_arch, sha256 = excluded.sha256, size = excluded.size,
            provides = excluded.provides, desc = excluded.desc, files = excluded.files,
-           added_at = excluded.added_at",
+           added_at = excluded.added_at, depends = excluded.depends",
         params![
             repo_str(e.repo),
             e.arch,
@@ -729,6 +732,7 @@ fn put_repo_entry(conn: &Connection, e: &RepoEntry) -> Result<(), rusqlite::Erro
             e.desc,
             e.files,
             now(),
+            serde_json::to_string(&e.depends).expect("strings serialize"),
         ],
     )?;
     Ok(())

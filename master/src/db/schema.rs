@@ -2,7 +2,27 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[FIRST, SECOND, THIRD, FOURTH, FIFTH];
+/// One step: SQL, then what SQL cannot do, in the same transaction.
+struct Migration {
+    sql: &'static str,
+    then: Option<fn(&Connection) -> rusqlite::Result<()>>,
+}
+
+const fn sql(sql: &'static str) -> Migration {
+    Migration { sql, then: None }
+}
+
+const MIGRATIONS: &[Migration] = &[
+    sql(FIRST),
+    sql(SECOND),
+    sql(THIRD),
+    sql(FOURTH),
+    sql(FIFTH),
+    Migration {
+        sql: SIXTH,
+        then: Some(fill_depends),
+    },
+];
 
 /// 1: builds, repositories, promotions, events.
 pub(super) const FIRST: &str = "CREATE TABLE builds (
@@ -107,13 +127,36 @@ const FOURTH: &str = "CREATE TABLE quarantine (
 const FIFTH: &str = "CREATE INDEX repo_packages_by_pkgname ON repo_packages (pkgname);
     CREATE INDEX repo_packages_by_pkgbase ON repo_packages (pkgbase);";
 
+/// 6: each package's run-time dependencies in a column of their own (JSON, as `provides`), so
+/// that promotion reads them from the table rather than from the repository's `desc` text.
+const SIXTH: &str = "ALTER TABLE repo_packages ADD COLUMN depends TEXT NOT NULL DEFAULT '[]';";
+
+/// Fills the new `depends` column of the packages already in the repositories from their
+/// `desc` entries' `%DEPENDS%`, once.
+fn fill_depends(conn: &Connection) -> rusqlite::Result<()> {
+    let rows: Vec<(i64, String)> = conn
+        .prepare("SELECT rowid, desc FROM repo_packages")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut update = conn.prepare("UPDATE repo_packages SET depends = ?1 WHERE rowid = ?2")?;
+    for (rowid, desc) in rows {
+        let depends = crate::repo::package::desc_section(&desc, "%DEPENDS%");
+        let json = serde_json::to_string(&depends).expect("strings serialize");
+        update.execute(rusqlite::params![json, rowid])?;
+    }
+    Ok(())
+}
+
 /// Brings the database up to the newest schema.
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: usize =
         conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
     for (i, step) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(step)?;
+        tx.execute_batch(step.sql)?;
+        if let Some(then) = step.then {
+            then(&tx)?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }

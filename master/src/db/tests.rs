@@ -30,6 +30,7 @@ fn entry(pkgname: &str) -> RepoEntry {
         sha256: "00".repeat(32),
         size: 10,
         provides: vec!["libfoo.so".into()],
+        depends: vec!["glibc".into()],
         desc: "%NAME%\nfoo\n".into(),
         files: "%FILES%\n".into(),
     }
@@ -284,4 +285,32 @@ fn a_quarantine_is_kept_until_released() {
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].1, "enable");
     assert_eq!(events[1].1, "quarantine");
+}
+
+/// Packages accepted before the sixth schema gain their dependencies from their `desc`
+/// entries, so that promotion finds them in the table.
+#[test]
+fn packages_of_the_fifth_schema_gain_their_dependencies_from_desc() {
+    let conn = Connection::open_in_memory().unwrap();
+    for step in [
+        schema::FIRST,
+        "ALTER TABLE builds ADD COLUMN started_at TEXT;",
+    ] {
+        conn.execute_batch(step).unwrap();
+    }
+    conn.pragma_update(None, "user_version", 2).unwrap();
+    conn.execute(
+        "INSERT INTO repo_packages (repo, arch, filename, pkgname, pkgbase, version, pkg_arch,
+             sha256, size, provides, desc, files, added_at)
+         VALUES ('build', 'x86_64', 'hello-1-1-x86_64.pkg.tar.zst', 'hello', 'hello', '1-1',
+             'x86_64', ?1, 10, '[]', ?2, '%FILES%\n', '2026-11-21T10:00:00Z')",
+        params![
+            "00".repeat(32),
+            "%NAME%\nhello\n\n%DEPENDS%\nlibhello>=1.0\nglibc\n\n%PROVIDES%\nhi\n\n"
+        ],
+    )
+    .unwrap();
+    let db = Db::init(conn).unwrap();
+    let entries = db.repo_entries().unwrap();
+    assert_eq!(entries[0].depends, ["libhello>=1.0", "glibc"]);
 }

@@ -487,6 +487,7 @@ impl Core {
                     sha256: p.sha256.clone(),
                     size: p.size,
                     provides: info.provides.clone(),
+                    depends: info.depends.clone(),
                     desc: p.package.desc.clone(),
                     files: p.package.files.clone(),
                 });

@@ -1,18 +1,15 @@
 //! What the master does for `quartersctl`: promote, retry, status, why (and, in `standing.rs`,
 //! builder list, disable and enable).
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use quarters_common::Arch;
 use quarters_common::api::v1::ctl::{Command, Reply};
 
 use super::Core;
 use crate::db::RepoEntry;
 use crate::plan::State;
-use crate::plan::binaries::{Binaries, BinaryPackage, RepoKind};
-use crate::plan::relation::{Requirement, vercmp};
-use crate::repo::package::desc_section;
+use crate::plan::binaries::RepoKind;
+use crate::plan::promotion::{self, Refused};
 
 impl Core {
     /// Carries out one request.
@@ -239,117 +236,26 @@ impl Core {
             Ok(e) => e,
             Err(e) => return (false, format!("database: {e}\n")),
         };
-        let build: Vec<&RepoEntry> = entries
-            .iter()
-            .filter(|e| e.repo == RepoKind::Build)
-            .collect();
-        let live: Vec<&RepoEntry> = entries
-            .iter()
-            .filter(|e| e.repo == RepoKind::Live)
-            .collect();
-        let mut selected = BTreeSet::new();
-        for name in names {
-            match build
-                .iter()
-                .find(|e| &e.pkgbase == name || &e.pkgname == name)
-            {
-                Some(e) => {
-                    selected.insert(e.pkgbase.clone());
-                }
-                None => {
-                    let state = self.model.plan.find(name).first().map(|u| u.state.name());
-                    return (
-                        false,
-                        format!(
-                            "{name} is not in the build repository{}\n",
-                            state.map(|s| format!(" (it is {s})")).unwrap_or_default()
-                        ),
-                    );
-                }
-            }
-        }
-        let requested = selected.clone();
-        let promoting: Vec<&RepoEntry> = loop {
-            let promoting: Vec<&RepoEntry> = build
-                .iter()
-                .copied()
-                .filter(|e| selected.contains(&e.pkgbase))
-                .collect();
-            for e in &promoting {
-                if let Some(l) = live
-                    .iter()
-                    .find(|l| l.pkgname == e.pkgname && l.arch == e.arch)
-                    && vercmp(&l.version, &e.version).is_gt()
-                {
-                    return (
-                        false,
-                        format!(
-                            "{} {} is older than the live {}; promoting it would downgrade\n",
-                            e.pkgname, e.version, l.version
-                        ),
-                    );
-                }
-            }
-            let after = Binaries::new(
-                live.iter()
-                    .filter(|l| {
-                        !promoting
-                            .iter()
-                            .any(|p| p.pkgname == l.pkgname && p.arch == l.arch)
-                    })
-                    .chain(promoting.iter())
-                    .filter_map(|e| binary(e))
-                    .collect(),
-            );
-            let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            let mut unavailable = Vec::new();
-            for e in &promoting {
-                for dep in desc_section(&e.desc, "%DEPENDS%") {
-                    let req = Requirement::parse(dep);
-                    if self.config.build_root.contains(req.name.as_ref())
-                        || after.satisfies(&req, &e.arch)
-                    {
-                        continue;
-                    }
-                    // Whichever repository it is in, a package that runs on this one's
-                    // architecture (its own, or `any`) may be what it needs.
-                    let provider = build.iter().find(|b| {
-                        binary(b).is_some_and(|p| Binaries::new(vec![p]).satisfies(&req, &e.arch))
-                    });
-                    match provider {
-                        Some(p) => missing
-                            .entry(p.pkgbase.clone())
-                            .or_default()
-                            .push(format!("{dep} (needed by {})", e.pkgname)),
-                        None => unavailable.push(format!(
-                            "{} needs {dep}, which neither repository has",
-                            e.pkgname
-                        )),
-                    }
-                }
-            }
-            if !unavailable.is_empty() {
+        let request = promotion::Request {
+            names,
+            with_deps,
+            build_root: &self.config.build_root,
+        };
+        let promotion = match promotion::closure(&entries, &request) {
+            Ok(p) => p,
+            Err(Refused::NotInBuild { name }) => {
+                let state = self.model.plan.find(&name).first().map(|u| u.state.name());
                 return (
                     false,
-                    format!("cannot promote:\n  {}\n", unavailable.join("\n  ")),
+                    format!(
+                        "{name} is not in the build repository{}\n",
+                        state.map(|s| format!(" (it is {s})")).unwrap_or_default()
+                    ),
                 );
             }
-            if missing.is_empty() {
-                break promoting;
-            }
-            if !with_deps {
-                let mut text = String::from(
-                    "refused: these dependencies are not live and not being promoted:\n",
-                );
-                for (pkgbase, why) in &missing {
-                    let _ = writeln!(text, "  {pkgbase}: {}", why.join(", "));
-                }
-                let _ = writeln!(text, "promote them too, or add --with-deps");
-                return (false, text);
-            }
-            selected.extend(missing.into_keys());
+            Err(refused) => return (false, format!("{refused}\n")),
         };
-        let to_live: Vec<RepoEntry> = promoting.iter().map(|e| (*e).clone()).collect();
+        let to_live: Vec<RepoEntry> = promotion.entries.iter().map(|e| (*e).clone()).collect();
         if let Err(e) = self.db.promote(&to_live) {
             return (false, format!("database: {e}\n"));
         }
@@ -362,7 +268,7 @@ impl Core {
         }
         let mut text = String::from("promoted to the live repository:\n");
         for e in &to_live {
-            let extra = if requested.contains(&e.pkgbase) {
+            let extra = if promotion.requested.contains(&e.pkgbase) {
                 ""
             } else {
                 " (dependency)"
@@ -371,19 +277,6 @@ impl Core {
         }
         (true, text)
     }
-}
-
-/// A repository entry as the planner's binaries; `None` for an architecture that does not
-/// parse, which no accepted package has (the pull checked it).
-fn binary(e: &RepoEntry) -> Option<BinaryPackage> {
-    Some(BinaryPackage {
-        repo: RepoKind::Live,
-        arch: Arch::parse(&e.pkg_arch).ok()?,
-        pkgname: e.pkgname.clone(),
-        pkgbase: e.pkgbase.clone(),
-        version: e.version.clone(),
-        provides: e.provides.clone(),
-    })
 }
 
 /// Where a package in a repository came from: who packaged it (its `.PKGINFO`, which the master

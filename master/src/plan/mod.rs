@@ -23,6 +23,7 @@
 
 pub mod binaries;
 pub mod graph;
+pub mod promotion;
 pub mod relation;
 mod update;
 

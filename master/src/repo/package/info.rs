@@ -16,6 +16,8 @@ pub struct PkgInfo {
     pub arch: String,
     pub packager: Option<String>,
     pub provides: Vec<String>,
+    /// Run-time dependencies (`depend`).
+    pub depends: Vec<String>,
     pub fields: Fields,
 }
 
@@ -110,6 +112,7 @@ impl PkgInfo {
         Ok(PkgInfo {
             packager: fields.one("packager").map(str::to_owned),
             provides: fields.all("provides").map(str::to_owned).collect(),
+            depends: fields.all("depend").map(str::to_owned).collect(),
             pkgname,
             pkgbase,
             version,
