@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use quarters_common::api::v1::{QuarantineView, QuarantinedBy};
 use time::OffsetDateTime;
 
 /// When a builder is quarantined automatically.
@@ -67,6 +68,20 @@ pub struct Quarantine {
     pub reason: String,
     pub since: OffsetDateTime,
     pub by: By,
+}
+
+impl Quarantine {
+    /// As the wire shows it.
+    pub fn to_view(&self) -> QuarantineView {
+        QuarantineView {
+            reason: self.reason.clone(),
+            since: self.since,
+            by: match self.by {
+                By::Operator => QuarantinedBy::Operator,
+                By::Master => QuarantinedBy::Master,
+            },
+        }
+    }
 }
 
 impl fmt::Display for Quarantine {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use quarters_common::api::v1::ctl::{Command, Reply, Request};
+use quarters_common::api::v1::ctl::{Answer, Command, Reply, Request};
 use quarters_common::files::is_plain_name;
 use tokio_util::sync::CancellationToken;
 
@@ -113,8 +113,9 @@ enum RequestError {
 fn refusal(id: &str, text: &str) -> Reply {
     Reply {
         id: id.to_owned(),
-        ok: false,
-        text: format!("{text}\n"),
+        answer: Answer::Refused {
+            reason: text.to_owned(),
+        },
     }
 }
 

@@ -489,7 +489,12 @@ mod tests {
 /// Requests that `quartersctl` drops into the master's spool directory, and the master's
 /// replies. File permissions on the spool are the authorization.
 pub mod ctl {
+    use std::collections::BTreeMap;
+
     use serde::{Deserialize, Serialize};
+    use url::Url;
+
+    use super::{PeerStatus, QuarantineView};
 
     /// `SPOOL/requests/ID.json`.
     #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -528,13 +533,212 @@ pub mod ctl {
         },
     }
 
-    /// `SPOOL/replies/ID.json`.
+    /// `SPOOL/replies/ID.json`: what the master did, as data; `quartersctl` renders it.
     #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
     pub struct Reply {
         pub id: String,
+        #[serde(flatten)]
+        pub answer: Answer,
+    }
+
+    impl Reply {
         /// Whether the master did what was asked.
-        pub ok: bool,
-        /// What to show the user.
-        pub text: String,
+        pub fn is_ok(&self) -> bool {
+            !matches!(self.answer, Answer::Refused { .. })
+        }
+    }
+
+    /// The answer to each command, or why there is none.
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    #[serde(tag = "answer", rename_all = "kebab-case")]
+    pub enum Answer {
+        /// The master did not do what was asked.
+        Refused {
+            reason: String,
+        },
+        Status(Status),
+        /// `why` of a package whose metadata cannot be read: it has no build, only an error.
+        Unreadable {
+            source: String,
+            path: String,
+            error: String,
+        },
+        /// `why`: every build of the package (one per architecture).
+        Why {
+            builds: Vec<WhyBuild>,
+        },
+        /// `retry`: how many failed or refused builds were cleared.
+        Retried {
+            pkgbase: String,
+            cleared: u64,
+        },
+        Promoted {
+            packages: Vec<Promoted>,
+        },
+        Builders {
+            builders: Vec<BuilderStanding>,
+        },
+        /// `builder disable`.
+        Disabled {
+            builder: String,
+            quarantine: QuarantineView,
+        },
+        /// `builder enable`.
+        Enabled {
+            builder: String,
+            was_quarantined: bool,
+        },
+    }
+
+    /// `status`.
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct Status {
+        pub sources: Vec<SourceStatus>,
+        pub builders: Vec<BuilderStatus>,
+        /// Packages by state.
+        pub counts: BTreeMap<String, u64>,
+        /// The head of the ready list, highest priority first.
+        pub ready: Vec<ReadyHead>,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct SourceStatus {
+        pub name: String,
+        pub kind: String,
+        /// `None` until the source was read.
+        pub revision: Option<String>,
+        /// Why the last poll failed, if it did.
+        pub error: Option<String>,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct BuilderStatus {
+        pub name: String,
+        #[serde(flatten)]
+        pub status: PeerStatus,
+        pub claims: u64,
+        pub quarantine: Option<QuarantineView>,
+        /// Protocol violations in its last state, and the first of them.
+        pub violations: u64,
+        pub first_violation: Option<String>,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct ReadyHead {
+        pub pkgbase: String,
+        pub version: String,
+        pub arch: String,
+        pub priority_ms: u64,
+    }
+
+    /// One build of a package, with why it is where it is.
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct WhyBuild {
+        pub pkgbase: String,
+        pub version: String,
+        pub arch: String,
+        /// Its state's name (`waiting`, `ready`, `failed`, ...).
+        pub state: String,
+        pub source: String,
+        pub path: String,
+        /// The author of the package's last change.
+        pub packager: Option<String>,
+        pub pkgnames: Vec<String>,
+        pub detail: StateDetail,
+        /// How a dependency cycle was broken for it, if one was.
+        pub bootstrap: Vec<String>,
+        /// Its packages in the repositories.
+        pub packages: Vec<RepoPackage>,
+        /// Its latest builds, newest first.
+        pub history: Vec<PastBuild>,
+    }
+
+    /// What its state depends on.
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    #[serde(tag = "kind", rename_all = "kebab-case")]
+    pub enum StateDetail {
+        /// Built or live: nothing to explain.
+        Done,
+        /// What it waits for, one sentence each.
+        Waits {
+            waits: Vec<String>,
+        },
+        Claimed {
+            builder: String,
+        },
+        Failed {
+            reason: String,
+        },
+        /// Blocked or failed through a dependency: the chain, outermost first.
+        Chain {
+            chain: Vec<String>,
+        },
+        Ready {
+            expected_ms: u64,
+            priority_ms: u64,
+        },
+    }
+
+    /// A package of a build in a repository, and where it came from.
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct RepoPackage {
+        pub pkgname: String,
+        pub version: String,
+        /// `build` or `live`.
+        pub repo: String,
+        pub arch: String,
+        pub filename: String,
+        /// Its `.PKGINFO`'s packager, which the master checked.
+        pub packager: Option<String>,
+        /// The builder and build it was accepted from, while the build is listed.
+        pub built_on: Option<BuiltOn>,
+        pub signature: SignatureStatus,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct BuiltOn {
+        pub builder: String,
+        pub build: String,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    #[serde(tag = "signed", rename_all = "kebab-case")]
+    pub enum SignatureStatus {
+        Unsigned,
+        /// Signed by the key with this fingerprint.
+        By {
+            key: String,
+        },
+        /// Signed, by a key the signature does not name.
+        Unnamed,
+    }
+
+    /// A past build of the package.
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct PastBuild {
+        pub build: String,
+        pub builder: String,
+        pub version: String,
+        /// The verdict in words.
+        pub verdict: String,
+        pub reason: Option<String>,
+        pub warnings: Vec<String>,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct Promoted {
+        pub pkgname: String,
+        pub version: String,
+        pub arch: String,
+        /// Brought along as a dependency of what was asked for.
+        pub dependency: bool,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct BuilderStanding {
+        pub name: String,
+        pub url: Url,
+        /// `None`: validated.
+        pub quarantine: Option<QuarantineView>,
     }
 }

@@ -7,4 +7,5 @@
 pub mod demo;
 pub mod examples;
 pub mod localfarm;
+pub mod render;
 pub mod simulate;

@@ -130,19 +130,20 @@ pub enum DbError {
 }
 
 fn repo_str(r: RepoKind) -> &'static str {
-    match r {
-        RepoKind::Build => "build",
-        RepoKind::Live => "live",
-    }
+    r.as_str()
 }
 
-/// The repository a row names, as [`repo_str`] wrote it.
-fn repo_kind(text: &str) -> RepoKind {
-    if text == "live" {
-        RepoKind::Live
-    } else {
-        RepoKind::Build
-    }
+/// The repository a row's column `i` names. The table's CHECK allows only the two names: any
+/// other is a damaged database, and an error rather than a guess.
+fn repo_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<RepoKind> {
+    let text: String = r.get(i)?;
+    RepoKind::parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown repository {text:?}").into(),
+        )
+    })
 }
 
 fn now() -> String {
@@ -457,7 +458,7 @@ impl Db {
         ))?;
         let rows = stmt.query_map(params, |r| {
             Ok(RepoEntry {
-                repo: repo_kind(&r.get::<_, String>(0)?),
+                repo: repo_at(r, 0)?,
                 arch: r.get(1)?,
                 filename: r.get(2)?,
                 pkgname: r.get(3)?,
@@ -488,13 +489,15 @@ impl Db {
                 .prepare("SELECT rowid, repo, arch, desc FROM repo_packages WHERE filename = ?1")?;
             let mut update = tx.prepare("UPDATE repo_packages SET desc = ?2 WHERE rowid = ?1")?;
             for (file, pgpsig) in signed {
-                let rows: Vec<(i64, String, String, String)> = select
-                    .query_map([file], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                let rows: Vec<(i64, RepoKind, String, String)> = select
+                    .query_map([file], |r| {
+                        Ok((r.get(0)?, repo_at(r, 1)?, r.get(2)?, r.get(3)?))
+                    })?
                     .collect::<Result<_, _>>()?;
                 for (rowid, repo, arch, desc) in rows {
                     let desc = crate::repo::package::with_pgpsig(&desc, pgpsig);
                     update.execute(params![rowid, desc])?;
-                    changed.insert((repo_kind(&repo), arch));
+                    changed.insert((repo, arch));
                 }
             }
         }
@@ -523,7 +526,7 @@ impl Db {
         ))?;
         let rows = stmt.query_map(params, |r| {
             Ok(BinaryPackage {
-                repo: repo_kind(&r.get::<_, String>(0)?),
+                repo: repo_at(r, 0)?,
                 arch: arch_at(r, 1)?,
                 pkgname: r.get(2)?,
                 pkgbase: r.get(3)?,

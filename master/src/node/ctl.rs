@@ -1,21 +1,23 @@
 //! What the master does for `quartersctl`: promote, retry, status, why (and, in `standing.rs`,
 //! builder list, disable and enable).
 
-use std::fmt::Write as _;
-
-use quarters_common::api::v1::ctl::{Command, Reply};
+use quarters_common::api::v1::ctl::{
+    Answer, BuilderStatus, BuiltOn, Command, PastBuild, Promoted, ReadyHead, Reply, RepoPackage,
+    SignatureStatus, SourceStatus, StateDetail, Status, WhyBuild,
+};
 
 use super::Core;
 use crate::db::RepoEntry;
 use crate::plan::State;
 use crate::plan::binaries::RepoKind;
 use crate::plan::promotion::{self, Refused};
+use crate::quarantine::Quarantine;
 
 impl Core {
     /// Carries out one request.
     pub(super) fn handle(&mut self, id: &str, command: &Command) -> Reply {
-        let (ok, text) = match command {
-            Command::Status => (true, self.status()),
+        let answer = match command {
+            Command::Status => Answer::Status(self.status()),
             Command::Why { package } => self.why(package),
             Command::Retry { package } => self.retry(package),
             Command::Promote {
@@ -28,78 +30,60 @@ impl Core {
         };
         Reply {
             id: id.to_owned(),
-            ok,
-            text,
+            answer,
         }
     }
 
-    fn status(&self) -> String {
+    fn status(&self) -> Status {
         let model = &self.model;
-        let mut out = String::new();
-        for s in &model.sources {
-            let _ = writeln!(
-                out,
-                "source {} ({}): revision {}{}",
-                s.name,
-                s.kind,
-                s.revision.as_deref().unwrap_or("(not read yet)"),
-                s.error
-                    .as_ref()
-                    .map(|e| format!(", last poll failed: {e}"))
-                    .unwrap_or_default()
-            );
-        }
-        for b in &model.builders {
-            let status = match b.liveness.to_wire() {
-                quarters_common::api::v1::PeerStatus::Up { .. } => "up".to_owned(),
-                quarters_common::api::v1::PeerStatus::Unknown => "not seen yet".to_owned(),
-                quarters_common::api::v1::PeerStatus::Down { error, .. } => {
-                    format!("down: {error}")
-                }
-            };
-            let claims = b.state.as_ref().map_or(0, |s| s.claims.len());
-            let _ = writeln!(out, "builder {}: {status}, {claims} claims", b.name);
-            if let Some(q) = &b.quarantine {
-                let _ = writeln!(out, "  {q}");
-            }
-            if let Some(first) = b.violations.first() {
-                let _ = writeln!(
-                    out,
-                    "  {} protocol violation(s) in its state, first: {first}",
-                    b.violations.len()
-                );
-            }
-        }
-        let counts: Vec<String> = model
-            .plan
-            .counts()
+        let sources = model
+            .sources
             .iter()
-            .map(|(k, v)| format!("{v} {k}"))
+            .map(|s| SourceStatus {
+                name: s.name.clone(),
+                kind: s.kind.to_string(),
+                revision: s.revision.clone(),
+                error: s.error.clone(),
+            })
             .collect();
-        let _ = writeln!(
-            out,
-            "packages: {}",
-            if counts.is_empty() {
-                "none".to_owned()
-            } else {
-                counts.join(", ")
-            }
-        );
-        for &i in model.plan.ready.iter().take(10) {
-            let u = &model.plan.units[i];
-            let _ = writeln!(
-                out,
-                "  ready {} {} ({}), priority {} ms",
-                u.spec.pkgbase, u.spec.version, u.spec.arch, u.priority
-            );
+        let builders = model
+            .builders
+            .iter()
+            .map(|b| BuilderStatus {
+                name: b.name.to_string(),
+                status: b.liveness.to_wire(),
+                claims: b.state.as_ref().map_or(0, |s| s.claims.len() as u64),
+                quarantine: b.quarantine.as_ref().map(Quarantine::to_view),
+                violations: b.violations.len() as u64,
+                first_violation: b.violations.first().map(ToString::to_string),
+            })
+            .collect();
+        let ready = model
+            .plan
+            .ready
+            .iter()
+            .take(10)
+            .map(|&i| {
+                let u = &model.plan.units[i];
+                ReadyHead {
+                    pkgbase: u.spec.pkgbase.clone(),
+                    version: u.spec.version.clone(),
+                    arch: u.spec.arch.to_string(),
+                    priority_ms: u.priority,
+                }
+            })
+            .collect();
+        Status {
+            sources,
+            builders,
+            counts: model.plan.counts(),
+            ready,
         }
-        out
     }
 
-    fn why(&self, name: &str) -> (bool, String) {
+    fn why(&self, name: &str) -> Answer {
         let model = &self.model;
         let units = model.plan.find(name);
-        let mut out = String::new();
         if units.is_empty() {
             // A package whose metadata could not be read has no build, only an error.
             for s in &model.sources {
@@ -107,100 +91,79 @@ impl Core {
                     if (path == name || path.rsplit('/').next() == Some(name))
                         && let Err(e) = &scanned.result
                     {
-                        let _ = writeln!(
-                            out,
-                            "{path} in source {}: blocked: its metadata cannot be read",
-                            s.name
-                        );
-                        let _ = writeln!(out, "  {e}");
-                        return (true, out);
+                        return Answer::Unreadable {
+                            source: s.name.clone(),
+                            path: path.clone(),
+                            error: e.to_string(),
+                        };
                     }
                 }
             }
-            return (false, format!("no package {name:?} in any source\n"));
+            return refused(format!("no package {name:?} in any source"));
         }
         let db = &self.db;
-        for u in units {
-            let s = &u.spec;
-            let _ = writeln!(
-                out,
-                "{} {} ({}): {}",
-                s.pkgbase,
-                s.version,
-                s.arch,
-                u.state.name()
-            );
-            let _ = writeln!(
-                out,
-                "  from source {} at {}{}",
-                s.source,
-                s.path,
-                s.packager
-                    .as_ref()
-                    .map(|p| format!(", last changed by {p}"))
+        let builds = units
+            .into_iter()
+            .map(|u| {
+                let s = &u.spec;
+                let detail = match &u.state {
+                    State::Waiting => StateDetail::Waits {
+                        waits: model.plan.explain_waits(u),
+                    },
+                    State::Claimed { builder } => StateDetail::Claimed {
+                        builder: builder.clone(),
+                    },
+                    State::Failed { reason } => StateDetail::Failed {
+                        reason: reason.clone(),
+                    },
+                    State::IndirectFailed { chain } | State::Blocked { chain } => {
+                        StateDetail::Chain {
+                            chain: chain.clone(),
+                        }
+                    }
+                    State::Ready => StateDetail::Ready {
+                        expected_ms: u.expected_ms,
+                        priority_ms: u.priority,
+                    },
+                    State::Built | State::Live => StateDetail::Done,
+                };
+                let history = db.builds_of(&s.pkgbase, 5).unwrap_or_default();
+                let packages = db
+                    .repo_entries_of(&s.pkgbase)
                     .unwrap_or_default()
-            );
-            if s.pkgnames.len() > 1 || s.pkgnames[0] != s.pkgbase {
-                let _ = writeln!(out, "  builds {}", s.pkgnames.join(", "));
-            }
-            match &u.state {
-                State::Waiting => {
-                    for line in model.plan.explain_waits(u) {
-                        let _ = writeln!(out, "  {line}");
-                    }
+                    .iter()
+                    .map(|e| provenance(e, &history))
+                    .collect();
+                WhyBuild {
+                    pkgbase: s.pkgbase.clone(),
+                    version: s.version.clone(),
+                    arch: s.arch.to_string(),
+                    state: u.state.name().to_owned(),
+                    source: s.source.clone(),
+                    path: s.path.clone(),
+                    packager: s.packager.clone(),
+                    pkgnames: s.pkgnames.clone(),
+                    detail,
+                    bootstrap: model.plan.explain_bootstrap(u),
+                    packages,
+                    history: history
+                        .into_iter()
+                        .map(|b| PastBuild {
+                            build: b.build_id,
+                            builder: b.builder,
+                            version: b.version,
+                            verdict: b.verdict.describe().to_owned(),
+                            reason: b.reason,
+                            warnings: b.warnings,
+                        })
+                        .collect(),
                 }
-                State::Claimed { builder } => {
-                    let _ = writeln!(out, "  being built by {builder}");
-                }
-                State::Failed { reason } => {
-                    let _ = writeln!(
-                        out,
-                        "  failed: {reason}\n  `quartersctl retry {}` puts it back in the ready list, its refusals forgotten",
-                        s.pkgbase
-                    );
-                }
-                State::IndirectFailed { chain } | State::Blocked { chain } => {
-                    for (depth, link) in chain.iter().enumerate() {
-                        let _ = writeln!(out, "  {}{link}", "  ".repeat(depth));
-                    }
-                }
-                State::Ready => {
-                    let _ = writeln!(
-                        out,
-                        "  expected to take {} ms; critical-path priority {} ms",
-                        u.expected_ms, u.priority
-                    );
-                }
-                State::Built | State::Live => {}
-            }
-            for line in model.plan.explain_bootstrap(u) {
-                let _ = writeln!(out, "  {line}");
-            }
-            let builds = db.builds_of(&s.pkgbase, 5).unwrap_or_default();
-            if let Ok(entries) = db.repo_entries_of(&s.pkgbase) {
-                for e in entries {
-                    let _ = writeln!(out, "  {}", provenance(&e, &builds));
-                }
-            }
-            for b in builds {
-                let _ = writeln!(
-                    out,
-                    "  build {} on {}: {} {}{}",
-                    b.build_id,
-                    b.builder,
-                    b.version,
-                    b.verdict.describe(),
-                    b.reason.map(|r| format!(" ({r})")).unwrap_or_default()
-                );
-                for warning in &b.warnings {
-                    let _ = writeln!(out, "    warning: {warning}");
-                }
-            }
-        }
-        (true, out)
+            })
+            .collect();
+        Answer::Why { builds }
     }
 
-    fn retry(&mut self, name: &str) -> (bool, String) {
+    fn retry(&mut self, name: &str) -> Answer {
         let pkgbase = {
             let model = &self.model;
             model
@@ -210,31 +173,25 @@ impl Core {
                 .map(|u| u.spec.pkgbase.clone())
         };
         let Some(pkgbase) = pkgbase else {
-            return (false, format!("no package {name:?} in any source\n"));
+            return refused(format!("no package {name:?} in any source"));
         };
-        let retried = self.db.retry(&pkgbase);
-        match retried {
-            Ok(0) => (
-                false,
-                format!("{pkgbase} has no failed or refused build to retry\n"),
-            ),
+        match self.db.retry(&pkgbase) {
+            Ok(0) => refused(format!("{pkgbase} has no failed or refused build to retry")),
             Ok(n) => {
                 self.verdicts_changed(&pkgbase);
-                (
-                    true,
-                    format!(
-                        "{pkgbase}: {n} failed or refused build(s) cleared; it is ready again once its dependencies are\n"
-                    ),
-                )
+                Answer::Retried {
+                    pkgbase,
+                    cleared: n as u64,
+                }
             }
-            Err(e) => (false, format!("database: {e}\n")),
+            Err(e) => refused(format!("database: {e}")),
         }
     }
 
-    fn promote(&mut self, names: &[String], with_deps: bool) -> (bool, String) {
+    fn promote(&mut self, names: &[String], with_deps: bool) -> Answer {
         let entries = match self.db.repo_entries() {
             Ok(e) => e,
-            Err(e) => return (false, format!("database: {e}\n")),
+            Err(e) => return refused(format!("database: {e}")),
         };
         let request = promotion::Request {
             names,
@@ -245,19 +202,16 @@ impl Core {
             Ok(p) => p,
             Err(Refused::NotInBuild { name }) => {
                 let state = self.model.plan.find(&name).first().map(|u| u.state.name());
-                return (
-                    false,
-                    format!(
-                        "{name} is not in the build repository{}\n",
-                        state.map(|s| format!(" (it is {s})")).unwrap_or_default()
-                    ),
-                );
+                return refused(format!(
+                    "{name} is not in the build repository{}",
+                    state.map(|s| format!(" (it is {s})")).unwrap_or_default()
+                ));
             }
-            Err(refused) => return (false, format!("{refused}\n")),
+            Err(refusal) => return refused(refusal.to_string()),
         };
         let to_live: Vec<RepoEntry> = promotion.entries.iter().map(|e| (*e).clone()).collect();
         if let Err(e) = self.db.promote(&to_live) {
-            return (false, format!("database: {e}\n"));
+            return refused(format!("database: {e}"));
         }
         // Written before the reply: the core settles between handling a request and answering.
         for e in &to_live {
@@ -266,45 +220,56 @@ impl Core {
                 ..e.clone()
             });
         }
-        let mut text = String::from("promoted to the live repository:\n");
-        for e in &to_live {
-            let extra = if promotion.requested.contains(&e.pkgbase) {
-                ""
-            } else {
-                " (dependency)"
-            };
-            let _ = writeln!(text, "  {} {} ({}){extra}", e.pkgname, e.version, e.arch);
+        Answer::Promoted {
+            packages: to_live
+                .iter()
+                .map(|e| Promoted {
+                    pkgname: e.pkgname.clone(),
+                    version: e.version.clone(),
+                    arch: e.arch.clone(),
+                    dependency: !promotion.requested.contains(&e.pkgbase),
+                })
+                .collect(),
         }
-        (true, text)
+    }
+}
+
+/// A refusal with its reason.
+pub(super) fn refused(reason: impl Into<String>) -> Answer {
+    Answer::Refused {
+        reason: reason.into(),
     }
 }
 
 /// Where a package in a repository came from: who packaged it (its `.PKGINFO`, which the master
 /// checked against the author of the last change), which builder built it, and whose key signed
 /// it (its `%PGPSIG%`, which pacman checks).
-fn provenance(entry: &RepoEntry, builds: &[crate::db::BuildRow]) -> String {
+fn provenance(entry: &RepoEntry, builds: &[crate::db::BuildRow]) -> RepoPackage {
     let field = |name: &str| crate::repo::package::desc_field(&entry.desc, name);
-    let packager = field("PACKAGER").unwrap_or("an unknown packager");
-    let built = builds
+    let built_on = builds
         .iter()
         .find(|b| b.version == entry.version && b.verdict == crate::verdict::VerdictKind::Accepted)
-        .map_or_else(
-            || "built on a builder whose build is no longer listed".to_owned(),
-            |b| format!("built on {} (build {})", b.builder, b.build_id),
-        );
-    let signed = match field("PGPSIG").and_then(crate::signing::Signature::from_base64) {
+        .map(|b| BuiltOn {
+            builder: b.builder.clone(),
+            build: b.build_id.clone(),
+        });
+    let signature = match field("PGPSIG").and_then(crate::signing::Signature::from_base64) {
         Some(signature) => match signature.issuer() {
-            Some(key) => format!("signed by the farm key {key}"),
-            None => "signed, by a key the signature does not name".to_owned(),
+            Some(key) => SignatureStatus::By {
+                key: key.to_string(),
+            },
+            None => SignatureStatus::Unnamed,
         },
-        None => "not signed".to_owned(),
+        None => SignatureStatus::Unsigned,
     };
-    format!(
-        "{} {} in {} ({}): {}; packaged by {packager}; {built}; {signed}",
-        entry.pkgname,
-        entry.version,
-        entry.repo.describe(),
-        entry.arch,
-        entry.filename
-    )
+    RepoPackage {
+        pkgname: entry.pkgname.clone(),
+        version: entry.version.clone(),
+        repo: entry.repo.as_str().to_owned(),
+        arch: entry.arch.clone(),
+        filename: entry.filename.clone(),
+        packager: field("PACKAGER").map(str::to_owned),
+        built_on,
+        signature,
+    }
 }

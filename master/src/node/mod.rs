@@ -98,8 +98,7 @@ impl Master {
             Some(reply) => reply,
             None => Reply {
                 id: id.to_owned(),
-                ok: false,
-                text: "the master is stopping\n".to_owned(),
+                answer: ctl::refused("the master is stopping"),
             },
         }
     }

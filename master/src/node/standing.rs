@@ -1,11 +1,11 @@
 //! Which builders the master validates: offences counted towards a quarantine, and the
 //! operator's `quartersctl builder list|disable|enable`.
 
-use std::fmt::Write as _;
-
+use quarters_common::api::v1::ctl::{Answer, BuilderStanding};
 use time::OffsetDateTime;
 
 use super::Core;
+use super::ctl::refused;
 use crate::quarantine::{By, Quarantine};
 
 impl Core {
@@ -42,35 +42,29 @@ impl Core {
         }
     }
 
-    pub(super) fn builder_list(&self) -> (bool, String) {
-        let model = &self.model;
-        let mut out = String::new();
-        for b in &model.builders {
-            let standing = match &b.quarantine {
-                Some(q) => q.to_string(),
-                None => "validated".to_owned(),
-            };
-            let _ = writeln!(
-                out,
-                "{} {}: {standing}",
-                b.name,
-                b.client.base_url().as_str()
-            );
+    pub(super) fn builder_list(&self) -> Answer {
+        Answer::Builders {
+            builders: self
+                .model
+                .builders
+                .iter()
+                .map(|b| BuilderStanding {
+                    name: b.name.to_string(),
+                    url: b.client.base_url().clone(),
+                    quarantine: b.quarantine.as_ref().map(Quarantine::to_view),
+                })
+                .collect(),
         }
-        (true, out)
     }
 
     /// Quarantines `name` by hand (or replaces the reason of its quarantine).
-    pub(super) fn builder_disable(&mut self, name: &str, reason: &str) -> (bool, String) {
+    pub(super) fn builder_disable(&mut self, name: &str, reason: &str) -> Answer {
         let reason = quarters_common::peer_input::shorten(reason.trim(), 400);
         if reason.is_empty() {
-            return (false, "a quarantine needs a reason\n".to_owned());
+            return refused("a quarantine needs a reason");
         }
         if !self.model.builders.iter().any(|b| b.name.as_str() == name) {
-            return (
-                false,
-                format!("no builder {name:?} in the master's config\n"),
-            );
+            return refused(format!("no builder {name:?} in the master's config"));
         }
         let q = Quarantine {
             reason,
@@ -79,13 +73,13 @@ impl Core {
         };
         if let Err(e) = self.db.quarantine(name, &q) {
             tracing::error!(builder = %name, "recording the quarantine: {e}");
-            return (
-                false,
-                "the master could not record the quarantine\n".to_owned(),
-            );
+            return refused("the master could not record the quarantine");
         }
         tracing::warn!(builder = %name, "quarantined by the operator: {}", q.reason);
-        let text = format!("{name}: {q}\n");
+        let answer = Answer::Disabled {
+            builder: name.to_owned(),
+            quarantine: q.to_view(),
+        };
         if let Some(slot) = self
             .model
             .builders
@@ -95,23 +89,17 @@ impl Core {
             slot.quarantine = Some(q);
         }
         self.request_replan();
-        (true, text)
+        answer
     }
 
     /// Lifts `name`'s quarantine; its past offences are forgotten.
-    pub(super) fn builder_enable(&mut self, name: &str) -> (bool, String) {
+    pub(super) fn builder_enable(&mut self, name: &str) -> Answer {
         if !self.model.builders.iter().any(|b| b.name.as_str() == name) {
-            return (
-                false,
-                format!("no builder {name:?} in the master's config\n"),
-            );
+            return refused(format!("no builder {name:?} in the master's config"));
         }
-        match self.db.release(name) {
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(builder = %name, "lifting the quarantine: {e}");
-                return (false, "the master could not record the change\n".to_owned());
-            }
+        if let Err(e) = self.db.release(name) {
+            tracing::error!(builder = %name, "lifting the quarantine: {e}");
+            return refused("the master could not record the change");
         }
         let slot = self
             .model
@@ -127,12 +115,12 @@ impl Core {
             slot.committed_since.entry(key).or_insert(now);
         }
         self.request_replan();
-        match was {
-            Some(_) => {
-                tracing::info!(builder = %name, "enabled by the operator");
-                (true, format!("{name}: validated again\n"))
-            }
-            None => (true, format!("{name}: was not quarantined\n")),
+        if was.is_some() {
+            tracing::info!(builder = %name, "enabled by the operator");
+        }
+        Answer::Enabled {
+            builder: name.to_owned(),
+            was_quarantined: was.is_some(),
         }
     }
 }

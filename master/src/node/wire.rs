@@ -2,7 +2,7 @@
 
 use quarters_common::api::v1::{
     BuildVerdict, ClaimView, Download, EvaluationProgress, MasterState, PeerView, Problem,
-    QuarantineView, QuarantinedBy, ReadyPackage, SourceView, Verdict, ViolationView,
+    ReadyPackage, SourceView, Verdict, ViolationView,
 };
 
 use quarters_common::Arch;
@@ -10,6 +10,7 @@ use quarters_common::Arch;
 use super::Core;
 use crate::db::VerdictKind;
 use crate::plan::State;
+use crate::quarantine::Quarantine;
 
 /// Violations published per builder: enough to name the offence, never a flood.
 const VIOLATIONS_SHOWN: usize = 8;
@@ -172,14 +173,7 @@ impl Core {
                     url: b.client.base_url().clone(),
                     status: b.liveness.to_wire(),
                     slots: b.state.as_ref().map(|s| s.slots),
-                    quarantine: b.quarantine.as_ref().map(|q| QuarantineView {
-                        reason: q.reason.clone(),
-                        since: q.since,
-                        by: match q.by {
-                            crate::quarantine::By::Operator => QuarantinedBy::Operator,
-                            crate::quarantine::By::Master => QuarantinedBy::Master,
-                        },
-                    }),
+                    quarantine: b.quarantine.as_ref().map(Quarantine::to_view),
                 })
                 .collect(),
             sources: model

@@ -14,6 +14,23 @@ pub enum RepoKind {
 }
 
 impl RepoKind {
+    /// Its stable name, as the database stores it and the wire carries it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepoKind::Build => "build",
+            RepoKind::Live => "live",
+        }
+    }
+
+    /// The repository named `text` by [`RepoKind::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "build" => Some(RepoKind::Build),
+            "live" => Some(RepoKind::Live),
+            _ => None,
+        }
+    }
+
     /// How `why` names it: "the build repository".
     pub fn describe(self) -> &'static str {
         match self {

@@ -161,12 +161,13 @@ impl MasterSpool {
         let dir = self.dir()?;
         let reply =
             quarters_master::spool::submit(&dir, command, Duration::from_secs(self.timeout))?;
-        if reply.ok {
-            print!("{}", reply.text);
+        let text = quarters_ctl::render::render(&reply.answer);
+        if reply.is_ok() {
+            print!("{text}");
         } else {
-            eprint!("{}", reply.text);
+            eprint!("{text}");
         }
-        Ok(reply.ok)
+        Ok(reply.is_ok())
     }
 }
 

@@ -149,11 +149,8 @@ pub async fn promote(farm: &LocalFarm, built: &[String]) -> Result<String, Strin
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| format!("{e:#}"))?;
-    if reply.ok {
-        Ok(reply.text)
-    } else {
-        Err(reply.text)
-    }
+    let text = crate::render::render(&reply.answer);
+    if reply.is_ok() { Ok(text) } else { Err(text) }
 }
 
 /// Prints what happened, and where to look.
