@@ -189,7 +189,7 @@ pub struct MasterState {
     /// How many packages are in each state (`waiting`, `ready`, `claimed`, `built`, `live`,
     /// `failed`, `indirect-failed`, `blocked`).
     #[serde(default)]
-    pub counts: std::collections::BTreeMap<String, u64>,
+    pub counts: std::collections::BTreeMap<PackageState, u64>,
     /// Every package that is failed, indirect-failed or blocked, with the reason.
     #[serde(default)]
     pub problems: Vec<Problem>,
@@ -233,6 +233,58 @@ pub struct ViolationView {
     pub what: String,
 }
 
+/// Where a package's build stands, in the order a build goes through them.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum PackageState {
+    /// Waits for a dependency to be built.
+    Waiting,
+    /// May be built now.
+    Ready,
+    /// A builder committed to it.
+    Claimed,
+    /// In the build repository.
+    Built,
+    /// In the live repository.
+    Live,
+    /// Its build failed, or was refused too often.
+    Failed,
+    /// Something it needs failed.
+    IndirectFailed,
+    /// It cannot build as things are (a cycle, a dependency nothing provides).
+    Blocked,
+}
+
+impl std::fmt::Display for PackageState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PackageState {
+    /// Still to be built: waiting, ready or claimed.
+    pub fn is_pending(self) -> bool {
+        matches!(
+            self,
+            PackageState::Waiting | PackageState::Ready | PackageState::Claimed
+        )
+    }
+
+    /// Its stable name, as the wire carries it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PackageState::Waiting => "waiting",
+            PackageState::Ready => "ready",
+            PackageState::Claimed => "claimed",
+            PackageState::Built => "built",
+            PackageState::Live => "live",
+            PackageState::Failed => "failed",
+            PackageState::IndirectFailed => "indirect-failed",
+            PackageState::Blocked => "blocked",
+        }
+    }
+}
+
 /// A package that will not build as things are.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -240,7 +292,7 @@ pub struct Problem {
     pub version: Option<String>,
     pub arch: Option<String>,
     /// `failed`, `indirect-failed` or `blocked`.
-    pub state: String,
+    pub state: PackageState,
     /// Why, in one line; `quartersctl why` gives the whole chain.
     pub reason: String,
     /// For a failed build: its log on the master.
@@ -494,7 +546,7 @@ pub mod ctl {
     use serde::{Deserialize, Serialize};
     use url::Url;
 
-    use super::{PeerStatus, QuarantineView};
+    use super::{PackageState, PeerStatus, QuarantineView};
 
     /// `SPOOL/requests/ID.json`.
     #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -596,7 +648,7 @@ pub mod ctl {
         pub sources: Vec<SourceStatus>,
         pub builders: Vec<BuilderStatus>,
         /// Packages by state.
-        pub counts: BTreeMap<String, u64>,
+        pub counts: BTreeMap<PackageState, u64>,
         /// The head of the ready list, highest priority first.
         pub ready: Vec<ReadyHead>,
     }
@@ -637,8 +689,7 @@ pub mod ctl {
         pub pkgbase: String,
         pub version: String,
         pub arch: String,
-        /// Its state's name (`waiting`, `ready`, `failed`, ...).
-        pub state: String,
+        pub state: PackageState,
         pub source: String,
         pub path: String,
         /// The author of the package's last change.

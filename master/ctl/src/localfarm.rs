@@ -389,9 +389,11 @@ impl LocalNode {
 /// or being built (what is left is built, failed or blocked).
 pub fn settled(state: &MasterState) -> bool {
     let scanned = !state.sources.is_empty() && state.sources.iter().all(|s| s.revision.is_some());
-    let pending: u64 = ["waiting", "ready", "claimed"]
+    let pending: u64 = state
+        .counts
         .iter()
-        .filter_map(|k| state.counts.get(*k))
+        .filter(|(k, _)| k.is_pending())
+        .map(|(_, n)| n)
         .sum();
     scanned && !state.counts.is_empty() && pending == 0
 }

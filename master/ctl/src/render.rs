@@ -114,7 +114,7 @@ fn render_status(out: &mut String, status: &Status) {
     let counts: Vec<String> = status
         .counts
         .iter()
-        .map(|(state, n)| format!("{n} {state}"))
+        .map(|(state, n)| format!("{n} {}", state.as_str()))
         .collect();
     let _ = writeln!(
         out,
@@ -154,7 +154,14 @@ fn render_builder(out: &mut String, b: &BuilderStatus) {
 }
 
 fn render_why(out: &mut String, b: &WhyBuild) {
-    let _ = writeln!(out, "{} {} ({}): {}", b.pkgbase, b.version, b.arch, b.state);
+    let _ = writeln!(
+        out,
+        "{} {} ({}): {}",
+        b.pkgbase,
+        b.version,
+        b.arch,
+        b.state.as_str()
+    );
     let _ = writeln!(
         out,
         "  from source {} at {}{}",
@@ -281,7 +288,7 @@ mod tests {
                 pkgbase: "hello".into(),
                 version: "1.0-1".into(),
                 arch: "x86_64".into(),
-                state: "built".into(),
+                state: quarters_common::api::v1::PackageState::Built,
                 source: "main".into(),
                 path: "hello".into(),
                 packager: Some("A <a@example.org>".into()),

@@ -138,7 +138,7 @@ impl Core {
                     pkgbase: s.pkgbase.clone(),
                     version: s.version.clone(),
                     arch: s.arch.to_string(),
-                    state: u.state.name().to_owned(),
+                    state: u.state.kind(),
                     source: s.source.clone(),
                     path: s.path.clone(),
                     packager: s.packager.clone(),

@@ -1,8 +1,8 @@
 //! The master's state as published: `api::v1::MasterState` from the model.
 
 use quarters_common::api::v1::{
-    BuildVerdict, ClaimView, Download, EvaluationProgress, MasterState, PeerView, Problem,
-    ReadyPackage, SourceView, Verdict, ViolationView,
+    BuildVerdict, ClaimView, Download, EvaluationProgress, MasterState, PackageState, PeerView,
+    Problem, ReadyPackage, SourceView, Verdict, ViolationView,
 };
 
 use quarters_common::Arch;
@@ -129,7 +129,7 @@ impl Core {
                     pkgbase: u.spec.pkgbase.clone(),
                     version: Some(u.spec.version.clone()),
                     arch: Some(u.spec.arch.to_string()),
-                    state: u.state.name().to_owned(),
+                    state: u.state.kind(),
                     reason,
                     log,
                 })
@@ -143,7 +143,7 @@ impl Core {
                         pkgbase: path.rsplit('/').next().unwrap_or(path).to_owned(),
                         version: None,
                         arch: None,
-                        state: "blocked".to_owned(),
+                        state: PackageState::Blocked,
                         reason: format!("{} in source {}: {e}", path, s.name).replace('\n', " "),
                         log: None,
                     });

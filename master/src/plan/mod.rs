@@ -32,6 +32,7 @@ pub use update::Changes;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use quarters_common::api::v1::PackageState;
 use quarters_common::{Arch, BuildKey};
 use quarters_parsers::PkgBase;
 
@@ -164,17 +165,23 @@ pub enum State {
 }
 
 impl State {
-    pub fn name(&self) -> &'static str {
+    /// The state without its reason, as the wire names it.
+    pub fn kind(&self) -> PackageState {
         match self {
-            State::Waiting => "waiting",
-            State::Ready => "ready",
-            State::Claimed { .. } => "claimed",
-            State::Built => "built",
-            State::Live => "live",
-            State::Failed { .. } => "failed",
-            State::IndirectFailed { .. } => "indirect-failed",
-            State::Blocked { .. } => "blocked",
+            State::Waiting => PackageState::Waiting,
+            State::Ready => PackageState::Ready,
+            State::Claimed { .. } => PackageState::Claimed,
+            State::Built => PackageState::Built,
+            State::Live => PackageState::Live,
+            State::Failed { .. } => PackageState::Failed,
+            State::IndirectFailed { .. } => PackageState::IndirectFailed,
+            State::Blocked { .. } => PackageState::Blocked,
         }
+    }
+
+    /// Its stable name.
+    pub fn name(&self) -> &'static str {
+        self.kind().as_str()
     }
 
     /// Still to be built: counts toward critical paths.
@@ -362,17 +369,12 @@ impl Plan {
     }
 
     /// How many builds are in each state.
-    pub fn counts(&self) -> std::collections::BTreeMap<String, u64> {
-        // Counted under the states' static names: this runs at every publication, and a
-        // string made per build was a measurable share of the master's time.
-        let mut counts: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    pub fn counts(&self) -> std::collections::BTreeMap<PackageState, u64> {
+        let mut counts = std::collections::BTreeMap::new();
         for u in &self.units {
-            *counts.entry(u.state.name()).or_insert(0) += 1;
+            *counts.entry(u.state.kind()).or_insert(0) += 1;
         }
         counts
-            .into_iter()
-            .map(|(state, n)| (state.to_owned(), n))
-            .collect()
     }
 }
 

@@ -218,7 +218,7 @@ fn an_unresolvable_dependency_and_a_cycle_block_only_those_involved() {
     }
     assert!(matches!(state(&p, "z"), State::Blocked { chain } if chain[0] == "z needs x (x)"));
     assert_eq!(state(&p, "fine"), &State::Ready);
-    assert_eq!(p.counts()["blocked"], 5);
+    assert_eq!(p.counts()[&PackageState::Blocked], 5);
 }
 
 #[test]
@@ -370,7 +370,7 @@ fn a_soname_bump_rebuilds_no_dependent_before_the_library() {
     };
     let p = w.plan(units());
     assert_eq!(ready(&p), ["libfoo"]);
-    assert_eq!(p.counts()["waiting"], 50);
+    assert_eq!(p.counts()[&PackageState::Waiting], 50);
     assert_eq!(
         p.find("libfoo")[0].priority,
         2000,

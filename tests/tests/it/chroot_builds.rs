@@ -51,9 +51,10 @@ pub fn hello_recipes() -> Vec<Recipe> {
 
 /// How many packages the master has judged: built or failed.
 fn judged(state: &quarters_common::api::v1::MasterState) -> u64 {
-    ["built", "failed"]
+    use quarters_common::api::v1::PackageState;
+    [PackageState::Built, PackageState::Failed]
         .iter()
-        .map(|k| state.counts.get(*k).copied().unwrap_or(0))
+        .map(|k| state.counts.get(k).copied().unwrap_or(0))
         .sum()
 }
 
@@ -97,10 +98,20 @@ async fn a_real_build_with_a_dependency_from_the_build_repository_installs_with_
         &farm,
         "libhello and hello built",
         Duration::from_secs(300),
-        |s| s.counts.get("built") == Some(&2) || s.counts.contains_key("failed"),
+        |s| {
+            s.counts.get(&quarters_common::api::v1::PackageState::Built) == Some(&2)
+                || s.counts
+                    .contains_key(&quarters_common::api::v1::PackageState::Failed)
+        },
     )
     .await;
-    assert_eq!(state.counts.get("built"), Some(&2), "{state:#?}");
+    assert_eq!(
+        state
+            .counts
+            .get(&quarters_common::api::v1::PackageState::Built),
+        Some(&2),
+        "{state:#?}"
+    );
 
     let root = PacmanRoot::new(
         &farm.ca_cert,
@@ -275,7 +286,14 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
     // steal-key, escape, setuid, planter, toplevel-connect, lingering and after-all build (what
     // they tried found nothing to reach, or ended on its own); the network, daemon, fork-bomb and hang packages, the
     // three fillers and fetch-loopback fail.
-    assert_eq!(state.counts.get("failed"), Some(&8), "{:?}", state.counts);
+    assert_eq!(
+        state
+            .counts
+            .get(&quarters_common::api::v1::PackageState::Failed),
+        Some(&8),
+        "{:?}",
+        state.counts
+    );
     // Verdicts leave the master's state once the builder has cleaned up; `why` keeps them.
     let why = |name: &str| quartersctl(&farm.master.config, &["why", name]).1;
     assert!(
@@ -452,7 +470,13 @@ async fn package_scriptlets_and_hooks_never_run_as_the_hosts_root() {
     );
     // hook-victim built: its depends stage ran hooker's scriptlet and hook (they left their
     // notes in the build root), and nothing of them got out.
-    assert_eq!(state.counts.get("built"), Some(&2), "{state:#?}");
+    assert_eq!(
+        state
+            .counts
+            .get(&quarters_common::api::v1::PackageState::Built),
+        Some(&2),
+        "{state:#?}"
+    );
     farm.stop(Duration::from_secs(10)).await.unwrap();
 }
 
@@ -511,7 +535,13 @@ async fn the_builder_fetches_sources_checks_them_and_builds_from_a_read_only_cac
         |s| judged(s) == 3,
     )
     .await;
-    assert_eq!(state.counts.get("built"), Some(&2), "{state:#?}");
+    assert_eq!(
+        state
+            .counts
+            .get(&quarters_common::api::v1::PackageState::Built),
+        Some(&2),
+        "{state:#?}"
+    );
     let (_, why) = quartersctl(&farm.master.config, &["why", "bad-sum"]);
     assert!(
         why.contains("failed: fetch: greeting.txt: sha256sum mismatch"),
@@ -583,7 +613,9 @@ async fn a_builder_installs_nothing_from_a_database_the_farm_did_not_sign() {
     let packages = dir.path().join("packages");
     let recipes = hello_recipes();
     wait_for_farm(&farm, "libhello built", Duration::from_secs(300), |s| {
-        s.counts.get("built") == Some(&1) || s.counts.contains_key("failed")
+        s.counts.get(&quarters_common::api::v1::PackageState::Built) == Some(&1)
+            || s.counts
+                .contains_key(&quarters_common::api::v1::PackageState::Failed)
     })
     .await;
 
@@ -655,7 +687,14 @@ async fn a_builder_installs_nothing_from_a_database_the_farm_did_not_sign() {
         .unwrap();
     assert!(handed_back.contains("PGP signature"), "{handed_back}");
     let state = wait_for_farm(&farm, "any state", Duration::from_secs(10), |_| true).await;
-    assert_eq!(state.counts.get("built"), Some(&1), "{:?}", state.counts);
+    assert_eq!(
+        state
+            .counts
+            .get(&quarters_common::api::v1::PackageState::Built),
+        Some(&1),
+        "{:?}",
+        state.counts
+    );
     farm.stop(Duration::from_secs(10)).await.unwrap();
 }
 
@@ -678,10 +717,18 @@ async fn the_farm_builds_its_keyring_package_and_a_client_populates_it() {
     assert!(out.status.success(), "{out:?}");
     makepkg::git_commit_all(&packages, "the farm's keyring");
     let state = wait_for_farm(&farm, "both built", Duration::from_secs(300), |s| {
-        s.counts.get("built") == Some(&2) || s.counts.contains_key("failed")
+        s.counts.get(&quarters_common::api::v1::PackageState::Built) == Some(&2)
+            || s.counts
+                .contains_key(&quarters_common::api::v1::PackageState::Failed)
     })
     .await;
-    assert_eq!(state.counts.get("built"), Some(&2), "{state:#?}");
+    assert_eq!(
+        state
+            .counts
+            .get(&quarters_common::api::v1::PackageState::Built),
+        Some(&2),
+        "{state:#?}"
+    );
 
     // Bootstrapping, as with any distribution's keyring: the first install trusts the
     // channel, then signatures are required.

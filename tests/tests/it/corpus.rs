@@ -141,7 +141,9 @@ async fn the_farm_builds_accepts_and_pacman_installs_the_corpus() {
     let state = wait_until_done(&farm).await;
     assert!(state.problems.is_empty(), "{:#?}", state.problems);
     assert_eq!(
-        state.counts.get("built"),
+        state
+            .counts
+            .get(&quarters_common::api::v1::PackageState::Built),
         Some(&(CORPUS.len() as u64)),
         "{:?}",
         state.counts

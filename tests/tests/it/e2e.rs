@@ -104,9 +104,10 @@ pub fn real_farm_config(source: &str, lease: u64) -> (String, String) {
 }
 
 fn pending(s: &MasterState) -> u64 {
-    ["waiting", "ready", "claimed"]
+    s.counts
         .iter()
-        .filter_map(|k| s.counts.get(*k))
+        .filter(|(k, _)| k.is_pending())
+        .map(|(_, n)| n)
         .sum()
 }
 
@@ -168,7 +169,9 @@ async fn end_to_end(kind: Kind) {
     let mut farm = start_farm_in(dir.path(), 3, &master, &builder).await;
     let state = wait_until_done(&farm).await;
     assert_eq!(
-        state.counts.get("built"),
+        state
+            .counts
+            .get(&quarters_common::api::v1::PackageState::Built),
         Some(&(BUILDABLE.len() as u64)),
         "{state:#?}"
     );
@@ -180,7 +183,7 @@ async fn end_to_end(kind: Kind) {
         .iter()
         .find(|p| p.pkgbase == "broken")
         .expect("broken is a problem");
-    assert_eq!(broken.state, "failed");
+    assert_eq!(broken.state, quarters_common::api::v1::PackageState::Failed);
     assert!(
         broken.reason.starts_with("build: exit status"),
         "{broken:?}"
@@ -197,7 +200,10 @@ async fn end_to_end(kind: Kind) {
         .iter()
         .find(|p| p.pkgbase == "needs-broken")
         .unwrap();
-    assert_eq!(dependent.state, "indirect-failed");
+    assert_eq!(
+        dependent.state,
+        quarters_common::api::v1::PackageState::IndirectFailed
+    );
 
     // Promotion with --with-deps moves the closure: hello brings libhello.
     let (ok, text) = quartersctl(&farm, &["promote", "hello"]);

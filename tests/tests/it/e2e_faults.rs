@@ -62,7 +62,9 @@ async fn a_builder_killed_mid_build_loses_its_package_to_another_after_the_lease
 
     let state = wait_until_done(&farm).await;
     assert_eq!(
-        state.counts.get("built"),
+        state
+            .counts
+            .get(&quarters_common::api::v1::PackageState::Built),
         Some(&(BUILDABLE.len() as u64)),
         "{state:#?}"
     );
@@ -88,13 +90,21 @@ async fn a_master_killed_mid_run_comes_back_and_the_farm_completes() {
         &farm,
         "a few packages built",
         Duration::from_secs(120),
-        |s| s.counts.get("built").copied().unwrap_or(0) >= 2,
+        |s| {
+            s.counts
+                .get(&quarters_common::api::v1::PackageState::Built)
+                .copied()
+                .unwrap_or(0)
+                >= 2
+        },
     )
     .await;
     farm.crash_and_restart_master().await.unwrap();
     let state = wait_until_done(&farm).await;
     assert_eq!(
-        state.counts.get("built"),
+        state
+            .counts
+            .get(&quarters_common::api::v1::PackageState::Built),
         Some(&(BUILDABLE.len() as u64)),
         "{state:#?}"
     );
@@ -123,7 +133,11 @@ async fn a_commit_while_the_farm_runs_is_built_after_the_old_version_and_promote
     let (master, builder) = real_farm_config(&source, 10);
     let mut farm = start_farm_in(dir.path(), 3, &master, &builder).await;
     wait_for_farm(&farm, "hello 1.0-1 built", Duration::from_secs(120), |s| {
-        s.counts.get("built").copied().unwrap_or(0) >= 1
+        s.counts
+            .get(&quarters_common::api::v1::PackageState::Built)
+            .copied()
+            .unwrap_or(0)
+            >= 1
             && !s.ready.iter().any(|r| r.pkgbase == "hello")
             && !s.claims.iter().any(|c| c.pkgbase == "hello")
             && s.problems.iter().all(|p| p.pkgbase != "hello")

@@ -37,7 +37,10 @@ async fn race(builders: usize) {
         &farm,
         "every package built",
         Duration::from_secs(120),
-        |s| s.counts.get("built") == Some(&(names.len() as u64)),
+        |s| {
+            s.counts.get(&quarters_common::api::v1::PackageState::Built)
+                == Some(&(names.len() as u64))
+        },
     )
     .await;
     farm.stop(Duration::from_secs(10)).await.unwrap();
@@ -114,7 +117,7 @@ async fn a_killed_builders_package_is_built_elsewhere_after_the_lease() {
         "the killed builder cannot have finished it"
     );
     wait_for_farm(&farm, "everything built", Duration::from_secs(90), |s| {
-        s.counts.get("built") == Some(&4)
+        s.counts.get(&quarters_common::api::v1::PackageState::Built) == Some(&4)
     })
     .await;
     farm.stop(Duration::from_secs(10)).await.unwrap();

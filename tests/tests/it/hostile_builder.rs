@@ -134,8 +134,12 @@ async fn build_ids_and_stages_never_become_paths() {
     // `other` shows as ready or claimed depends on when the valid claim naming the invalid
     // build was last planned with.)
     assert!(state.results.is_empty(), "{:?}", state.results);
-    for judged in ["built", "failed", "indirect-failed"] {
-        assert_eq!(state.counts.get(judged), None, "{:?}", state.counts);
+    for judged in [
+        quarters_common::api::v1::PackageState::Built,
+        quarters_common::api::v1::PackageState::Failed,
+        quarters_common::api::v1::PackageState::IndirectFailed,
+    ] {
+        assert_eq!(state.counts.get(&judged), None, "{:?}", state.counts);
     }
     quarters_tests::assert_contains(
         &status(&f.master),
@@ -203,7 +207,7 @@ async fn only_the_first_committed_builder_is_judged() {
             s.results
                 .iter()
                 .any(|r| r.build == "h1" && r.verdict == Verdict::Accepted)
-                && s.counts.get("built") == Some(&1)
+                && s.counts.get(&quarters_common::api::v1::PackageState::Built) == Some(&1)
         })
         .await;
     assert!(!state.ready.iter().any(|r| r.pkgbase == "hello"));
@@ -349,7 +353,14 @@ async fn a_builder_that_keeps_breaking_the_protocol_is_quarantined_until_an_oper
             s.ready.len() == 2 && !s.claims.iter().any(|c| c.builder == "builder-1")
         })
         .await;
-    assert_eq!(state.counts.get("claimed"), None, "{:?}", state.counts);
+    assert_eq!(
+        state
+            .counts
+            .get(&quarters_common::api::v1::PackageState::Claimed),
+        None,
+        "{:?}",
+        state.counts
+    );
     quarters_tests::assert_contains(
         &status(&f.master),
         &["builder builder-1", "quarantined by the master"],
@@ -412,7 +423,14 @@ async fn a_builder_that_keeps_breaking_the_protocol_is_quarantined_until_an_oper
                     .any(|r| r.build == "q1" && r.verdict == Verdict::Accepted)
         })
         .await;
-    assert_eq!(state.counts.get("built"), Some(&2), "{:?}", state.counts);
+    assert_eq!(
+        state
+            .counts
+            .get(&quarters_common::api::v1::PackageState::Built),
+        Some(&2),
+        "{:?}",
+        state.counts
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -569,7 +587,14 @@ async fn a_builder_trickling_its_artifact_keeps_nothing_once_disabled() {
         "the disabled builder's build was judged: {:?}",
         state.results
     );
-    assert_eq!(state.counts.get("built"), None, "{:?}", state.counts);
+    assert_eq!(
+        state
+            .counts
+            .get(&quarters_common::api::v1::PackageState::Built),
+        None,
+        "{:?}",
+        state.counts
+    );
 }
 
 /// A builder holds its package while the master pulls its build; trickling the artifact (a

@@ -73,7 +73,7 @@ async fn a_pkgbuild_evaluated_by_a_service_master_reaches_none_of_its_files() {
             ["noisy", "snoop"]
                 .iter()
                 .all(|name| s.problems.iter().any(|p| p.pkgbase == *name))
-                && s.counts.get("ready") == Some(&1)
+                && s.counts.get(&quarters_common::api::v1::PackageState::Ready) == Some(&1)
         })
         .await;
 

@@ -60,7 +60,14 @@ async fn a_master_killed_mid_pull_recovers_and_accepts_exactly_once() {
         .await;
     let result = state.results.iter().find(|r| r.build == "b1").unwrap();
     assert_eq!(result.verdict, Verdict::Accepted, "{result:?}");
-    assert_eq!(state.counts.get("built"), Some(&1), "{:?}", state.counts);
+    assert_eq!(
+        state
+            .counts
+            .get(&quarters_common::api::v1::PackageState::Built),
+        Some(&1),
+        "{:?}",
+        state.counts
+    );
 
     // Killed and restarted again after the acceptance: still exactly one acceptance.
     master.restart().await;

@@ -56,8 +56,22 @@ async fn the_master_plans_pulls_verifies_and_serves_a_repository_pacman_installs
             r.contains(&"libhello") && r.contains(&"fails")
         })
         .await;
-    assert_eq!(state.counts.get("blocked"), Some(&3), "{:?}", state.counts);
-    assert_eq!(state.counts.get("waiting"), Some(&2), "{:?}", state.counts);
+    assert_eq!(
+        state
+            .counts
+            .get(&quarters_common::api::v1::PackageState::Blocked),
+        Some(&3),
+        "{:?}",
+        state.counts
+    );
+    assert_eq!(
+        state
+            .counts
+            .get(&quarters_common::api::v1::PackageState::Waiting),
+        Some(&2),
+        "{:?}",
+        state.counts
+    );
     assert!(state.builders[0].status.is_up());
     let lib = state
         .ready
@@ -157,10 +171,16 @@ async fn the_master_plans_pulls_verifies_and_serves_a_repository_pacman_installs
     b5.logs = vec!["build".into()];
     builder.show(b5);
     let state = master
-        .wait_for("fails failed", |s| s.counts.get("failed") == Some(&1))
+        .wait_for("fails failed", |s| {
+            s.counts
+                .get(&quarters_common::api::v1::PackageState::Failed)
+                == Some(&1)
+        })
         .await;
     assert_eq!(
-        state.counts.get("indirect-failed"),
+        state
+            .counts
+            .get(&quarters_common::api::v1::PackageState::IndirectFailed),
         Some(&1),
         "{:?}",
         state.counts
@@ -216,9 +236,18 @@ async fn the_master_plans_pulls_verifies_and_serves_a_repository_pacman_installs
         "{text}"
     );
     let state = master
-        .wait_for("hello live", |s| s.counts.get("live") == Some(&2))
+        .wait_for("hello live", |s| {
+            s.counts.get(&quarters_common::api::v1::PackageState::Live) == Some(&2)
+        })
         .await;
-    assert_eq!(state.counts.get("built"), None, "{:?}", state.counts);
+    assert_eq!(
+        state
+            .counts
+            .get(&quarters_common::api::v1::PackageState::Built),
+        None,
+        "{:?}",
+        state.counts
+    );
     let live = PacmanRoot::new(
         &ca.join("ca.pem"),
         &[("quarters", format!("{}repo/live/$arch", master.url))],
@@ -291,7 +320,9 @@ async fn a_rebuild_waits_for_the_new_library_not_the_one_it_replaces() {
     let old = makepkg::build(&liba("1.0-1"), &dir.path().join("built"));
     builder.show(builder.succeeded("b1", "liba", "1.0-1", &old));
     master
-        .wait_for("liba 1.0-1 built", |s| s.counts.get("built") == Some(&1))
+        .wait_for("liba 1.0-1 built", |s| {
+            s.counts.get(&quarters_common::api::v1::PackageState::Built) == Some(&1)
+        })
         .await;
 
     // One commit: the new library and the rebuild against it.
@@ -309,7 +340,14 @@ async fn a_rebuild_waits_for_the_new_library_not_the_one_it_replaces() {
         ["liba"],
         "app must not build against liba 1.0-1"
     );
-    assert_eq!(state.counts.get("waiting"), Some(&1), "{:?}", state.counts);
+    assert_eq!(
+        state
+            .counts
+            .get(&quarters_common::api::v1::PackageState::Waiting),
+        Some(&1),
+        "{:?}",
+        state.counts
+    );
     let (ok, why) = quarters_tests::quartersctl(&master.config, &["why", "app"]);
     assert!(ok, "{why}");
     quarters_tests::assert_contains(

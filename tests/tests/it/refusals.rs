@@ -72,7 +72,14 @@ async fn a_version_refused_twice_fails_with_the_reason_until_retried() {
         "{reason}"
     );
     assert!(!state.ready.iter().any(|r| r.pkgbase == "stale"));
-    assert_eq!(state.counts.get("failed"), Some(&1), "{:?}", state.counts);
+    assert_eq!(
+        state
+            .counts
+            .get(&quarters_common::api::v1::PackageState::Failed),
+        Some(&1),
+        "{:?}",
+        state.counts
+    );
 
     let ctl = |args: &[&str]| quarters_tests::quartersctl(&master.config, args);
     let (ok, why) = ctl(&["why", "stale"]);

@@ -95,7 +95,9 @@ async fn pacman_trusting_only_the_farm_key_installs_what_the_farm_signed_and_ref
         quarters_tests::quartersctl(&master.config, &["promote", "hello", "--with-deps"]);
     assert!(ok, "{text}");
     master
-        .wait_for("both live", |s| s.counts.get("live") == Some(&2))
+        .wait_for("both live", |s| {
+            s.counts.get(&quarters_common::api::v1::PackageState::Live) == Some(&2)
+        })
         .await;
 
     // pacman's own downloader is sent to the version of the database shown now; what it

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use quarters_common::api::v1::ctl::Command;
-use quarters_common::api::v1::{ClaimPhase, MasterState, Role, Verdict};
+use quarters_common::api::v1::{ClaimPhase, MasterState, PackageState, Role, Verdict};
 use quarters_common::client::Fetched;
 
 use crate::localfarm::LocalFarm;
@@ -155,7 +155,7 @@ pub async fn promote(farm: &LocalFarm, built: &[String]) -> Result<String, Strin
 
 /// Prints what happened, and where to look.
 pub fn summary(farm: &LocalFarm, done: &Done, promoted: &Result<String, String>) {
-    let by_state = |state: &str| -> Vec<String> {
+    let by_state = |state: PackageState| -> Vec<String> {
         done.state
             .problems
             .iter()
@@ -172,11 +172,12 @@ pub fn summary(farm: &LocalFarm, done: &Done, promoted: &Result<String, String>)
         done.makespan.as_secs_f64()
     );
     println!("  built ({}): {}", done.built.len(), done.built.join(", "));
-    for (title, state) in [
-        ("failed", "failed"),
-        ("indirect-failed", "indirect-failed"),
-        ("blocked", "blocked"),
+    for state in [
+        PackageState::Failed,
+        PackageState::IndirectFailed,
+        PackageState::Blocked,
     ] {
+        let title = state.as_str();
         let list = by_state(state);
         if !list.is_empty() {
             println!("  {title} ({}):", list.len());

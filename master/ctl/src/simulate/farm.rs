@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use quarters_common::api::v1::{MasterState, Role};
+use quarters_common::api::v1::{MasterState, PackageState, Role};
 use quarters_common::client::Fetched;
 use quarters_common::counters::{
     CLAIM_ATTEMPTS, CLAIMS_WON, PEER_READS, PEER_READS_UNCHANGED, REQUESTS,
@@ -140,13 +140,13 @@ pub async fn run(
         .iter()
         .filter_map(|(row, recorded)| Recorded::from_row(row, *recorded, &node_of))
         .collect();
-    let count = |k: &str| state.counts.get(k).copied().unwrap_or(0);
+    let count = |k: PackageState| state.counts.get(&k).copied().unwrap_or(0);
     Ok(FarmReport {
         builders: options.builders,
         time_scale: options.time_scale,
         wall_s: wall.as_secs_f64(),
-        blocked: count("blocked") + count("indirect-failed"),
-        failed: count("failed"),
+        blocked: count(PackageState::Blocked) + count(PackageState::IndirectFailed),
+        failed: count(PackageState::Failed),
         timeline: measure::timeline(&builds, &graph.deps),
         cost,
     })
