@@ -305,9 +305,40 @@ impl PeerClient {
             .expect("paths joined here are absolute and valid")
     }
 
+    /// Reads `path` as JSON, taking a 404 whose body is JSON too: an answer that carries its
+    /// refusal ("no such package") in the body, as the master's `why` does.
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        limit: usize,
+    ) -> Result<T, PeerError> {
+        let url = self.url(path);
+        let response = self
+            .http
+            .get(url.clone())
+            .timeout(self.limits.answer_timeout)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&url, &e))?;
+        let status = response.status();
+        if !(status.is_success() || status == StatusCode::NOT_FOUND) {
+            return Err(PeerError::Status {
+                peer: self.name.clone(),
+                url,
+                status,
+            });
+        }
+        let body = self.read_any_body(response, &url, limit).await?;
+        serde_json::from_slice(&body).map_err(|e| PeerError::Malformed {
+            peer: self.name.clone(),
+            url,
+            reason: e.to_string(),
+        })
+    }
+
     async fn read_body(
         &self,
-        mut response: reqwest::Response,
+        response: reqwest::Response,
         url: &Url,
         limit: usize,
     ) -> Result<Bytes, PeerError> {
@@ -318,6 +349,16 @@ impl PeerClient {
                 status: response.status(),
             });
         }
+        self.read_any_body(response, url, limit).await
+    }
+
+    /// The body, whatever the status, refused over `limit` bytes.
+    async fn read_any_body(
+        &self,
+        mut response: reqwest::Response,
+        url: &Url,
+        limit: usize,
+    ) -> Result<Bytes, PeerError> {
         let too_large = || PeerError::TooLarge {
             peer: self.name.clone(),
             url: url.clone(),

@@ -9,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use quarters_common::files::{is_plain_name, serve_file};
 
-use crate::node::Master;
+use quarters_common::api::v1::ctl::Answer;
+
+use crate::node::{Master, Question};
 use crate::plan::binaries::RepoKind;
 
 /// Every route the master serves.
@@ -22,16 +24,33 @@ pub fn app(master: &Arc<Master>) -> Router {
         )
         .route("/v1/sources/{source}/{file}", get(source_tarball))
         .route("/v1/logs/{builder}/{build}/{stage}", get(build_log))
+        .route("/v1/status", get(status))
+        .route("/v1/why/{package}", get(why))
         .with_state(master.clone());
     master.publisher().routes().merge(files)
 }
 
-fn repo_kind(repo: &str) -> Option<RepoKind> {
-    match repo {
-        "build" => Some(RepoKind::Build),
-        "live" => Some(RepoKind::Live),
-        _ => None,
+/// `quartersctl status` for readers anywhere: the same answer as through the spool.
+async fn status(State(master): State<Arc<Master>>) -> Response {
+    answer(master.ask(Question::Status).await)
+}
+
+/// `quartersctl why PACKAGE` for readers anywhere.
+async fn why(State(master): State<Arc<Master>>, Path(package): Path<String>) -> Response {
+    // No package name is longer; a longer one is not worth the core's time.
+    if package.len() > 256 {
+        return StatusCode::NOT_FOUND.into_response();
     }
+    answer(master.ask(Question::Why { package }).await)
+}
+
+/// An answer as JSON: a refusal (no such package, a stopping master) is a 404 with its reason.
+fn answer(answer: Answer) -> Response {
+    let status = match &answer {
+        Answer::Refused { .. } => StatusCode::NOT_FOUND,
+        _ => StatusCode::OK,
+    };
+    (status, axum::Json(answer)).into_response()
 }
 
 async fn repo_file(
@@ -39,7 +58,7 @@ async fn repo_file(
     Path((repo, arch, file)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(repo) = repo_kind(&repo) else {
+    let Some(repo) = RepoKind::parse(&repo) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     if !is_plain_name(&arch) {
@@ -73,7 +92,7 @@ async fn repo_version_file(
     State(master): State<Arc<Master>>,
     Path((repo, arch, version, file)): Path<(String, String, String, String)>,
 ) -> Response {
-    let Some(repo) = repo_kind(&repo) else {
+    let Some(repo) = RepoKind::parse(&repo) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     if !is_plain_name(&arch) || !is_plain_name(&file) {

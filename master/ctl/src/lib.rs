@@ -7,5 +7,6 @@
 pub mod demo;
 pub mod examples;
 pub mod localfarm;
+pub mod remote;
 pub mod render;
 pub mod simulate;

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use quarters_common::api::v1::ctl::{Command, Reply};
+use quarters_common::api::v1::ctl::{Answer, Command, Reply};
 use quarters_common::state::StatePublisher;
 use tokio::sync::{mpsc, oneshot};
 
@@ -86,6 +86,30 @@ impl Master {
         tarball_dir(&self.config, source)
     }
 
+    /// Answers a question that changes nothing (`status`, `why`), for a reader over HTTPS.
+    pub async fn ask(&self, question: Question) -> Answer {
+        let command = match question {
+            Question::Status => Command::Status,
+            Question::Why { package } => Command::Why { package },
+        };
+        let (tx, rx) = oneshot::channel();
+        let asked = self
+            .events
+            .send(Event::Command {
+                id: "https".to_owned(),
+                command,
+                reply: tx,
+            })
+            .await;
+        match asked {
+            Ok(()) => match rx.await {
+                Ok(reply) => reply.answer,
+                Err(_) => ctl::refused("the master is stopping"),
+            },
+            Err(_) => ctl::refused("the master is stopping"),
+        }
+    }
+
     /// Carries out one `quartersctl` request, from a thread that may block (the spool's).
     pub fn handle_blocking(&self, id: &str, command: Command) -> Reply {
         let (tx, rx) = oneshot::channel();
@@ -102,6 +126,14 @@ impl Master {
             },
         }
     }
+}
+
+/// What anyone may ask the master over HTTPS: only what changes nothing. Changes go through the
+/// spool, whose file permissions are the authorization.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Question {
+    Status,
+    Why { package: String },
 }
 
 /// The directory of a source's tarballs.

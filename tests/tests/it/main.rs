@@ -16,6 +16,7 @@ mod master_flow;
 mod pki_cli;
 mod readme;
 mod refusals;
+mod remote_ctl;
 mod scan_cli;
 mod signing;
 mod simulate;

@@ -50,13 +50,13 @@ enum Command {
     /// The farm at a glance.
     Status {
         #[command(flatten)]
-        master: MasterSpool,
+        master: MasterReader,
     },
     /// Why a package is in the state it is in.
     Why {
         package: String,
         #[command(flatten)]
-        master: MasterSpool,
+        master: MasterReader,
     },
     /// The builders: list them, or take one out of the farm and back.
     #[command(subcommand)]
@@ -142,6 +142,52 @@ struct MasterSpool {
     timeout: u64,
 }
 
+/// Which master to ask a question that changes nothing: through its spool, or over HTTPS from
+/// any machine.
+#[derive(ClapArgs, Debug)]
+struct MasterReader {
+    #[command(flatten)]
+    spool: MasterSpool,
+    /// Ask the master at this URL over HTTPS instead of through its spool.
+    #[arg(long, requires = "ca")]
+    master: Option<url::Url>,
+    /// The farm's CA certificate, which the master's must be signed by (with --master).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// The node name the master's certificate must carry (with --master).
+    #[arg(long, default_value = "master")]
+    master_name: String,
+}
+
+impl MasterReader {
+    fn ask(&self, question: quarters_ctl::remote::Question) -> anyhow::Result<bool> {
+        use quarters_ctl::remote::Question;
+        let (Some(url), Some(ca)) = (&self.master, &self.ca) else {
+            return self.spool.send(match question {
+                Question::Status => CtlCommand::Status,
+                Question::Why { package } => CtlCommand::Why { package },
+            });
+        };
+        let answer = quarters_ctl::remote::ask(url, ca, &self.master_name, &question)?;
+        Ok(print_answer(&answer))
+    }
+}
+
+/// Prints `answer`, a refusal on stderr; whether it was not one.
+fn print_answer(answer: &quarters_common::api::v1::ctl::Answer) -> bool {
+    let text = quarters_ctl::render::render(answer);
+    let ok = !matches!(
+        answer,
+        quarters_common::api::v1::ctl::Answer::Refused { .. }
+    );
+    if ok {
+        print!("{text}");
+    } else {
+        eprint!("{text}");
+    }
+    ok
+}
+
 const DEFAULT_SPOOL: &str = "/var/lib/quarters/master/spool";
 
 impl MasterSpool {
@@ -161,13 +207,7 @@ impl MasterSpool {
         let dir = self.dir()?;
         let reply =
             quarters_master::spool::submit(&dir, command, Duration::from_secs(self.timeout))?;
-        let text = quarters_ctl::render::render(&reply.answer);
-        if reply.is_ok() {
-            print!("{text}");
-        } else {
-            eprint!("{text}");
-        }
-        Ok(reply.is_ok())
+        Ok(print_answer(&reply.answer))
     }
 }
 
@@ -326,8 +366,12 @@ fn run(args: Args) -> anyhow::Result<bool> {
             });
         }
         Command::Retry { package, master } => return master.send(CtlCommand::Retry { package }),
-        Command::Status { master } => return master.send(CtlCommand::Status),
-        Command::Why { package, master } => return master.send(CtlCommand::Why { package }),
+        Command::Status { master } => {
+            return master.ask(quarters_ctl::remote::Question::Status);
+        }
+        Command::Why { package, master } => {
+            return master.ask(quarters_ctl::remote::Question::Why { package });
+        }
         Command::Builder(BuilderCommand::List { master }) => {
             return master.send(CtlCommand::BuilderList);
         }
