@@ -284,10 +284,8 @@ impl BuilderConfig {
             return Err(ConfigError::invalid(path, "arch", "lists no architecture"));
         }
         for (i, a) in arch.iter().enumerate() {
-            let valid = !a.is_empty()
-                && a.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-            if !valid || a == "any" {
+            let machine = quarters_common::Arch::parse(a).is_ok_and(|a| !a.is_any());
+            if !machine {
                 return Err(ConfigError::invalid(
                     path,
                     &format!("arch[{i}]"),

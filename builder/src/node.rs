@@ -15,9 +15,10 @@ use quarters_common::counters::{CLAIM_ATTEMPTS, CLAIMS_WON};
 use quarters_common::follow::PeerEvent;
 use quarters_common::liveness::Liveness;
 use quarters_common::state::StatePublisher;
+use quarters_common::{Arch, BuildKey};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -26,10 +27,8 @@ use crate::claims::protocol::PeerTracker;
 use crate::claims::{Attempt, ClaimBook, Withdrawn};
 use crate::config::BuilderConfig;
 use crate::dispatch;
-use crate::driver::{Driver, Job};
+use crate::driver::{Driver, Job, Measured, Outcome, Stage};
 use crate::peers::Peers;
-
-type Key = (String, String, String);
 
 /// After a failed claim attempt, the package is left alone this long.
 const BACKOFF: Duration = Duration::from_secs(3);
@@ -39,6 +38,12 @@ const COLLISION_PAUSE: Duration = Duration::from_millis(20);
 /// After a build was handed back (the master out of reach), the package is left alone this long.
 const HAND_BACK_PAUSE: Duration = Duration::from_secs(10);
 
+/// The builder: its model, its claims, and what drives them.
+///
+/// Locks: `book`, `model` and `tracker` are std mutexes held for short sections only, never
+/// across an `.await` (the tasks are `Send`, so the compiler refuses a guard held over one).
+/// Order: `book` before `model` (the book publishes its claims into the model while locked);
+/// nothing takes `book` while holding `model`. `tracker` is taken alone.
 pub struct Node {
     pub config: Arc<BuilderConfig>,
     model: Mutex<Model>,
@@ -50,6 +55,9 @@ pub struct Node {
     pub master: PeerClient,
     pub peers: Peers,
     wake: Notify,
+    /// One permit per build slot, held by each running build's task until it ends, however it
+    /// ends: no count kept by hand to drift.
+    slots: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Node {
@@ -66,22 +74,27 @@ struct Model {
     master: Option<MasterState>,
     claims: Vec<Claim>,
     builds: BTreeMap<String, Record>,
-    running: u32,
-    backoff: HashMap<Key, Instant>,
+    backoff: HashMap<BuildKey, Instant>,
     /// Ready packages assigned to other builders, and when this builder first saw them so.
-    deferred: HashMap<Key, Instant>,
+    deferred: HashMap<BuildKey, Instant>,
 }
 
 /// What the scheduler should do next.
 enum Pick {
-    Now(Box<ReadyPackage>),
+    Now {
+        key: BuildKey,
+        package: Box<ReadyPackage>,
+    },
     /// Nothing now; something may be worth trying then.
     Later(Instant),
     Nothing,
 }
 
-fn key_of(p: &ReadyPackage) -> Key {
-    (p.pkgbase.clone(), p.version.clone(), p.arch.clone())
+/// What a ready package is keyed by; `None` for an architecture that does not parse, which no
+/// builder builds.
+fn key_of(p: &ReadyPackage) -> Option<BuildKey> {
+    let arch = Arch::parse(&p.arch).ok()?;
+    Some(BuildKey::new(&p.pkgbase, &p.version, arch))
 }
 
 impl Node {
@@ -118,6 +131,7 @@ impl Node {
                     node.claims_changed(claims);
                 }
             });
+            let slots = Arc::new(Semaphore::new(config.slots as usize));
             Node {
                 book: Mutex::new(ClaimBook::new(config.lease, time::Duration::ZERO, publish)),
                 config,
@@ -132,15 +146,15 @@ impl Node {
                 master,
                 peers,
                 wake: Notify::new(),
+                slots,
             }
         });
         // Finished builds wait for the master's verdict; their claims come back with them.
         for record in finished {
-            let key = (
-                record.build.pkgbase.clone(),
-                record.build.version.clone(),
-                record.build.arch.clone(),
-            );
+            // The job was picked, so its key parsed then.
+            let Some(key) = key_of(&record.job) else {
+                continue;
+            };
             let phase = match record.build.outcome {
                 BuildOutcome::Failed { .. } => ClaimPhase::Failed,
                 _ => ClaimPhase::Done,
@@ -253,18 +267,16 @@ impl Node {
     /// Drops the builds the master has judged, and their claims.
     fn clean_up(&self) {
         let me = self.config.name.as_str();
-        let judged: Vec<(String, Key)> = {
+        let judged: Vec<(String, Option<BuildKey>)> = {
             let model = self.model();
             let Some(master) = &model.master else { return };
             master
                 .results
                 .iter()
-                .filter(|r| r.builder == me && model.builds.contains_key(&r.build))
-                .map(|r| {
-                    (
-                        r.build.clone(),
-                        (r.pkgbase.clone(), r.version.clone(), r.arch.clone()),
-                    )
+                .filter(|r| r.builder == me)
+                .filter_map(|r| {
+                    let record = model.builds.get(&r.build)?;
+                    Some((r.build.clone(), key_of(&record.job)))
                 })
                 .collect()
         };
@@ -272,7 +284,9 @@ impl Node {
             tracing::info!(build = %id, "judged by the master; cleaning up");
             self.store.remove(&id);
             self.model().builds.remove(&id);
-            self.book().drop_claim(&key);
+            if let Some(key) = key {
+                self.book().drop_claim(&key);
+            }
         }
         self.publish();
     }
@@ -282,10 +296,11 @@ impl Node {
     /// builders ([`dispatch`]): this builder's own share is tried at once, another builder's
     /// only after its takeover delay has passed since this builder first saw it.
     fn pick(&self) -> Pick {
-        let mut model = self.model();
-        if model.running >= self.config.slots {
+        let free = u32::try_from(self.slots.available_permits()).unwrap_or(u32::MAX);
+        if free == 0 {
             return Pick::Nothing;
         }
+        let mut model = self.model();
         let now = Instant::now();
         model.backoff.retain(|_, until| *until > now);
         let Model {
@@ -293,7 +308,6 @@ impl Node {
             claims,
             backoff,
             deferred,
-            running,
             ..
         } = &mut *model;
         let Some(master) = master.as_ref() else {
@@ -308,37 +322,42 @@ impl Node {
             return Pick::Nothing;
         }
         // Any claim the master shows, in whatever phase, and this builder's own.
-        let taken: HashSet<Key> = master
+        let taken: HashSet<BuildKey> = master
             .claims
             .iter()
-            .map(|c| (c.pkgbase.clone(), c.version.clone(), c.arch.clone()))
-            .chain(claims.iter().map(crate::claims::review::key_of))
+            .filter_map(|c| {
+                let arch = Arch::parse(&c.arch).ok()?;
+                Some(BuildKey::new(&c.pkgbase, &c.version, arch))
+            })
+            .chain(claims.iter().filter_map(crate::claims::review::key_of))
             .collect();
-        let idle = dispatch::idle_builders(master, me, self.config.slots - *running);
+        let idle = dispatch::idle_builders(master, me, free.min(self.config.slots));
         let free: u32 = idle.iter().map(|b| b.free).sum();
-        let candidates: Vec<&ReadyPackage> = master
+        let (keys, candidates): (Vec<BuildKey>, Vec<&ReadyPackage>) = master
             .ready
             .iter()
-            .filter(|p| p.arch == "any" || self.config.arch.contains(&p.arch))
-            .filter(|p| {
-                let k = key_of(p);
-                !taken.contains(&k) && !backoff.contains_key(&k)
-            })
+            .filter_map(|p| Some((key_of(p)?, p)))
+            .filter(|(k, _)| self.config.arch.iter().any(|m| k.arch.runs_on(m)))
+            .filter(|(k, _)| !taken.contains(k) && !backoff.contains_key(k))
             .take(usize::try_from(free).unwrap_or(usize::MAX))
-            .collect();
+            .unzip();
+        let now_pick = |i: usize| Pick::Now {
+            key: keys[i].clone(),
+            package: Box::new(candidates[i].clone()),
+        };
         let assigned = dispatch::assign(&candidates, &idle);
         let mine = idle.iter().position(|b| b.name == me);
         if let Some(i) = assigned.iter().position(|a| a.is_some() && *a == mine) {
-            return Pick::Now(Box::new(candidates[i].clone()));
+            return now_pick(i);
         }
         // Nothing of this builder's own: take over what another has left too long.
-        deferred.retain(|k, _| candidates.iter().any(|p| key_of(p) == *k));
+        deferred.retain(|k, _| keys.contains(k));
         let mut next: Option<Instant> = None;
-        for p in &candidates {
-            let since = *deferred.entry(key_of(p)).or_insert(now);
+        for (i, p) in candidates.iter().enumerate() {
+            let since = *deferred.entry(keys[i].clone()).or_insert(now);
             let at = since + dispatch::takeover_delay(me, p, &idle);
             if at <= now {
-                return Pick::Now(Box::new((*p).clone()));
+                return now_pick(i);
             }
             next = Some(next.map_or(at, |n| n.min(at)));
         }
@@ -354,12 +373,11 @@ impl Node {
     /// returns when to look again if nothing else happens before.
     async fn fill_slots(self: &Arc<Self>) -> Option<Instant> {
         loop {
-            let package = match self.pick() {
-                Pick::Now(package) => *package,
+            let (key, package) = match self.pick() {
+                Pick::Now { key, package } => (key, *package),
                 Pick::Later(at) => return Some(at),
                 Pick::Nothing => return None,
             };
-            let key = key_of(&package);
             let attempt = Attempt {
                 me: self.config.name.as_str(),
                 book: &self.book,
@@ -371,7 +389,7 @@ impl Node {
                 Ok(()) => {
                     self.publisher.counters().add(CLAIMS_WON, 1);
                     self.model().deferred.remove(&key);
-                    self.start(package);
+                    self.start(key.clone(), package);
                 }
                 Err(why) => {
                     tracing::debug!(package = %package.pkgbase, "claim withdrawn: {why:?}");
@@ -387,11 +405,17 @@ impl Node {
         }
     }
 
-    fn start(self: &Arc<Self>, package: ReadyPackage) {
+    fn start(self: &Arc<Self>, key: BuildKey, package: ReadyPackage) {
+        // `pick` saw a free slot, and only this task takes slots.
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            tracing::error!("no free slot for {} after picking it", package.pkgbase);
+            self.book().drop_claim(&key);
+            return;
+        };
         let id = self.store.new_id(&package.pkgbase);
         if let Err(e) = self.store.create(&id) {
             tracing::error!("creating build {id}: {e}");
-            self.book().drop_claim(&key_of(&package));
+            self.book().drop_claim(&key);
             return;
         }
         let record = Record {
@@ -401,7 +425,7 @@ impl Node {
                 version: package.version.clone(),
                 arch: package.arch.clone(),
                 outcome: BuildOutcome::Running {
-                    stage: "prepare".to_owned(),
+                    stage: Stage::Prepare.as_str().to_owned(),
                 },
                 started_at: OffsetDateTime::now_utc(),
                 finished_at: None,
@@ -417,13 +441,12 @@ impl Node {
         self.save(&record);
         {
             let mut model = self.model();
-            model.running += 1;
             model.builds.insert(id.clone(), record);
         }
         self.book()
-            .set_phase(&key_of(&package), ClaimPhase::Committed, Some(id.clone()));
+            .set_phase(&key, ClaimPhase::Committed, Some(id.clone()));
         let node = self.clone();
-        tokio::spawn(async move { node.run_build(id, package).await });
+        tokio::spawn(async move { node.run_build(id, key, package, slot).await });
     }
 
     fn save(&self, record: &Record) {
@@ -445,7 +468,13 @@ impl Node {
         self.publish();
     }
 
-    async fn run_build(self: Arc<Self>, id: String, package: ReadyPackage) {
+    async fn run_build(
+        self: Arc<Self>,
+        id: String,
+        key: BuildKey,
+        package: ReadyPackage,
+        slot: OwnedSemaphorePermit,
+    ) {
         let job = Job {
             id: id.clone(),
             package: package.clone(),
@@ -454,61 +483,62 @@ impl Node {
             artifacts: self.store.artifacts(&id),
         };
         let started = std::time::Instant::now();
-        let stage = |name: &str| {
-            let name = name.to_owned();
+        let stage = |stage: Stage| {
             self.update(&id, |r| {
-                r.build.outcome = BuildOutcome::Running { stage: name }
+                r.build.outcome = BuildOutcome::Running {
+                    stage: stage.as_str().to_owned(),
+                }
             });
         };
-        let finished = self.driver.build(&job, &self.master, &stage).await;
-        if let Some(reason) = &finished.retry_later {
-            // Not the package's fault: forget the build, withdraw the claim, try again later.
-            tracing::warn!(build = %id, "handing {} {} back: {reason}", package.pkgbase, package.version);
-            self.store.remove(&id);
-            self.model().builds.remove(&id);
-            let key = key_of(&package);
-            self.book().drop_claim(&key);
-            {
-                let mut model = self.model();
-                model.backoff.insert(key, Instant::now() + HAND_BACK_PAUSE);
-                model.running -= 1;
+        let (failure, measured) = match self.driver.build(&job, &self.master, &stage).await {
+            Outcome::HandBack { reason } => {
+                // Not the package's fault: forget the build, withdraw the claim, try again later.
+                tracing::warn!(build = %id, "handing {} {} back: {reason}", package.pkgbase, package.version);
+                self.store.remove(&id);
+                self.model().builds.remove(&id);
+                self.book().drop_claim(&key);
+                self.model()
+                    .backoff
+                    .insert(key, Instant::now() + HAND_BACK_PAUSE);
+                drop(slot);
+                self.publish();
+                self.wake.notify_one();
+                return;
             }
-            self.publish();
-            self.wake.notify_one();
-            return;
-        }
+            Outcome::Built { measured } => (None, measured),
+            Outcome::Failed { stage, reason } => (Some((stage, reason)), Measured::default()),
+        };
         let artifacts = list_artifacts(&job.artifacts).await;
         let logs = list_logs(&job.logs).await;
-        let failed = finished.failure.is_some();
         self.update(&id, |r| {
-            r.build.outcome = match &finished.failure {
+            r.build.outcome = match &failure {
                 None => BuildOutcome::Succeeded,
                 Some((stage, reason)) => BuildOutcome::Failed {
-                    stage: stage.clone(),
+                    stage: stage.as_str().to_owned(),
                     reason: reason.clone(),
                 },
             };
             r.build.finished_at = Some(OffsetDateTime::now_utc());
             r.build.wall_ms =
                 Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
-            r.build.cpu_ms = finished.cpu_ms;
-            r.build.peak_memory_kb = finished.peak_memory_kb;
+            r.build.cpu_ms = measured.cpu_ms;
+            r.build.peak_memory_kb = measured.peak_memory_kb;
             r.build.artifacts = artifacts;
             r.build.logs = logs;
         });
-        let phase = if failed {
+        let phase = if failure.is_some() {
             ClaimPhase::Failed
         } else {
             ClaimPhase::Done
         };
-        self.book().set_phase(&key_of(&package), phase, None);
-        match &finished.failure {
+        self.book().set_phase(&key, phase, None);
+        match &failure {
             None => tracing::info!(build = %id, "built {} {}", package.pkgbase, package.version),
             Some((stage, reason)) => {
                 tracing::warn!(build = %id, "{} {} failed in {stage}: {reason}", package.pkgbase, package.version);
             }
         }
-        self.model().running -= 1;
+        drop(slot);
         self.wake.notify_one();
     }
 

@@ -19,7 +19,7 @@ use quarters_builder::claims::{Attempt, ClaimBook};
 use quarters_common::api::v1::Claim;
 use tokio::time::Instant;
 
-type Key = (String, String, String);
+use quarters_common::BuildKey as Key;
 
 /// SplitMix64: small, seedable, and the same on every machine.
 struct Rng(u64);
@@ -120,7 +120,7 @@ impl World {
                 trace(self, || {
                     format!(
                         "EXCUSED overlap: {} and {} on {}",
-                        self.nodes[me].name, self.nodes[other].name, key.0
+                        self.nodes[me].name, self.nodes[other].name, key.pkgbase
                     )
                 });
             } else {
@@ -231,7 +231,11 @@ fn trace(world: &World, what: impl FnOnce() -> String) {
 }
 
 fn key(i: usize) -> Key {
-    (format!("pkg{i:02}"), "1-1".into(), "x86_64".into())
+    Key::new(
+        format!("pkg{i:02}"),
+        "1-1",
+        quarters_common::Arch::parse("x86_64").unwrap(),
+    )
 }
 
 async fn run_builder(world: Arc<World>, me: usize, epoch: u64) {
@@ -266,7 +270,10 @@ async fn run_builder(world: Arc<World>, me: usize, epoch: u64) {
         };
         let result = attempt.run(&k).await;
         trace(&world, || {
-            format!("{} epoch {epoch} attempt {}: {result:?}", node.name, k.0)
+            format!(
+                "{} epoch {epoch} attempt {}: {result:?}",
+                node.name, k.pkgbase
+            )
         });
         match result {
             Ok(()) if current() => {
@@ -321,11 +328,11 @@ async fn run_hostile(world: Arc<World>, node: Arc<Node>, kind: Hostile) {
     let claims_at = |renewed_at: time::OffsetDateTime| -> Vec<Claim> {
         (0..world.params.packages * 2)
             .map(|i| {
-                let (pkgbase, version, arch) = key(i);
+                let key = key(i);
                 Claim {
-                    pkgbase,
-                    version,
-                    arch,
+                    pkgbase: key.pkgbase,
+                    version: key.version,
+                    arch: key.arch.to_string(),
                     phase: quarters_common::api::v1::ClaimPhase::Committed,
                     renewed_at,
                     lease_until: forever,

@@ -62,7 +62,7 @@ impl ClaimBook {
     }
 
     pub fn holds(&self, key: &Key) -> Option<&Claim> {
-        self.claims.iter().find(|c| key_of(c) == *key)
+        self.claims.iter().find(|c| review::is_on(c, key))
     }
 
     fn stamp(&self) -> (OffsetDateTime, OffsetDateTime) {
@@ -73,11 +73,11 @@ impl ClaimBook {
     /// Publishes a new `claimed` claim on `key`.
     pub fn claim(&mut self, key: &Key) {
         let (renewed_at, lease_until) = self.stamp();
-        self.claims.retain(|c| key_of(c) != *key);
+        self.claims.retain(|c| !review::is_on(c, key));
         self.claims.push(Claim {
-            pkgbase: key.0.clone(),
-            version: key.1.clone(),
-            arch: key.2.clone(),
+            pkgbase: key.pkgbase.clone(),
+            version: key.version.clone(),
+            arch: key.arch.to_string(),
             phase: ClaimPhase::Claimed,
             renewed_at,
             lease_until,
@@ -89,7 +89,7 @@ impl ClaimBook {
     /// Moves the claim on `key` to `phase` (renewing it) and publishes.
     pub fn set_phase(&mut self, key: &Key, phase: ClaimPhase, build: Option<String>) {
         let (renewed_at, lease_until) = self.stamp();
-        if let Some(c) = self.claims.iter_mut().find(|c| key_of(c) == *key) {
+        if let Some(c) = self.claims.iter_mut().find(|c| review::is_on(c, key)) {
             c.phase = phase;
             c.renewed_at = renewed_at;
             c.lease_until = lease_until;
@@ -103,7 +103,7 @@ impl ClaimBook {
     /// Withdraws (or retires) the claim on `key`.
     pub fn drop_claim(&mut self, key: &Key) {
         let before = self.claims.len();
-        self.claims.retain(|c| key_of(c) != *key);
+        self.claims.retain(|c| !review::is_on(c, key));
         if self.claims.len() != before {
             self.publish();
         }
@@ -163,14 +163,19 @@ impl PeerTracker {
 
     /// `claims`, read from `peer` at `now`, with when each lapses.
     fn observe(&mut self, peer: &str, claims: Vec<Claim>, now: Instant) -> Vec<Observed> {
-        let shown: std::collections::HashSet<Key> = claims.iter().map(key_of).collect();
+        // A claim whose architecture does not parse is on nothing this farm builds: left out.
+        let claims: Vec<(Key, Claim)> = claims
+            .into_iter()
+            .filter_map(|c| Some((key_of(&c)?, c)))
+            .collect();
+        let shown: std::collections::HashSet<&Key> = claims.iter().map(|(k, _)| k).collect();
         self.leases.retain(|(p, k)| p != peer || shown.contains(k));
         claims
             .into_iter()
-            .map(|claim| {
+            .map(|(key, claim)| {
                 let lease = lease::clamped(claim.renewed_at, claim.lease_until, self.max_lease);
                 let lapses_at = self.leases.lapses_at(
-                    &(peer.to_owned(), key_of(&claim)),
+                    &(peer.to_owned(), key),
                     claim.renewed_at,
                     lease,
                     now.into_std(),

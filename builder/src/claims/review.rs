@@ -5,11 +5,18 @@ use std::time::Instant;
 use quarters_common::api::v1::{Claim, ClaimPhase};
 use sha2::{Digest, Sha256};
 
-/// The package version a claim is about: `(pkgbase, version, arch)`.
-pub type Key = (String, String, String);
+pub use quarters_common::BuildKey as Key;
 
-pub fn key_of(c: &Claim) -> Key {
-    (c.pkgbase.clone(), c.version.clone(), c.arch.clone())
+/// The package version a claim is about; `None` for a peer's claim whose architecture does not
+/// parse, which no builder of this farm can be building.
+pub fn key_of(c: &Claim) -> Option<Key> {
+    let arch = quarters_common::Arch::parse(&c.arch).ok()?;
+    Some(Key::new(&c.pkgbase, &c.version, arch))
+}
+
+/// Whether `c` is a claim on `key` (without making a key of it).
+pub fn is_on(c: &Claim, key: &Key) -> bool {
+    c.pkgbase == key.pkgbase && c.version == key.version && c.arch == key.arch.as_str()
 }
 
 /// A peer's claim as this builder saw it.
@@ -29,7 +36,7 @@ pub struct PeerClaims {
 
 impl Observed {
     fn holds(&self, key: &Key, now: Instant) -> bool {
-        now < self.lapses_at && key_of(&self.claim) == *key
+        now < self.lapses_at && is_on(&self.claim, key)
     }
 }
 
@@ -49,7 +56,7 @@ pub enum Conflict {
 /// win every tie), and ties are won by each builder about equally often across packages.
 pub fn rank(builder: &str, key: &Key) -> [u8; 32] {
     let mut h = Sha256::new();
-    for part in [builder, &key.0, &key.1, &key.2] {
+    for part in [builder, &key.pkgbase, &key.version, key.arch.as_str()] {
         h.update(part.as_bytes());
         h.update([0]);
     }

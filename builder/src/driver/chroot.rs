@@ -24,7 +24,7 @@ use std::time::Duration;
 use quarters_common::client::PeerClient;
 use tokio::process::Command;
 
-use super::{FIRST_PAUSE, FetchError, Finished, Job, TRIES, fetch_source, log};
+use super::{FIRST_PAUSE, FetchError, Job, Measured, Outcome, Stage, TRIES, fetch_source, log};
 use crate::config::ChrootConfig;
 use crate::mounts::{Bind, BuildRoot};
 use crate::sandbox::{self, Report};
@@ -54,21 +54,15 @@ type StageResult = Result<Usage, Stop>;
 /// Why the stages stopped.
 #[derive(Debug)]
 enum Stop {
-    /// `(stage, reason)`: the package failed.
-    Failed(String, String),
+    /// The package failed in this stage, for this reason.
+    Failed(Stage, String),
     /// Something outside the package failed (the master unreachable): hand the package back.
     RetryLater(String),
 }
 
-impl From<(String, String)> for Stop {
-    fn from((stage, reason): (String, String)) -> Self {
-        Stop::Failed(stage, reason)
-    }
-}
-
 /// Where and how a sandboxed stage runs.
 struct Sandboxed<'a> {
-    stage: &'a str,
+    stage: Stage,
     root: &'a Path,
     workdir: PathBuf,
     /// The command's uid inside: the build user, or root of the build's user namespace.
@@ -78,7 +72,7 @@ struct Sandboxed<'a> {
 impl<'a> Sandboxed<'a> {
     /// A command of `stage` run as root of the build's user namespace, from `/`: the steps
     /// that install packages into the root.
-    fn as_root(stage: &'a str, root: &'a Path) -> Self {
+    fn as_root(stage: Stage, root: &'a Path) -> Self {
         Sandboxed {
             stage,
             root,
@@ -163,20 +157,20 @@ impl ChrootDriver {
         &self,
         job: &Job,
         master: &PeerClient,
-        stage: &(dyn Fn(&str) + Send + Sync),
-    ) -> Finished {
-        stage("prepare");
+        stage: &(dyn Fn(Stage) + Send + Sync),
+    ) -> Outcome {
+        stage(Stage::Prepare);
         let root =
             match BuildRoot::create(&self.config.template, &job.dir, self.config.root_size_mib) {
                 Ok(r) => r,
                 Err(e) => {
-                    log(job, "prepare", &e).await;
-                    return Finished::failed("prepare", e);
+                    log(job, Stage::Prepare, &e).await;
+                    return Outcome::failed(Stage::Prepare, e);
                 }
             };
         log(
             job,
-            "prepare",
+            Stage::Prepare,
             &format!(
                 "root: overlay of {} at {}",
                 self.config.template.display(),
@@ -185,26 +179,27 @@ impl ChrootDriver {
         )
         .await;
         let result = self.stages(job, master, stage, &root).await;
-        stage("cleanup");
+        stage(Stage::Cleanup);
         match root.remove() {
-            Ok(()) => log(job, "cleanup", "root unmounted and removed").await,
-            Err(e) => log(job, "cleanup", &e).await,
+            Ok(()) => log(job, Stage::Cleanup, "root unmounted and removed").await,
+            Err(e) => log(job, Stage::Cleanup, &e).await,
         }
         match result {
-            Ok(usage) => Finished {
-                cpu_ms: Some(usage.cpu_ms),
-                peak_memory_kb: Some(usage.peak_rss_kb),
-                ..Finished::default()
+            Ok(usage) => Outcome::Built {
+                measured: Measured {
+                    cpu_ms: Some(usage.cpu_ms),
+                    peak_memory_kb: Some(usage.peak_rss_kb),
+                },
             },
-            Err(Stop::Failed(stage, reason)) => Finished::failed(&stage, reason),
+            Err(Stop::Failed(stage, reason)) => Outcome::Failed { stage, reason },
             Err(Stop::RetryLater(reason)) => {
                 log(
                     job,
-                    "prepare",
+                    Stage::Prepare,
                     &format!("handing the package back: {reason}"),
                 )
                 .await;
-                Finished::retry_later(reason)
+                Outcome::HandBack { reason }
             }
         }
     }
@@ -213,13 +208,13 @@ impl ChrootDriver {
         &self,
         job: &Job,
         master: &PeerClient,
-        stage: &(dyn Fn(&str) + Send + Sync),
+        stage: &(dyn Fn(Stage) + Send + Sync),
         build_root: &BuildRoot,
     ) -> StageResult {
         let p = &job.package;
         let root = build_root.root.as_path();
-        fn fail(stage: &'static str) -> impl Fn(String) -> (String, String) {
-            move |reason| (stage.to_owned(), reason)
+        fn fail(stage: Stage) -> impl Fn(String) -> Stop {
+            move |reason| Stop::Failed(stage, reason)
         }
         let tarball = job.dir.join("source.tar.gz");
         let _ = tokio::fs::remove_file(&tarball).await;
@@ -227,32 +222,32 @@ impl ChrootDriver {
             .await
             .map_err(|e| match e {
                 FetchError::Unavailable(e) => Stop::RetryLater(e),
-                FetchError::Wrong(e) => Stop::Failed("prepare".to_owned(), e),
+                FetchError::Wrong(e) => Stop::Failed(Stage::Prepare, e),
             })?;
         let build = root.join("build");
         let uid = self.config.build_uid;
-        unpack(&tarball, &build, self.config.ids.outside(uid)).map_err(fail("prepare"))?;
+        unpack(&tarball, &build, self.config.ids.outside(uid)).map_err(fail(Stage::Prepare))?;
         let pkgdir = build.join(&p.pkgbase);
         // The builder reads the package directory on the host, as root: it must be what it
         // seems, not a link the tarball made to a directory of the host.
         if !is_real_dir(&pkgdir) {
             return Err(Stop::Failed(
-                "prepare".into(),
+                Stage::Prepare,
                 format!("the source tarball's {} is not a directory", p.pkgbase),
             ));
         }
         if !pkgdir.join("PKGBUILD").is_file() {
             return Err(Stop::Failed(
-                "prepare".into(),
+                Stage::Prepare,
                 format!("the source tarball has no {}/PKGBUILD", p.pkgbase),
             ));
         }
         let srcinfo = read_no_link(&pkgdir.join(".SRCINFO"))
-            .map_err(|e| Stop::Failed("prepare".into(), format!("{}/.SRCINFO: {e}", p.pkgbase)))?;
+            .map_err(|e| Stop::Failed(Stage::Prepare, format!("{}/.SRCINFO: {e}", p.pkgbase)))?;
         // The pacman configurations are the builder's, out of the build user's reach: one on
         // the host to download from the build repository, one bound read-only into the
         // sandbox to install what was downloaded.
-        let quarters = Quarters::create(&job.dir).map_err(fail("prepare"))?;
+        let quarters = Quarters::create(&job.dir).map_err(fail(Stage::Prepare))?;
         let repo = p.repo.as_str().trim_end_matches('/');
         let host_conf = job.dir.join("pacman-download.conf");
         std::fs::write(
@@ -263,16 +258,17 @@ impl ChrootDriver {
                 p.repo_db
             ),
         )
-        .map_err(|e| ("prepare".to_owned(), e.to_string()))?;
+        .map_err(|e| Stop::Failed(Stage::Prepare, e.to_string()))?;
 
         // Each package has its own source cache: what one PKGBUILD writes there, no other
         // package ever reads. The name comes from the master's state, checked as any peer's
         // input: makepkg's rule makes it a plain directory name.
         let pkgbase = quarters_common::peer_input::PkgName::parse(&p.pkgbase)
-            .map_err(|e| Stop::Failed("prepare".to_owned(), e.to_string()))?;
+            .map_err(|e| Stop::Failed(Stage::Prepare, e.to_string()))?;
         let srcdest = self.srcdest.join(pkgbase.as_str());
-        std::fs::create_dir_all(&srcdest).map_err(|e| ("prepare".to_owned(), e.to_string()))?;
-        chown(&srcdest, self.config.ids.outside(uid)).map_err(fail("prepare"))?;
+        std::fs::create_dir_all(&srcdest)
+            .map_err(|e| Stop::Failed(Stage::Prepare, e.to_string()))?;
+        chown(&srcdest, self.config.ids.outside(uid)).map_err(fail(Stage::Prepare))?;
         for bind in [
             quarters.bind(),
             Bind {
@@ -281,28 +277,28 @@ impl ChrootDriver {
                 read_only: true,
             },
         ] {
-            build_root.bind(&bind).map_err(fail("prepare"))?;
+            build_root.bind(&bind).map_err(fail(Stage::Prepare))?;
         }
 
-        stage("depends");
+        stage(Stage::Depends);
         self.install_depends(job, root, &srcinfo, &host_conf, &quarters)
             .await?;
 
-        stage("fetch");
+        stage(Stage::Fetch);
         // The builder fetches; nothing of the PKGBUILD runs until the sources are here.
         let mut lines = Vec::new();
         let fetched = self
             .fetcher
             .fetch_all(&srcinfo, &p.arch, &pkgdir, &srcdest, &mut lines)
             .await;
-        log(job, "fetch", &lines.join("\n")).await;
+        log(job, Stage::Fetch, &lines.join("\n")).await;
         fetched.map_err(|e| {
             // One line: the reason is published; the log has the rest.
             let e: String = e.lines().next().unwrap_or("").chars().take(400).collect();
-            Stop::Failed("fetch".to_owned(), e)
+            Stop::Failed(Stage::Fetch, e)
         })?;
 
-        stage("build");
+        stage(Stage::Build);
         // makepkg refuses a SRCDEST it cannot write to, even when every source is there: the
         // build writes to an overlay over the cache, and the cache itself stays as fetched.
         build_root
@@ -311,10 +307,10 @@ impl ChrootDriver {
                 Path::new("/srcdest"),
                 self.config.ids.outside(uid),
             )
-            .map_err(fail("build"))?;
+            .map_err(fail(Stage::Build))?;
         let env = self.env(job);
         let building = Sandboxed {
-            stage: "build",
+            stage: Stage::Build,
             root,
             workdir: PathBuf::from("/build").join(&p.pkgbase),
             uid,
@@ -322,21 +318,23 @@ impl ChrootDriver {
         let makepkg = ["makepkg", "--noconfirm", "--nodeps", "--holdver"];
         let usage = self.sandboxed(job, &building, &env, &makepkg).await?;
 
-        let packages = collect(&build.join("out"), &job.artifacts).map_err(fail("build"))?;
+        let packages = collect(&build.join("out"), &job.artifacts).map_err(fail(Stage::Build))?;
         if packages.is_empty() {
-            return Err(Stop::Failed(
-                "build".into(),
-                "makepkg made no package".into(),
-            ));
+            return Err(Stop::Failed(Stage::Build, "makepkg made no package".into()));
         }
-        log(job, "build", &format!("packages: {}", packages.join(", "))).await;
+        log(
+            job,
+            Stage::Build,
+            &format!("packages: {}", packages.join(", ")),
+        )
+        .await;
 
-        stage("install");
+        stage(Stage::Install);
         // The packages installed are the builder's copies, the ones it serves: what the build
         // user left in /build/out is not read again.
         let cmd = Quarters::pacman_add(&["-U"], PACKAGES_INSIDE, &packages);
         let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        self.sandboxed(job, &Sandboxed::as_root("install", root), &env, &cmd)
+        self.sandboxed(job, &Sandboxed::as_root(Stage::Install, root), &env, &cmd)
             .await?;
         Ok(usage)
     }
@@ -368,7 +366,7 @@ impl ChrootDriver {
         conf: &Path,
         quarters: &Quarters,
     ) -> Result<(), Stop> {
-        let failed = |e: String| Stop::Failed("depends".to_owned(), e);
+        let failed = |e: String| Stop::Failed(Stage::Depends, e);
         let meta =
             quarters_parsers::PkgBase::from_srcinfo(srcinfo).map_err(|e| failed(e.to_string()))?;
         let target = meta.targets.get(&job.package.arch).ok_or_else(|| {
@@ -388,7 +386,7 @@ impl ChrootDriver {
         deps.sort();
         deps.dedup();
         if deps.is_empty() {
-            log(job, "depends", "no dependencies").await;
+            log(job, Stage::Depends, "no dependencies").await;
             return Ok(());
         }
         // The host's pacman writes nothing into the root: its database directory is the
@@ -418,7 +416,7 @@ impl ChrootDriver {
         // fault: try again for a while, then hand the package back.
         let mut pause = FIRST_PAUSE;
         for attempt in 1..=TRIES {
-            match run_logged(job, "depends", pacman(&["-Sy"])).await {
+            match run_logged(job, Stage::Depends, pacman(&["-Sy"])).await {
                 Ok(()) => break,
                 Err(e) if attempt == TRIES => {
                     return Err(Stop::RetryLater(format!(
@@ -445,7 +443,7 @@ impl ChrootDriver {
         if missing.is_empty() {
             log(
                 job,
-                "depends",
+                Stage::Depends,
                 &format!("already satisfied: {}", deps.join(" ")),
             )
             .await;
@@ -453,19 +451,21 @@ impl ChrootDriver {
         }
         log(
             job,
-            "depends",
+            Stage::Depends,
             &format!("downloading {}", missing.join(" ")),
         )
         .await;
         let mut download = pacman(&["-Sw"]);
         download.args(&missing);
-        run_logged(job, "depends", download).await.map_err(failed)?;
+        run_logged(job, Stage::Depends, download)
+            .await
+            .map_err(failed)?;
         let files = quarters.downloaded().map_err(failed)?;
         let cmd = Quarters::pacman_add(&["-U", "--asdeps"], DEPS_INSIDE, &files);
         let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
         self.sandboxed(
             job,
-            &Sandboxed::as_root("depends", root),
+            &Sandboxed::as_root(Stage::Depends, root),
             &self.env(job),
             &cmd,
         )
@@ -519,7 +519,7 @@ impl ChrootDriver {
             ref workdir,
             uid,
         } = *at;
-        let setup = |e: String| Stop::Failed(stage.to_owned(), e);
+        let setup = |e: String| Stop::Failed(stage, e);
         // Written by the sandbox's init, root of the build's user namespace: the builder makes
         // the file and hands it over, and reads it when the stage has ended.
         let report_path = job.dir.join(format!("{stage}.report.json"));
@@ -580,7 +580,7 @@ impl ChrootDriver {
                 r.max_rss_kb.max(watched.peak_rss_kb)
             }),
         };
-        let fail = |reason: String| Err(Stop::Failed(stage.to_owned(), reason));
+        let fail = |reason: String| Err(Stop::Failed(stage, reason));
         match ending {
             Ending::Hung(d) => fail(format!(
                 "hung: no new process and no CPU progress for {}",
@@ -636,7 +636,7 @@ fn secs(d: Duration) -> String {
     format!("{} s", d.as_secs())
 }
 
-async fn run_logged(job: &Job, stage: &str, mut cmd: Command) -> Result<(), String> {
+async fn run_logged(job: &Job, stage: Stage, mut cmd: Command) -> Result<(), String> {
     let out = cmd.output().await.map_err(|e| format!("{cmd:?}: {e}"))?;
     let text = format!(
         "{}{}",

@@ -3,6 +3,9 @@
 
 pub mod chroot;
 pub mod sim;
+mod stage;
+
+pub use stage::Stage;
 
 /// The driver a builder runs its builds with.
 #[derive(Clone, Debug)]
@@ -17,8 +20,8 @@ impl Driver {
         &self,
         job: &Job,
         master: &PeerClient,
-        stage: &(dyn Fn(&str) + Send + Sync),
-    ) -> Finished {
+        stage: &(dyn Fn(Stage) + Send + Sync),
+    ) -> Outcome {
         match self {
             Driver::Sim(d) => d.build(job, master, stage).await,
             Driver::Chroot(d) => d.build(job, master, stage).await,
@@ -45,31 +48,31 @@ pub struct Job {
 }
 
 /// How a build ended.
-#[derive(Clone, Debug, Default)]
-pub struct Finished {
-    /// `(stage, reason)` if it failed.
-    pub failure: Option<(String, String)>,
-    /// Set when the build could not be done for reasons outside the package (the master
-    /// unreachable, say): the package is handed back, not failed.
-    pub retry_later: Option<String>,
-    pub cpu_ms: Option<u64>,
-    pub peak_memory_kb: Option<u64>,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its packages are in the build's artifacts directory.
+    Built { measured: Measured },
+    /// `stage` failed: the package's fault, published with the reason.
+    Failed { stage: Stage, reason: String },
+    /// It could not be done for reasons outside the package (the master unreachable, say):
+    /// the package is handed back, not failed.
+    HandBack { reason: String },
 }
 
-impl Finished {
-    pub fn retry_later(reason: impl Into<String>) -> Self {
-        Finished {
-            retry_later: Some(reason.into()),
-            ..Finished::default()
+impl Outcome {
+    pub fn failed(stage: Stage, reason: impl Into<String>) -> Self {
+        Outcome::Failed {
+            stage,
+            reason: reason.into(),
         }
     }
+}
 
-    pub fn failed(stage: &str, reason: impl Into<String>) -> Self {
-        Finished {
-            failure: Some((stage.to_owned(), reason.into())),
-            ..Finished::default()
-        }
-    }
+/// What a build used, where the driver measures it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Measured {
+    pub cpu_ms: Option<u64>,
+    pub peak_memory_kb: Option<u64>,
 }
 
 /// Appends a line to a stage's log.
@@ -83,7 +86,7 @@ pub fn packager(job: &Job) -> String {
         .unwrap_or_else(|| quarters_common::api::v1::FARM_PACKAGER.to_owned())
 }
 
-pub async fn log(job: &Job, stage: &str, line: &str) {
+pub async fn log(job: &Job, stage: Stage, line: &str) {
     let path = job.logs.join(format!("{stage}.log"));
     if let Ok(mut f) = tokio::fs::OpenOptions::new()
         .create(true)
@@ -135,7 +138,12 @@ pub async fn fetch_source(
                         "downloading the source: {e}"
                     )));
                 }
-                log(job, "prepare", &format!("{e}; trying again in {pause:?}")).await;
+                log(
+                    job,
+                    Stage::Prepare,
+                    &format!("{e}; trying again in {pause:?}"),
+                )
+                .await;
                 tokio::time::sleep(pause).await;
                 pause *= 2;
             }
@@ -150,7 +158,7 @@ pub async fn fetch_source(
     }
     log(
         job,
-        "prepare",
+        Stage::Prepare,
         &format!("source {url}: {size} bytes, sha256 {sha256} as announced"),
     )
     .await;

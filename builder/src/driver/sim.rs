@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use quarters_common::client::PeerClient;
 
-use super::{FetchError, Finished, Job, fetch_source, log};
+use super::{FetchError, Job, Measured, Outcome, Stage, fetch_source, log};
 
 #[derive(Clone, Debug)]
 pub struct SimDriver {
@@ -21,48 +21,50 @@ impl SimDriver {
         &self,
         job: &Job,
         master: &PeerClient,
-        stage: &(dyn Fn(&str) + Send + Sync),
-    ) -> Finished {
-        stage("fetch");
+        stage: &(dyn Fn(Stage) + Send + Sync),
+    ) -> Outcome {
+        stage(Stage::Fetch);
         let source = job.dir.join("source.tar.gz");
         let _ = tokio::fs::remove_file(&source).await;
         match fetch_source(job, master, &source).await {
             Ok(()) => {}
-            Err(FetchError::Unavailable(e)) => return Finished::retry_later(e),
+            Err(FetchError::Unavailable(e)) => return Outcome::HandBack { reason: e },
             Err(FetchError::Wrong(e)) => {
-                log(job, "fetch", &e).await;
-                return Finished::failed("fetch", e);
+                log(job, Stage::Fetch, &e).await;
+                return Outcome::failed(Stage::Fetch, e);
             }
         }
-        stage("build");
+        stage(Stage::Build);
         let wait =
             Duration::from_secs_f64(job.package.expected_ms as f64 / 1000.0 * self.time_scale);
-        log(job, "build", &format!("simulated build: {wait:?}")).await;
+        log(job, Stage::Build, &format!("simulated build: {wait:?}")).await;
         tokio::time::sleep(wait).await;
-        stage("package");
+        stage(Stage::Package);
         // What makepkg records of the PKGBUILD it built from, as the master checks it.
         let pkgbuild_sha256 = match quarters_parsers::tarball::pkgbuild_sha256_in(&source) {
             Ok(Some(sha)) => sha,
             Ok(None) => {
-                return Finished::failed("package", "the source has no PKGBUILD".to_owned());
+                return Outcome::failed(Stage::Package, "the source has no PKGBUILD".to_owned());
             }
-            Err(e) => return Finished::failed("package", format!("reading the source: {e}")),
+            Err(e) => return Outcome::failed(Stage::Package, format!("reading the source: {e}")),
         };
         for pkgname in &job.package.pkgnames {
             if let Err(e) = write_package(&job.artifacts, pkgname, job, &pkgbuild_sha256) {
-                log(job, "package", &e).await;
-                return Finished::failed("package", e);
+                log(job, Stage::Package, &e).await;
+                return Outcome::failed(Stage::Package, e);
             }
         }
         log(
             job,
-            "package",
+            Stage::Package,
             &format!("wrote {}", job.package.pkgnames.join(", ")),
         )
         .await;
-        Finished {
-            cpu_ms: Some(0),
-            ..Finished::default()
+        Outcome::Built {
+            measured: Measured {
+                cpu_ms: Some(0),
+                peak_memory_kb: None,
+            },
         }
     }
 }
