@@ -36,6 +36,10 @@ use crate::config::{BuilderConfig, DriverConfig};
 use crate::driver::Driver;
 use crate::node::Node;
 
+/// How long running builds get to hand back when the builder stops: a sandbox is killed at once,
+/// so this is the time to unmount a root and publish the withdrawn claims.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Runs the builder on `listener` until `shutdown` completes.
 pub async fn run(
     config: BuilderConfig,
@@ -117,6 +121,19 @@ pub async fn run(
     });
     tasks.spawn(node.clone().run_scheduler(cancel.clone()));
     let app = server::app(&node);
+    // Running builds are handed back while the server still serves, so that the master and the
+    // peers, long-polling this builder's state, see the claims withdrawn and take the packages
+    // at once instead of waiting for the leases to lapse.
+    let shutdown = {
+        let node = node.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("stopping: handing the running builds back");
+            if !node.stop_builds(STOP_GRACE).await {
+                tracing::warn!("builds still running after {STOP_GRACE:?}; stopping anyway");
+            }
+        }
+    };
     serve_node(
         listener,
         &config.identity,
@@ -128,5 +145,10 @@ pub async fn run(
     .await
     .context("serving HTTPS")?;
     tasks.join_all().await;
+    // Whatever a build could not clean up in time is unmounted now, not left to the next start.
+    let left = mounts::unmount_under(&config.work_dir);
+    if left > 0 {
+        tracing::warn!("unmounted {left} mount(s) left under the work directory");
+    }
     Ok(())
 }

@@ -58,6 +58,9 @@ pub struct Node {
     /// One permit per build slot, held by each running build's task until it ends, however it
     /// ends: no count kept by hand to drift.
     slots: Arc<Semaphore>,
+    /// Cancelled when the builder stops: nothing more is claimed, running builds are handed
+    /// back.
+    stopping: CancellationToken,
 }
 
 impl std::fmt::Debug for Node {
@@ -147,6 +150,7 @@ impl Node {
                 peers,
                 wake: Notify::new(),
                 slots,
+                stopping: CancellationToken::new(),
             }
         });
         // Finished builds wait for the master's verdict; their claims come back with them.
@@ -297,7 +301,7 @@ impl Node {
     /// only after its takeover delay has passed since this builder first saw it.
     fn pick(&self) -> Pick {
         let free = u32::try_from(self.slots.available_permits()).unwrap_or(u32::MAX);
-        if free == 0 {
+        if free == 0 || self.stopping.is_cancelled() {
             return Pick::Nothing;
         }
         let mut model = self.model();
@@ -490,7 +494,11 @@ impl Node {
                 }
             });
         };
-        let (failure, measured) = match self.driver.build(&job, &self.master, &stage).await {
+        let built = self
+            .driver
+            .build(&job, &self.master, &stage, &self.stopping)
+            .await;
+        let (failure, measured) = match built {
             Outcome::HandBack { reason } => {
                 // Not the package's fault: forget the build, withdraw the claim, try again later.
                 tracing::warn!(build = %id, "handing {} {} back: {reason}", package.pkgbase, package.version);
@@ -540,6 +548,16 @@ impl Node {
         }
         drop(slot);
         self.wake.notify_one();
+    }
+
+    /// Stops claiming, and hands every running build back (its root cleaned up, its claim
+    /// withdrawn and published, so that others may take the package at once); returns whether
+    /// they all ended within `grace`.
+    pub async fn stop_builds(&self, grace: Duration) -> bool {
+        self.stopping.cancel();
+        tokio::time::timeout(grace, self.slots.acquire_many(self.config.slots))
+            .await
+            .is_ok()
     }
 
     /// Renews the claims' leases, cleans up judged builds and fills free slots, until `cancel`.

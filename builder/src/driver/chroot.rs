@@ -24,6 +24,8 @@ use std::time::Duration;
 use quarters_common::client::PeerClient;
 use tokio::process::Command;
 
+use tokio_util::sync::CancellationToken;
+
 use super::{FIRST_PAUSE, FetchError, Job, Measured, Outcome, Stage, TRIES, fetch_source, log};
 use crate::config::ChrootConfig;
 use crate::mounts::{Bind, BuildRoot};
@@ -158,6 +160,7 @@ impl ChrootDriver {
         job: &Job,
         master: &PeerClient,
         stage: &(dyn Fn(Stage) + Send + Sync),
+        stop: &CancellationToken,
     ) -> Outcome {
         stage(Stage::Prepare);
         let root =
@@ -178,7 +181,12 @@ impl ChrootDriver {
             ),
         )
         .await;
-        let result = self.stages(job, master, stage, &root).await;
+        // Stopping drops the stages where they are: the sandbox's process is killed with its
+        // command (`kill_on_drop`), and the root is cleaned up below as after any build.
+        let result = tokio::select! {
+            result = self.stages(job, master, stage, &root) => result,
+            () = stop.cancelled() => Err(Stop::RetryLater(super::STOPPING.to_owned())),
+        };
         stage(Stage::Cleanup);
         match root.remove() {
             Ok(()) => log(job, Stage::Cleanup, "root unmounted and removed").await,

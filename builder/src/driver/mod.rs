@@ -15,16 +15,23 @@ pub enum Driver {
 }
 
 impl Driver {
-    /// Runs `job`, calling `stage` as each stage begins.
+    /// Runs `job`, calling `stage` as each stage begins. Once `stop` is cancelled (the builder
+    /// is stopping), the build is abandoned, its root cleaned up, and handed back.
     pub async fn build(
         &self,
         job: &Job,
         master: &PeerClient,
         stage: &(dyn Fn(Stage) + Send + Sync),
+        stop: &CancellationToken,
     ) -> Outcome {
         match self {
-            Driver::Sim(d) => d.build(job, master, stage).await,
-            Driver::Chroot(d) => d.build(job, master, stage).await,
+            Driver::Sim(d) => {
+                tokio::select! {
+                    outcome = d.build(job, master, stage) => outcome,
+                    () = stop.cancelled() => Outcome::HandBack { reason: STOPPING.to_owned() },
+                }
+            }
+            Driver::Chroot(d) => d.build(job, master, stage, stop).await,
         }
     }
 }
@@ -32,6 +39,10 @@ impl Driver {
 use std::path::PathBuf;
 
 use quarters_common::api::v1::ReadyPackage;
+use tokio_util::sync::CancellationToken;
+
+/// Why builds are handed back when the builder stops.
+pub const STOPPING: &str = "the builder is stopping";
 use quarters_common::client::PeerClient;
 use tokio::io::AsyncWriteExt;
 

@@ -246,6 +246,21 @@ impl LocalFarm {
         Ok(())
     }
 
+    /// Stops the builder called `name` as an operator would (SIGTERM), waiting up to `grace`;
+    /// then SIGKILL. Returns its exit status.
+    pub async fn stop_builder(
+        &mut self,
+        name: &str,
+        grace: Duration,
+    ) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        let node = self
+            .builders
+            .iter_mut()
+            .find(|b| b.name.as_str() == name)
+            .with_context(|| format!("no builder {name} in this farm"))?;
+        node.stop(grace).await
+    }
+
     /// Kills the master with SIGKILL, as a crash would, starts it again with the same config,
     /// and waits until it answers.
     pub async fn crash_and_restart_master(&mut self) -> anyhow::Result<()> {

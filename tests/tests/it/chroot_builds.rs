@@ -771,3 +771,65 @@ async fn the_farm_builds_its_keyring_package_and_a_client_populates_it() {
     client.install(&["libhello"]);
     farm.stop(Duration::from_secs(10)).await.unwrap();
 }
+
+/// A builder stopped by its operator in the middle of a build hands the build back: the
+/// sandbox is killed, the root unmounted, the claim withdrawn where the master sees it (the
+/// package is ready again long before the claim's five-minute lease would lapse), and the
+/// builder exits on its own, cleanly.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_builder_stopped_mid_build_hands_it_back_and_leaves_nothing_mounted() {
+    let template = template_root();
+    let dir = tempfile::tempdir().unwrap();
+    let packages = dir.path().join("packages");
+    makepkg::write_tree(
+        &packages,
+        &[recipe("slow", "1.0-1", arch(), &[], "sleep 100000")],
+    );
+    makepkg::git_commit_all(&packages, "import");
+    let (master_extra, _) = farm_config(&template, "");
+    let builder_extra = format!(
+        "driver = \"chroot\"\n\n[chroot]\ntemplate = \"{}\"\n\n[claims]\nlease = 300\n",
+        template.display()
+    );
+    let mut farm = start_farm_in(dir.path(), 1, &master_extra, &builder_extra).await;
+    wait_for_farm(&farm, "slow claimed", Duration::from_secs(120), |s| {
+        s.claims.iter().any(|c| c.pkgbase == "slow")
+    })
+    .await;
+    // In the build stage, with its root mounted.
+    let work = dir.path().join("builder-1-work").canonicalize().unwrap();
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(work.to_str().unwrap()))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while mounted() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no build root was mounted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let status = farm
+        .stop_builder("builder-1", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("the builder was running");
+    let log = std::fs::read_to_string(dir.path().join("logs/builder-1.log")).unwrap_or_default();
+    assert!(status.success(), "{status}; the builder's log:\n{log}");
+    assert_eq!(mounted(), 0, "mounts left behind after the builder stopped");
+    let state = wait_for_farm(&farm, "slow ready again", Duration::from_secs(30), |s| {
+        s.ready.iter().any(|r| r.pkgbase == "slow")
+    })
+    .await;
+    assert!(
+        !state.claims.iter().any(|c| c.pkgbase == "slow"),
+        "{:?}",
+        state.claims
+    );
+    farm.stop(Duration::from_secs(10)).await.unwrap();
+}
