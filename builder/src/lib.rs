@@ -40,6 +40,9 @@ use crate::node::Node;
 /// so this is the time to unmount a root and publish the withdrawn claims.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
 
+/// How long a stopping builder waits for someone to read its last state.
+const SERVED_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs the builder on `listener` until `shutdown` completes.
 pub async fn run(
     config: BuilderConfig,
@@ -131,6 +134,11 @@ pub async fn run(
             tracing::info!("stopping: handing the running builds back");
             if !node.stop_builds(STOP_GRACE).await {
                 tracing::warn!("builds still running after {STOP_GRACE:?}; stopping anyway");
+            }
+            // The state that withdraws the claims must be read before the server goes: a
+            // reader's next poll comes within moments, and the master long-polls.
+            if !node.publisher().wait_served(SERVED_GRACE).await {
+                tracing::warn!("nobody read the withdrawn claims within {SERVED_GRACE:?}");
             }
         }
     };

@@ -56,6 +56,18 @@ struct Inner {
     tx: watch::Sender<Arc<Snapshot>>,
     closed: CancellationToken,
     counters: Counters,
+    /// The newest generation some reader has been sent whole.
+    served: watch::Sender<u64>,
+}
+
+impl StatePublisher {
+    /// `snapshot` as a whole answer, counted as served.
+    fn full(&self, snapshot: &Snapshot) -> Response {
+        self.inner.served.send_if_modified(|g| {
+            std::mem::replace(g, (*g).max(snapshot.generation)) < snapshot.generation
+        });
+        full(snapshot)
+    }
 }
 
 impl StatePublisher {
@@ -81,6 +93,7 @@ impl StatePublisher {
                 tx,
                 closed: CancellationToken::new(),
                 counters: Counters::default(),
+                served: watch::Sender::new(0),
             }),
         }
     }
@@ -105,6 +118,17 @@ impl StatePublisher {
             true
         });
         self.current().generation
+    }
+
+    /// Waits until some reader has been sent the generation published now (or a newer one),
+    /// at most `within`; returns whether one was. A node about to stop uses it so that what it
+    /// published last (claims withdrawn) is read before it goes.
+    pub async fn wait_served(&self, within: Duration) -> bool {
+        let generation = self.current().generation;
+        let mut served = self.inner.served.subscribe();
+        tokio::time::timeout(within, served.wait_for(|g| *g >= generation))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// What is published now.
@@ -212,7 +236,7 @@ async fn get_state(
     let mut rx = publisher.subscribe();
     let snapshot = rx.borrow_and_update().clone();
     if !known.has(&snapshot) {
-        return full(&snapshot);
+        return publisher.full(&snapshot);
     }
     let wait = Duration::from_secs(query.wait.unwrap_or(0).min(MAX_WAIT_SECS));
     if wait.is_zero() {
@@ -231,7 +255,7 @@ async fn get_state(
         }
     };
     tokio::select! {
-        Some(snapshot) = changed => full(&snapshot),
+        Some(snapshot) = changed => publisher.full(&snapshot),
         () = tokio::time::sleep(wait) => not_modified(&publisher.current()),
         () = closed.cancelled() => not_modified(&publisher.current()),
     }
@@ -366,6 +390,28 @@ mod tests {
             .expect("closing answers at once")
             .unwrap();
         assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+    }
+
+    #[tokio::test]
+    async fn a_generation_counts_as_served_once_a_reader_got_it_whole() {
+        let p = publisher();
+        let g = p.current().generation;
+        assert!(!p.wait_served(Duration::from_millis(20)).await);
+        let etag = p.current().etag().to_owned();
+        // A 304 sends nothing new.
+        assert_eq!(
+            get(&p, "/v1/state", Some(&etag)).await.status(),
+            StatusCode::NOT_MODIFIED
+        );
+        assert!(!p.wait_served(Duration::from_millis(20)).await);
+        assert_eq!(get(&p, "/v1/state", None).await.status(), StatusCode::OK);
+        assert!(p.wait_served(Duration::from_millis(20)).await);
+        // A newer generation waits for its own reader, and a long-poll answers it.
+        p.publish(&serde_json::json!({"n": 9}));
+        assert!(!p.wait_served(Duration::from_millis(20)).await);
+        let resp = get(&p, &format!("/v1/state?after={g}&wait=5"), None).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(p.wait_served(Duration::from_millis(20)).await);
     }
 
     #[tokio::test]
