@@ -146,6 +146,16 @@ pub struct ChrootSection {
     /// Size of a build's `/dev/shm` (a tmpfs), in MiB.
     #[serde(default = "default_shm_size")]
     pub shm_size_mib: u64,
+    /// Memory of a build (its cgroup's limit, tmpfs pages included), in MiB. By default
+    /// three quarters of the machine's memory shared among the slots.
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
+    /// Processes and threads of a build at once (its cgroup's limit).
+    #[serde(default = "default_pids")]
+    pub pids_max: u64,
+    /// A build's CPU weight against the others (cgroup v2's scale, 1..=10000).
+    #[serde(default = "default_cpu_weight")]
+    pub cpu_weight: u16,
 }
 
 impl Default for ChrootSection {
@@ -160,8 +170,33 @@ impl Default for ChrootSection {
             root_size_mib: default_root_size(),
             tmp_size_mib: default_tmp_size(),
             shm_size_mib: default_shm_size(),
+            memory_mib: None,
+            pids_max: default_pids(),
+            cpu_weight: default_cpu_weight(),
         }
     }
+}
+
+fn default_pids() -> u64 {
+    4096
+}
+
+fn default_cpu_weight() -> u16 {
+    100
+}
+
+/// Three quarters of the machine's memory (the rest stays for the builder and the host),
+/// shared among the slots; at least 512 MiB.
+fn default_build_memory(slots: u32) -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(4 << 20);
+    (total_kib / 1024 * 3 / 4 / u64::from(slots.max(1))).max(512)
 }
 
 fn default_root_size() -> u64 {
@@ -237,6 +272,8 @@ pub struct ChrootConfig {
     pub root_size_mib: u64,
     pub tmp_size_mib: u64,
     pub shm_size_mib: u64,
+    /// What each build's cgroup allows, where the machine gives the builder one.
+    pub limits: crate::cgroups::Limits,
     pub fetch: FetchConfig,
 }
 
@@ -312,6 +349,13 @@ impl BuilderConfig {
         let master_url = config::https_base_url(path, "master.url", &file.master.url)?;
         let driver = match file.driver.as_str() {
             "chroot" => {
+                if !(1..=10000).contains(&file.chroot.cpu_weight) {
+                    return Err(ConfigError::invalid(
+                        path,
+                        "chroot.cpu_weight",
+                        format!("{} is outside 1..=10000", file.chroot.cpu_weight),
+                    ));
+                }
                 let template = file.chroot.template.as_ref().ok_or_else(|| {
                     ConfigError::invalid(path, "chroot.template", "the chroot driver needs a template root (quarters-builder mkroot DIR makes one)")
                 })?;
@@ -362,6 +406,15 @@ impl BuilderConfig {
                     root_size_mib: file.chroot.root_size_mib.max(1),
                     tmp_size_mib: file.chroot.tmp_size_mib.max(1),
                     shm_size_mib: file.chroot.shm_size_mib.max(1),
+                    limits: crate::cgroups::Limits {
+                        memory_mib: file
+                            .chroot
+                            .memory_mib
+                            .unwrap_or_else(|| default_build_memory(file.slots))
+                            .max(1),
+                        pids: file.chroot.pids_max.max(1),
+                        cpu_weight: file.chroot.cpu_weight,
+                    },
                     fetch: FetchConfig {
                         policy: crate::upstream::NetPolicy {
                             allow_loopback: file.fetch.allow_loopback,

@@ -68,6 +68,10 @@ pub async fn run(
         }
         (_, DriverConfig::Sim { .. }) => None,
     };
+    let cgroups = match &config.driver {
+        DriverConfig::Chroot(chroot) => confinement(&config, chroot),
+        DriverConfig::Sim { .. } => None,
+    };
     let driver = match &config.driver {
         DriverConfig::Sim { time_scale } => Driver::Sim(driver::sim::SimDriver {
             time_scale: *time_scale,
@@ -79,6 +83,7 @@ pub async fn run(
                 chroot.fetch.limits,
             )
             .context("setting up the source fetcher")?,
+            cgroups: cgroups.clone(),
             config: chroot.clone(),
             ca: config.ca.clone(),
             keyring,
@@ -87,9 +92,6 @@ pub async fn run(
                 .context("locating quarters-builder, which is also the sandbox")?,
         })),
     };
-    if matches!(config.driver, DriverConfig::Chroot(_)) {
-        tracing::warn!("{}", cgroups::Hierarchy::of_this_machine().notice());
-    }
     // Roots a crash left mounted go first, before their directories are removed.
     let stale = mounts::unmount_under(&config.work_dir);
     if stale > 0 {
@@ -158,5 +160,29 @@ pub async fn run(
     if left > 0 {
         tracing::warn!("unmounted {left} mount(s) left under the work directory");
     }
+    if let Some(cgroups) = cgroups {
+        cgroups.close();
+    }
     Ok(())
+}
+
+/// What confines a chroot build beyond its namespaces on this machine, said at start-up: the
+/// seccomp filter, and the cgroup each build gets (`None` where the builder can have none).
+fn confinement(config: &BuilderConfig, chroot: &config::ChrootConfig) -> Option<cgroups::Builds> {
+    match sandbox::seccomp::Filter::new() {
+        Ok(_) => tracing::info!(
+            "builds run under a seccomp filter (no new namespaces, mounts, keyrings, BPF or modules)"
+        ),
+        Err(e) => tracing::warn!("{e}: builds run without a seccomp filter"),
+    }
+    match cgroups::Builds::open(config.name.as_str(), &config.work_dir) {
+        Ok(builds) => {
+            tracing::info!("{}", builds.notice(&chroot.limits));
+            Some(builds)
+        }
+        Err(reason) => {
+            tracing::warn!("{}", cgroups::place::without(&reason));
+            None
+        }
+    }
 }

@@ -27,6 +27,7 @@ use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use super::{FIRST_PAUSE, FetchError, Job, Measured, Outcome, Stage, TRIES, fetch_source, log};
+use crate::cgroups::{BuildGroup, Builds};
 use crate::config::ChrootConfig;
 use crate::mounts::{Bind, BuildRoot};
 use crate::sandbox::{self, Report};
@@ -49,6 +50,9 @@ pub struct ChrootDriver {
     pub srcdest: PathBuf,
     /// This program, which is also the sandbox.
     pub exe: PathBuf,
+    /// Where each build gets its cgroup; `None` where the machine gives the builder none (it
+    /// said so at start-up).
+    pub cgroups: Option<Builds>,
 }
 
 type StageResult = Result<Usage, Stop>;
@@ -69,17 +73,20 @@ struct Sandboxed<'a> {
     workdir: PathBuf,
     /// The command's uid inside: the build user, or root of the build's user namespace.
     uid: u32,
+    /// The build's cgroup, which the sandbox enters before it starts anything.
+    group: Option<&'a BuildGroup>,
 }
 
 impl<'a> Sandboxed<'a> {
     /// A command of `stage` run as root of the build's user namespace, from `/`: the steps
     /// that install packages into the root.
-    fn as_root(stage: Stage, root: &'a Path) -> Self {
+    fn as_root(stage: Stage, root: &'a Path, group: Option<&'a BuildGroup>) -> Self {
         Sandboxed {
             stage,
             root,
             workdir: "/".into(),
             uid: 0,
+            group,
         }
     }
 }
@@ -163,11 +170,27 @@ impl ChrootDriver {
         stop: &CancellationToken,
     ) -> Outcome {
         stage(Stage::Prepare);
+        // The build's cgroup is the builder's to make: where it cannot be made, the package
+        // is not at fault and goes back.
+        let group = match &self.cgroups {
+            Some(builds) => match BuildGroup::create(builds, &job.id, self.config.limits) {
+                Ok(group) => Some(group),
+                Err(e) => {
+                    let reason = format!("the build's cgroup: {e}");
+                    log(job, Stage::Prepare, &reason).await;
+                    return Outcome::HandBack { reason };
+                }
+            },
+            None => None,
+        };
         let root =
             match BuildRoot::create(&self.config.template, &job.dir, self.config.root_size_mib) {
                 Ok(r) => r,
                 Err(e) => {
                     log(job, Stage::Prepare, &e).await;
+                    if let Some(group) = group {
+                        let _ = group.remove();
+                    }
                     return Outcome::failed(Stage::Prepare, e);
                 }
             };
@@ -184,13 +207,19 @@ impl ChrootDriver {
         // Stopping drops the stages where they are: the sandbox's process is killed with its
         // command (`kill_on_drop`), and the root is cleaned up below as after any build.
         let result = tokio::select! {
-            result = self.stages(job, master, stage, &root) => result,
+            result = self.stages(job, master, stage, &root, group.as_ref()) => result,
             () = stop.cancelled() => Err(Stop::RetryLater(super::STOPPING.to_owned())),
         };
         stage(Stage::Cleanup);
         match root.remove() {
             Ok(()) => log(job, Stage::Cleanup, "root unmounted and removed").await,
             Err(e) => log(job, Stage::Cleanup, &e).await,
+        }
+        // After the root: its tmpfs pages are charged to the group until they are gone.
+        if let Some(group) = group
+            && let Err(e) = group.remove()
+        {
+            log(job, Stage::Cleanup, &e).await;
         }
         match result {
             Ok(usage) => Outcome::Built {
@@ -218,6 +247,7 @@ impl ChrootDriver {
         master: &PeerClient,
         stage: &(dyn Fn(Stage) + Send + Sync),
         build_root: &BuildRoot,
+        group: Option<&BuildGroup>,
     ) -> StageResult {
         let p = &job.package;
         let root = build_root.root.as_path();
@@ -289,7 +319,7 @@ impl ChrootDriver {
         }
 
         stage(Stage::Depends);
-        self.install_depends(job, root, &srcinfo, &host_conf, &quarters)
+        self.install_depends(job, root, group, &srcinfo, &host_conf, &quarters)
             .await?;
 
         stage(Stage::Fetch);
@@ -322,6 +352,7 @@ impl ChrootDriver {
             root,
             workdir: PathBuf::from("/build").join(&p.pkgbase),
             uid,
+            group,
         };
         let makepkg = ["makepkg", "--noconfirm", "--nodeps", "--holdver"];
         let usage = self.sandboxed(job, &building, &env, &makepkg).await?;
@@ -342,8 +373,13 @@ impl ChrootDriver {
         // user left in /build/out is not read again.
         let cmd = Quarters::pacman_add(&["-U"], PACKAGES_INSIDE, &packages);
         let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        self.sandboxed(job, &Sandboxed::as_root(Stage::Install, root), &env, &cmd)
-            .await?;
+        self.sandboxed(
+            job,
+            &Sandboxed::as_root(Stage::Install, root, group),
+            &env,
+            &cmd,
+        )
+        .await?;
         Ok(usage)
     }
 
@@ -370,6 +406,7 @@ impl ChrootDriver {
         &self,
         job: &Job,
         root: &Path,
+        group: Option<&BuildGroup>,
         srcinfo: &str,
         conf: &Path,
         quarters: &Quarters,
@@ -473,7 +510,7 @@ impl ChrootDriver {
         let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
         self.sandboxed(
             job,
-            &Sandboxed::as_root(Stage::Depends, root),
+            &Sandboxed::as_root(Stage::Depends, root, group),
             &self.env(job),
             &cmd,
         )
@@ -526,6 +563,7 @@ impl ChrootDriver {
             root,
             ref workdir,
             uid,
+            group,
         } = *at;
         let setup = |e: String| Stop::Failed(stage, e);
         // Written by the sandbox's init, root of the build's user namespace: the builder makes
@@ -566,6 +604,17 @@ impl ChrootDriver {
         let pid = child
             .id()
             .ok_or_else(|| setup("the sandbox ended at once".into()))?;
+        // The entry waits for its id map before it starts anything: whatever the stage runs
+        // is in the group from its first instruction.
+        let events_before = group.map(BuildGroup::events).unwrap_or_default();
+        if let Some(group) = group
+            && let Err(e) = group.enter(pid)
+        {
+            let _ = child.kill().await;
+            return Err(Stop::RetryLater(format!(
+                "entering the build's cgroup: {e}"
+            )));
+        }
         if let Err(e) = sandbox::map_ids(pid, self.config.ids, &mut stdin).await {
             let _ = child.kill().await;
             return Err(setup(format!("the sandbox could not be set up: {e}")));
@@ -588,7 +637,18 @@ impl ChrootDriver {
                 r.max_rss_kb.max(watched.peak_rss_kb)
             }),
         };
-        let fail = |reason: String| Err(Stop::Failed(stage, reason));
+        // A stage that reached one of its cgroup's limits failed for that limit, whatever its
+        // command made of it (a killed compiler, a fork that failed): named first.
+        let reached = group.and_then(|g| g.reached_since(events_before));
+        let fail = |reason: String| {
+            Err(Stop::Failed(
+                stage,
+                match &reached {
+                    Some(limit) => format!("{limit}; {reason}"),
+                    None => reason,
+                },
+            ))
+        };
         match ending {
             Ending::Hung(d) => fail(format!(
                 "hung: no new process and no CPU progress for {}",

@@ -13,7 +13,7 @@
 //! execute from is `nosuid` and `nodev`, every tmpfs has a size, the
 //! bounding set keeps only what the command's uid needs ([`super::caps`]), and `no_new_privs`
 //! is set before the command starts, so that no setuid binary and no file capability in the
-//! root gives a build more than its user has.
+//! root gives a build more than its user has; last, the seccomp filter ([`super::seccomp`]).
 
 use std::fs;
 use std::io::Write;
@@ -28,7 +28,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, wait, waitpid};
 use nix::unistd::{Pid, chdir, sethostname};
 
-use super::{Report, Spec, caps};
+use super::{Report, Spec, caps, seccomp};
 
 /// Where the build root is staged before the pivot.
 const STAGING: &str = "/tmp";
@@ -86,6 +86,12 @@ pub(super) fn run(spec: &Spec) -> Result<ExitCode, String> {
     // Inherited by the command and everything it starts: execve never grants privileges again
     // (no setuid, no file capabilities), whatever the mounts say.
     nix::sys::prctl::set_no_new_privs().map_err(|e| format!("setting no_new_privs: {e}"))?;
+    // The last step: from here on this process and everything it starts is under the filter.
+    match seccomp::Filter::new() {
+        Ok(filter) => filter.install()?,
+        // Only an architecture seccompiler does not know; the builder said so at start-up.
+        Err(e) => eprintln!("quarters sandbox: {e}"),
+    }
 
     // This process stays root inside: changing its uid would clear the parent-death signal that
     // ties it, and so the whole namespace, to the entry process. Only the command runs as the

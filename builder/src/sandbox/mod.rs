@@ -23,6 +23,7 @@
 
 mod caps;
 mod init;
+pub mod seccomp;
 
 use std::ffi::OsString;
 use std::io::Read as _;
@@ -183,12 +184,14 @@ fn enter(spec: &Spec) -> Result<ExitCode, String> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
         .map_err(|e| format!("setting the parent-death signal: {e}"))?;
     // No stage has a network: the builder fetched the sources before any code of the package
-    // ran.
+    // ran. The builder put this process in the build's cgroup before letting it go on: a new
+    // cgroup namespace makes that group the root of what the build could ever name.
     let flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWNET;
+        | CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWCGROUP;
     unshare(flags).map_err(|e| format!("making namespaces: {e}"))?;
     // Nothing mounted in here propagates back to the host.
     nix::mount::mount(

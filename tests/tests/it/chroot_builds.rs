@@ -130,14 +130,29 @@ async fn a_real_build_with_a_dependency_from_the_build_repository_installs_with_
         "hello from libhello\n"
     );
 
-    // The builder said at start-up what bounds its builds on this machine's cgroups.
+    // The builder said at start-up what bounds its builds: this machine (and CI's) has the
+    // cgroup v1 controllers, so each build had a group of its own, and none is left.
     let builder = farm
         .nodes()
         .find(|n| n.name.as_str() == "builder-1")
         .unwrap();
     let log = std::fs::read_to_string(&builder.log).unwrap();
-    let notice = quarters_builder::cgroups::Hierarchy::of_this_machine().notice();
-    assert!(log.contains(&notice), "{notice:?} not in:\n{log}");
+    let notice = log
+        .lines()
+        .find(|l| l.contains("each build gets a cgroup"))
+        .unwrap_or_else(|| panic!("no cgroup notice in:\n{log}"));
+    assert!(
+        notice.contains("memory") && notice.contains("4096 processes"),
+        "{notice}"
+    );
+    let place = notice.rsplit_once(" under ").unwrap().1.trim();
+    let groups_left: Vec<_> = std::fs::read_dir(place)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().unwrap().is_dir())
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(groups_left, Vec::<std::path::PathBuf>::new(), "{notice}");
 
     // Teardown left nothing mounted under the builder's work directory.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -233,6 +248,24 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
             r
         },
         hostile("forkbomb", "bomb() { bomb | bomb & }; bomb; wait"),
+        // More memory than the build's cgroup allows: the OOM killer ends it, and the reason
+        // names the limit.
+        hostile(
+            "oom",
+            "x=$(head -c 400000000 /dev/zero | tr -c a a); echo ${#x}",
+        ),
+        // More processes than the build's cgroup allows (its limit is below the build user's
+        // process limit): a fork fails.
+        hostile(
+            "many-processes",
+            "perl -e 'for (1..200) { my $p = fork; if (!defined $p) { print \"fork: $!\\n\"; exit 9 } if (!$p) { sleep 20; exit 0 } }'",
+        ),
+        // A user namespace of its own would make the build user root again, in it: the
+        // seccomp filter refuses it.
+        hostile(
+            "namespaces",
+            "if unshare --user --map-root-user true; then echo 'made a user namespace'; exit 1; fi",
+        ),
         // Top-level code runs whenever makepkg reads the PKGBUILD: it must never find a
         // network, in any stage.
         {
@@ -273,24 +306,25 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
     makepkg::git_commit_all(&packages, "import");
     let (master_extra, builder_extra) = farm_config(
         &template,
-        "hang_timeout = 4\nwall_limit = 25\ncpu_limit = 20\nroot_size_mib = 64\ntmp_size_mib = 16\nshm_size_mib = 16\n",
+        "hang_timeout = 4\nwall_limit = 25\ncpu_limit = 20\nroot_size_mib = 64\ntmp_size_mib = 16\nshm_size_mib = 16\nmemory_mib = 160\npids_max = 64\n",
     );
     let mut farm = start_farm_in(dir.path(), 1, &master_extra, &builder_extra).await;
     let state = wait_for_farm(
         &farm,
         "every package judged",
         Duration::from_secs(600),
-        |s| judged(s) == 15,
+        |s| judged(s) == 18,
     )
     .await;
-    // steal-key, escape, setuid, planter, toplevel-connect, lingering and after-all build (what
-    // they tried found nothing to reach, or ended on its own); the network, daemon, fork-bomb and hang packages, the
-    // three fillers and fetch-loopback fail.
+    // steal-key, escape, setuid, planter, toplevel-connect, lingering, namespaces and after-all
+    // build (what they tried found nothing to reach, or ended on its own); the network,
+    // daemon, fork-bomb, oom, many-processes and hang packages, the three fillers and
+    // fetch-loopback fail.
     assert_eq!(
         state
             .counts
             .get(&quarters_common::api::v1::PackageState::Failed),
-        Some(&8),
+        Some(&10),
         "{:?}",
         state.counts
     );
@@ -347,6 +381,18 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
         "{w}"
     );
     assert!(w.len() < 4000, "the reason stays short: {} bytes", w.len());
+    let w = why("oom");
+    assert!(
+        w.contains("failed: build: out of memory: killed at the build's memory limit of 160 MiB;"),
+        "{w}"
+    );
+    let w = why("many-processes");
+    assert!(
+        w.contains("failed: build: reached the build's limit of 64 processes and threads;"),
+        "{w}"
+    );
+    let w = why("namespaces");
+    assert!(w.contains("built"), "the build made a user namespace: {w}");
     let w = why("hang");
     assert!(
         w.contains("hung: no new process and no CPU progress for 4 s"),
