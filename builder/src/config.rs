@@ -61,6 +61,10 @@ pub struct FetchSection {
     /// Largest file a source download may have, in MiB.
     #[serde(default = "default_fetch_size")]
     pub max_size_mib: u64,
+    /// Most that one package's sources may take together (repository clones included), in
+    /// MiB.
+    #[serde(default = "default_fetch_total")]
+    pub max_total_mib: u64,
     /// Longest one source may take to fetch, in seconds.
     #[serde(default = "default_fetch_timeout")]
     pub timeout: u64,
@@ -71,6 +75,7 @@ impl Default for FetchSection {
         FetchSection {
             allow_loopback: false,
             max_size_mib: default_fetch_size(),
+            max_total_mib: default_fetch_total(),
             timeout: default_fetch_timeout(),
         }
     }
@@ -78,6 +83,10 @@ impl Default for FetchSection {
 
 fn default_fetch_size() -> u64 {
     8 << 10
+}
+
+fn default_fetch_total() -> u64 {
+    16 << 10
 }
 
 fn default_fetch_timeout() -> u64 {
@@ -421,6 +430,7 @@ impl BuilderConfig {
                         },
                         limits: crate::upstream::Limits {
                             max_bytes: file.fetch.max_size_mib.max(1) << 20,
+                            max_total_bytes: file.fetch.max_total_mib.max(1) << 20,
                             timeout: Duration::from_secs(file.fetch.timeout.max(1)),
                         },
                     },

@@ -32,8 +32,27 @@ pub use net::NetPolicy;
 pub struct Limits {
     /// Largest file a download may have.
     pub max_bytes: u64,
+    /// Most that one package's sources may take together, repository clones included.
+    pub max_total_bytes: u64,
     /// Longest one source may take to fetch.
     pub timeout: Duration,
+}
+
+/// The size a download may not exceed, and whose limit that is.
+#[derive(Clone, Copy, Debug)]
+struct SizeLimit {
+    bytes: u64,
+    of: &'static str,
+}
+
+impl std::fmt::Display for SizeLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "larger than the limit of {} bytes for {}",
+            self.bytes, self.of
+        )
+    }
 }
 
 /// Fetches the sources of packages.
@@ -114,9 +133,15 @@ impl Fetcher {
         if sources.is_empty() {
             log.push("no sources".into());
         }
-        for source in &sources {
-            let text = source.source.to_string();
-            let entry = Entry::parse(&text)?;
+        let entries = sources
+            .iter()
+            .map(|s| Entry::parse(&s.source.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The cache keeps what this version's sources name and nothing else: what older
+        // versions downloaded would otherwise pile up for as long as the package lives.
+        prune(cache, &entries, log);
+        let mut used = 0u64;
+        for (source, entry) in sources.iter().zip(&entries) {
             let in_package = startdir.join(entry.name.as_str());
             let cached = cache.join(entry.name.as_str());
             // The package dir and the cache are written by others than the builder (the
@@ -149,25 +174,56 @@ impl Fetcher {
                         log.push(format!("{}: in the cache", entry.name));
                     } else {
                         log.push(format!("{}: downloading {url}", entry.name));
-                        self.within(&entry.name, self.download(url, &cached))
+                        let room = self.limits.max_total_bytes.saturating_sub(used);
+                        let limit = if room < self.limits.max_bytes {
+                            SizeLimit {
+                                bytes: room,
+                                of: "the package's sources together",
+                            }
+                        } else {
+                            SizeLimit {
+                                bytes: self.limits.max_bytes,
+                                of: "a download",
+                            }
+                        };
+                        self.within(&entry.name, self.download(url, &cached, limit))
                             .await?;
                     }
-                    cached
+                    cached.clone()
                 }
                 (Origin::Repository { vcs, url, fragment }, Found::Nothing) => {
                     log.push(format!("{}: {} {url}", entry.name, vcs.client()));
                     let run = self.repository(*vcs, url, fragment.as_deref(), &cached);
                     let out = self.within(&entry.name, run).await?;
                     log.extend(out);
+                    used += tree_size(&cached);
+                    self.check_total(&entry.name, used)?;
                     // makepkg checks repositories itself (their checksums are SKIP here).
                     continue;
                 }
             };
+            // What the package carries itself is not downloaded: only the cache counts.
+            if path == cached {
+                used += tree_size(&path);
+                self.check_total(&entry.name, used)?;
+            }
             verify(source, &path)
                 .await
                 .map_err(|e| format!("{}: {e}", entry.name))?;
         }
         Ok(())
+    }
+
+    /// An error when the sources fetched so far take more than the package may have.
+    fn check_total(&self, name: &CacheName, used: u64) -> Result<(), String> {
+        if used > self.limits.max_total_bytes {
+            Err(format!(
+                "{name}: the package's sources together are larger than the limit of {} bytes",
+                self.limits.max_total_bytes
+            ))
+        } else {
+            Ok(())
+        }
     }
 
     /// Fetches the source `name` with `fetch`, within the time limit; an error names it.
@@ -184,7 +240,7 @@ impl Fetcher {
     }
 
     /// Downloads `url` into `dest` through `dest.part`, within the size limit.
-    async fn download(&self, url: &url::Url, dest: &Path) -> Result<(), String> {
+    async fn download(&self, url: &url::Url, dest: &Path, limit: SizeLimit) -> Result<(), String> {
         let part = dest.with_extension(format!(
             "{}part",
             dest.extension()
@@ -192,7 +248,7 @@ impl Fetcher {
         ));
         let _ = tokio::fs::remove_file(&part).await;
         if url.scheme() == "ftp" {
-            self.ftp(url, &part).await?;
+            self.ftp(url, &part, limit).await?;
         } else {
             self.policy.check_url(url).await?;
             let response = self
@@ -202,14 +258,8 @@ impl Fetcher {
                 .await
                 .and_then(reqwest::Response::error_for_status)
                 .map_err(|e| error_chain(&e))?;
-            if response
-                .content_length()
-                .is_some_and(|n| n > self.limits.max_bytes)
-            {
-                return Err(format!(
-                    "larger than the limit of {} bytes",
-                    self.limits.max_bytes
-                ));
+            if response.content_length().is_some_and(|n| n > limit.bytes) {
+                return Err(limit.to_string());
             }
             // Never through a link: the cache directory belongs to the unprivileged id the
             // repository clients run as, and whatever it left there must not steer a write
@@ -224,12 +274,9 @@ impl Fetcher {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| error_chain(&e))?;
                 got += chunk.len() as u64;
-                if got > self.limits.max_bytes {
+                if got > limit.bytes {
                     let _ = std::fs::remove_file(&part);
-                    return Err(format!(
-                        "larger than the limit of {} bytes",
-                        self.limits.max_bytes
-                    ));
+                    return Err(limit.to_string());
                 }
                 file.write_all(&chunk).map_err(|e| e.to_string())?;
             }
@@ -239,13 +286,13 @@ impl Fetcher {
     }
 
     /// An ftp download with curl, as the unprivileged id, pinned to an address checked here.
-    async fn ftp(&self, url: &url::Url, part: &Path) -> Result<(), String> {
+    async fn ftp(&self, url: &url::Url, part: &Path, limit: SizeLimit) -> Result<(), String> {
         let host = url.host_str().ok_or("no host")?;
         let port = url.port_or_known_default().unwrap_or(21);
         let addr = self.policy.resolve(host, port).await?[0];
         let mut cmd = self.client_command("curl");
         cmd.args(["--proto", "=ftp", "-sSfg", "--max-filesize"])
-            .arg(self.limits.max_bytes.to_string())
+            .arg(limit.bytes.to_string())
             .arg("--resolve")
             .arg(format!("{host}:{port}:{}", addr.ip()))
             .arg("-o")
@@ -355,6 +402,46 @@ impl Found {
 }
 
 /// Runs a client; its output, or the reason it failed (its last line of errors).
+/// Removes from the package's cache what none of `entries` names (with a `.part` beside it).
+fn prune(cache: &Path, entries: &[Entry], log: &mut Vec<String>) {
+    let Ok(listing) = std::fs::read_dir(cache) else {
+        return;
+    };
+    for found in listing.flatten() {
+        let name = found.file_name();
+        let named = entries
+            .iter()
+            .any(|e| std::ffi::OsStr::new(e.name.as_str()) == name);
+        if named {
+            continue;
+        }
+        // Never followed: a link is removed as a link, a directory with what is in it.
+        let removed = match found.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(found.path()),
+            _ => std::fs::remove_file(found.path()),
+        };
+        if removed.is_ok() {
+            log.push(format!(
+                "{}: no source of this version, removed from the cache",
+                name.to_string_lossy()
+            ));
+        }
+    }
+}
+
+/// The bytes of the files under `path` (or of the file itself), links not followed.
+fn tree_size(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|entries| entries.flatten().map(|e| tree_size(&e.path())).sum())
+        .unwrap_or(0)
+}
+
 async fn run(mut cmd: Command) -> Result<String, String> {
     let program = format!("{:?}", cmd.as_std().get_program());
     let out = cmd.output().await.map_err(|e| match e.kind() {
@@ -468,6 +555,7 @@ mod tests {
             65534,
             Limits {
                 max_bytes: 1 << 20,
+                max_total_bytes: 1 << 20,
                 timeout: Duration::from_secs(5),
             },
         )
@@ -488,6 +576,55 @@ mod tests {
         assert_eq!(
             err,
             "notes.txt: a link in the package; a source must be a plain file"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_package_s_downloads_are_bounded_together_and_its_cache_keeps_only_its_sources() {
+        let body: &'static [u8] = &[7u8; 600 << 10];
+        let app =
+            axum::Router::new().route("/{name}", axum::routing::get(move || async move { body }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let dir = tempfile::tempdir().unwrap();
+        let (startdir, cache) = (dir.path().join("package"), dir.path().join("cache"));
+        std::fs::create_dir_all(&startdir).unwrap();
+        std::fs::create_dir_all(cache.join("old-clone")).unwrap();
+        std::fs::write(cache.join("old-1.0.tar.gz"), b"an older version's source").unwrap();
+        let fetcher = Fetcher::new(
+            NetPolicy {
+                allow_loopback: true,
+            },
+            65534,
+            Limits {
+                // Each file alone is within the limit of a download; the two are not.
+                max_bytes: 1 << 20,
+                max_total_bytes: 1 << 20,
+                timeout: Duration::from_secs(10),
+            },
+        )
+        .unwrap();
+        let srcinfo = format!(
+            "pkgbase = big\n\tpkgver = 1\n\tpkgrel = 1\n\tarch = any\n\tsource = a::http://127.0.0.1:{port}/a\n\tsource = b::http://127.0.0.1:{port}/b\n\tsha256sums = SKIP\n\tsha256sums = SKIP\n\npkgname = big\n"
+        );
+        let mut log = Vec::new();
+        let err = fetcher
+            .fetch_all(&srcinfo, "any", &startdir, &cache, &mut log)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "b: larger than the limit of {} bytes for the package's sources together",
+                (1 << 20) - (600 << 10)
+            )
+        );
+        assert!(cache.join("a").is_file());
+        assert!(!cache.join("b").exists() && !cache.join("b.part").exists());
+        assert!(
+            !cache.join("old-1.0.tar.gz").exists() && !cache.join("old-clone").exists(),
+            "{log:?}"
         );
     }
 }
