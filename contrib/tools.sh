@@ -3,7 +3,7 @@
 # Run as root on Debian or Arch, `install_missing_tools NAME` installs what is missing; as
 # another user it says what is missing and goes on.
 
-# command -> Debian package, Arch package
+# command (or a library to link, NAME.so) -> Debian package, Arch package
 tools=(
   "curl curl curl"
   "tar tar tar"
@@ -26,14 +26,27 @@ tools=(
   "prlimit util-linux util-linux"
   "script bsdutils util-linux"
   "bwrap bubblewrap bubblewrap"
+  "libseccomp.so libseccomp-dev libseccomp"
 )
+
+# Whether `name` is here: a command on PATH, or a library (NAME.so) the linker finds.
+have_tool() {
+  local name=$1 f
+  if [[ $name == *.so ]]; then
+    for f in /usr/lib/"$name" /usr/lib/*/"$name" /usr/lib64/"$name" /lib/*/"$name"; do
+      [[ -e $f ]] && return 0
+    done
+    return 1
+  fi
+  command -v "$name" >/dev/null 2>&1
+}
 
 install_missing_tools() {
   local who=$1
   local missing_debian=() missing_arch=() missing_cmds=() entry cmd deb arch
   for entry in "${tools[@]}"; do
     read -r cmd deb arch <<<"$entry"
-    if ! command -v "$cmd" >/dev/null 2>&1; then
+    if ! have_tool "$cmd"; then
       missing_cmds+=("$cmd") missing_debian+=("$deb") missing_arch+=("$arch")
     fi
   done

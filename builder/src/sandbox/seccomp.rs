@@ -13,54 +13,56 @@
 //! * modules, `kexec`, `reboot`, swap, `syslog`, `acct`, quotas, `open_by_handle_at`, port I/O;
 //! * `ioctl`s that push input into a terminal (`TIOCSTI`, `TIOCLINUX`).
 //!
+//! A deny list is only as good as its coverage of every way into the kernel: the filter holds
+//! the machine's secondary ABIs too (i386 and x32 on x86_64, 32-bit ARM on aarch64), with the
+//! same refusals under their own numbers. That is why it is built with libseccomp, the library
+//! systemd, Flatpak and the container runtimes use, and not with seccompiler, which knows one
+//! ABI and kills a process on any other: a 32-bit test program, as multilib `configure` scripts
+//! run, would die, while the x32 numbers of the refused calls would pass.
+//!
 //! `clone3` passes its flags in memory that a filter cannot read: it fails with `ENOSYS`, and
 //! the C library falls back to `clone`, whose flags the filter sees (Flatpak does the same).
 //! `ptrace` stays: test suites use it, and the build's PID namespace holds nothing else to
 //! trace.
 
-use std::collections::BTreeMap;
+use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext};
 
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
-};
-
-/// System calls refused whatever their arguments.
-const REFUSED: &[i64] = &[
-    libc::SYS_unshare,
-    libc::SYS_setns,
-    libc::SYS_mount,
-    libc::SYS_umount2,
-    libc::SYS_pivot_root,
-    libc::SYS_move_mount,
-    libc::SYS_open_tree,
-    libc::SYS_fsopen,
-    libc::SYS_fsconfig,
-    libc::SYS_fsmount,
-    libc::SYS_fspick,
-    libc::SYS_mount_setattr,
-    libc::SYS_keyctl,
-    libc::SYS_add_key,
-    libc::SYS_request_key,
-    libc::SYS_bpf,
-    libc::SYS_perf_event_open,
-    libc::SYS_userfaultfd,
-    libc::SYS_init_module,
-    libc::SYS_finit_module,
-    libc::SYS_delete_module,
-    libc::SYS_kexec_load,
-    libc::SYS_kexec_file_load,
-    libc::SYS_reboot,
-    libc::SYS_swapon,
-    libc::SYS_swapoff,
-    libc::SYS_syslog,
-    libc::SYS_acct,
-    libc::SYS_quotactl,
-    libc::SYS_open_by_handle_at,
-    #[cfg(target_arch = "x86_64")]
-    libc::SYS_iopl,
-    #[cfg(target_arch = "x86_64")]
-    libc::SYS_ioperm,
+/// System calls refused whatever their arguments, by name: each ABI has its own numbers, and a
+/// name one ABI lacks is skipped there.
+const REFUSED: &[&str] = &[
+    "unshare",
+    "setns",
+    "mount",
+    "umount",
+    "umount2",
+    "pivot_root",
+    "move_mount",
+    "open_tree",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "kexec_load",
+    "kexec_file_load",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "syslog",
+    "acct",
+    "quotactl",
+    "open_by_handle_at",
+    "iopl",
+    "ioperm",
 ];
 
 /// The namespace flags `clone` may not carry.
@@ -77,73 +79,85 @@ const NAMESPACE_FLAGS: &[libc::c_int] = &[
 /// The terminal `ioctl`s refused.
 const TERMINAL_INJECTION: &[libc::c_ulong] = &[libc::TIOCSTI, libc::TIOCLINUX];
 
-/// The two programs of the filter, installed in this order: the refusals (`EPERM`), and
-/// `clone3` (`ENOSYS`). A process can be under several filters; the kernel asks them all.
+/// The filter, compiled for this machine's ABIs and ready to load.
 pub struct Filter {
-    programs: Vec<BpfProgram>,
+    context: ScmpFilterContext,
 }
 
 impl Filter {
-    /// The filter for this machine's architecture; an error names an architecture seccompiler
-    /// does not know.
+    /// The filter for this machine; an error says what libseccomp refused.
     pub fn new() -> Result<Filter, String> {
-        let arch = TargetArch::try_from(std::env::consts::ARCH)
-            .map_err(|e| format!("no seccomp filter for {}: {e}", std::env::consts::ARCH))?;
-        let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-            REFUSED.iter().map(|nr| (*nr, Vec::new())).collect();
-        let masked = |arg: u8, value: u64| -> Result<SeccompRule, String> {
-            SeccompCondition::new(
-                arg,
-                SeccompCmpArgLen::Qword,
-                SeccompCmpOp::MaskedEq(value),
-                value,
-            )
-            .and_then(|c| SeccompRule::new(vec![c]))
-            .map_err(|e| e.to_string())
+        let err = |what: &str| {
+            let what = what.to_owned();
+            move |e: libseccomp::error::SeccompError| format!("seccomp filter: {what}: {e}")
         };
-        let clone_rules = NAMESPACE_FLAGS
-            .iter()
-            .map(|flag| masked(0, u64::from(flag.unsigned_abs())))
-            .collect::<Result<Vec<_>, _>>()?;
-        rules.insert(libc::SYS_clone, clone_rules);
-        let ioctl_rules = TERMINAL_INJECTION
-            .iter()
-            .map(|request| {
-                SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, *request)
-                    .and_then(|c| SeccompRule::new(vec![c]))
-                    .map_err(|e| e.to_string())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        rules.insert(libc::SYS_ioctl, ioctl_rules);
-        let program = |rules, errno: i32| -> Result<BpfProgram, String> {
-            let errno = u32::try_from(errno).map_err(|e| e.to_string())?;
-            SeccompFilter::new(
-                rules,
-                SeccompAction::Allow,
-                SeccompAction::Errno(errno),
-                arch,
-            )
-            .and_then(BpfProgram::try_from)
-            .map_err(|e| format!("compiling the seccomp filter: {e}"))
-        };
-        let refusals = program(rules, libc::EPERM)?;
-        let clone3 = program(
-            BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
-            libc::ENOSYS,
-        )?;
-        Ok(Filter {
-            programs: vec![refusals, clone3],
-        })
+        let mut context =
+            ScmpFilterContext::new(ScmpAction::Allow).map_err(err("making the filter"))?;
+        for arch in secondary_abis() {
+            context.add_arch(arch).map_err(err("adding an ABI"))?;
+        }
+        // Every thread of the process that loads it: the init has one, but a filter that
+        // missed a thread would be no filter.
+        context
+            .set_ctl_tsync(true)
+            .map_err(err("synchronising threads"))?;
+        let eperm = ScmpAction::Errno(libc::EPERM);
+        for name in REFUSED {
+            // A name this libseccomp does not know on any ABI is not a call anyone can make.
+            if let Ok(syscall) = libseccomp::ScmpSyscall::from_name(name) {
+                context
+                    .add_rule(eperm, syscall)
+                    .map_err(err(&format!("refusing {name}")))?;
+            }
+        }
+        let clone = libseccomp::ScmpSyscall::from_name("clone").map_err(err("clone"))?;
+        for flag in NAMESPACE_FLAGS {
+            let flag = u64::from(flag.unsigned_abs());
+            context
+                .add_rule_conditional(
+                    eperm,
+                    clone,
+                    &[ScmpArgCompare::new(
+                        0,
+                        ScmpCompareOp::MaskedEqual(flag),
+                        flag,
+                    )],
+                )
+                .map_err(err("clone's namespace flags"))?;
+        }
+        let ioctl = libseccomp::ScmpSyscall::from_name("ioctl").map_err(err("ioctl"))?;
+        for request in TERMINAL_INJECTION {
+            context
+                .add_rule_conditional(
+                    eperm,
+                    ioctl,
+                    &[ScmpArgCompare::new(1, ScmpCompareOp::Equal, *request)],
+                )
+                .map_err(err("terminal ioctls"))?;
+        }
+        if let Ok(clone3) = libseccomp::ScmpSyscall::from_name("clone3") {
+            context
+                .add_rule(ScmpAction::Errno(libc::ENOSYS), clone3)
+                .map_err(err("clone3"))?;
+        }
+        Ok(Filter { context })
     }
 
-    /// Installs the filter on this process (every thread), for good: what it starts inherits
-    /// it. `no_new_privs` must be set.
+    /// Loads the filter into this process, for good: what it starts inherits it.
+    /// `no_new_privs` must be set.
     pub fn install(&self) -> Result<(), String> {
-        for program in &self.programs {
-            seccompiler::apply_filter_all_threads(program)
-                .map_err(|e| format!("installing the seccomp filter: {e}"))?;
-        }
-        Ok(())
+        self.context
+            .load()
+            .map_err(|e| format!("installing the seccomp filter: {e}"))
+    }
+}
+
+/// The ABIs besides the native one through which a process of this machine can make calls.
+fn secondary_abis() -> Vec<ScmpArch> {
+    match ScmpArch::native() {
+        ScmpArch::X8664 => vec![ScmpArch::X86, ScmpArch::X32],
+        ScmpArch::Aarch64 => vec![ScmpArch::Arm],
+        _ => Vec::new(),
     }
 }
 
@@ -152,9 +166,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_filter_compiles_for_this_machine() {
+    fn the_filter_covers_every_abi_of_this_machine() {
         let filter = Filter::new().unwrap();
-        assert_eq!(filter.programs.len(), 2);
-        assert!(filter.programs.iter().all(|p| !p.is_empty()));
+        for arch in secondary_abis() {
+            assert!(
+                filter.context.is_arch_present(arch).unwrap(),
+                "{arch:?} missing"
+            );
+        }
+        // Each refused call exists under the native ABI's numbers, or is skipped knowingly.
+        let known = REFUSED
+            .iter()
+            .filter(|n| libseccomp::ScmpSyscall::from_name(n).is_ok())
+            .count();
+        assert!(known >= REFUSED.len() - 3, "{known} of {}", REFUSED.len());
     }
 }
