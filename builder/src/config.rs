@@ -165,6 +165,9 @@ pub struct ChrootSection {
     /// A build's CPU weight against the others (cgroup v2's scale, 1..=10000).
     #[serde(default = "default_cpu_weight")]
     pub cpu_weight: u16,
+    /// Most of a stage's output its log keeps, in MiB; the rest is dropped.
+    #[serde(default = "default_max_log")]
+    pub max_log_mib: u64,
 }
 
 impl Default for ChrootSection {
@@ -182,6 +185,7 @@ impl Default for ChrootSection {
             memory_mib: None,
             pids_max: default_pids(),
             cpu_weight: default_cpu_weight(),
+            max_log_mib: default_max_log(),
         }
     }
 }
@@ -192,6 +196,11 @@ fn default_pids() -> u64 {
 
 fn default_cpu_weight() -> u16 {
     100
+}
+
+/// The master's default limit of a log it pulls: more would never be read.
+fn default_max_log() -> u64 {
+    64
 }
 
 /// Three quarters of the machine's memory (the rest stays for the builder and the host),
@@ -283,6 +292,8 @@ pub struct ChrootConfig {
     pub shm_size_mib: u64,
     /// What each build's cgroup allows, where the machine gives the builder one.
     pub limits: crate::cgroups::Limits,
+    /// Most of a stage's output its log keeps.
+    pub max_log_bytes: u64,
     pub fetch: FetchConfig,
 }
 
@@ -424,6 +435,7 @@ impl BuilderConfig {
                         pids: file.chroot.pids_max.max(1),
                         cpu_weight: file.chroot.cpu_weight,
                     },
+                    max_log_bytes: file.chroot.max_log_mib.max(1) << 20,
                     fetch: FetchConfig {
                         policy: crate::upstream::NetPolicy {
                             allow_loopback: file.fetch.allow_loopback,

@@ -26,6 +26,7 @@ use tokio::process::Command;
 
 use tokio_util::sync::CancellationToken;
 
+use super::capped_log::CappedLog;
 use super::{FIRST_PAUSE, FetchError, Job, Measured, Outcome, Stage, TRIES, fetch_source, log};
 use crate::cgroups::{BuildGroup, Builds};
 use crate::config::ChrootConfig;
@@ -591,10 +592,12 @@ impl ChrootDriver {
             inherited_fds: Vec::new(),
             command: command.iter().map(|s| (*s).to_owned()).collect(),
         };
+        let (output, capped) = CappedLog::start(log_file, self.config.max_log_bytes)
+            .map_err(|e| setup(format!("the stage's log: {e}")))?;
         let mut cmd = spec.command(&self.exe);
         cmd.stdin(Stdio::piped())
-            .stdout(log_file.try_clone().map_err(|e| setup(e.to_string()))?)
-            .stderr(log_file)
+            .stdout(output.try_clone().map_err(|e| setup(e.to_string()))?)
+            .stderr(output)
             .process_group(0);
         let mut child = Command::from(cmd)
             .kill_on_drop(true)
@@ -626,6 +629,17 @@ impl ChrootDriver {
             cpu: self.config.cpu_limit,
         };
         let (ending, watched) = watchdog::watch(&mut child, limits).await;
+        // The namespace is gone with the entry, and with it every writer of the pipe.
+        match capped.finish(Duration::from_secs(10)).await {
+            Ok(copied) if copied.was_cut() => tracing::info!(
+                build = %job.id,
+                %stage,
+                written = copied.written,
+                "the stage's log was cut at its limit"
+            ),
+            Ok(_) => {}
+            Err(e) => log(job, stage, &e).await,
+        }
         let report: Option<Report> = std::fs::read(&report_path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());

@@ -1,6 +1,7 @@
 //! How a build runs: `sim` (a timed stand-in that makes small valid packages) or `chroot`
 //! (makepkg in a fresh root). Both fetch and check the master's source tarball first.
 
+mod capped_log;
 pub mod chroot;
 pub mod sim;
 mod stage;

@@ -260,6 +260,9 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
             "many-processes",
             "perl -e 'for (1..200) { my $p = fork; if (!defined $p) { print \"fork: $!\\n\"; exit 9 } if (!$p) { sleep 20; exit 0 } }'",
         ),
+        // Output without end would fill the builder's disk: its log keeps 1 MiB. It fails
+        // afterwards, so that the master pulls its log.
+        hostile("chatty", "yes 'quarters' | head -c 50000000; exit 4"),
         // A user namespace of its own would make the build user root again, in it: the
         // seccomp filter refuses it.
         hostile(
@@ -306,25 +309,25 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
     makepkg::git_commit_all(&packages, "import");
     let (master_extra, builder_extra) = farm_config(
         &template,
-        "hang_timeout = 4\nwall_limit = 25\ncpu_limit = 20\nroot_size_mib = 64\ntmp_size_mib = 16\nshm_size_mib = 16\nmemory_mib = 160\npids_max = 64\n",
+        "hang_timeout = 4\nwall_limit = 25\ncpu_limit = 20\nroot_size_mib = 64\ntmp_size_mib = 16\nshm_size_mib = 16\nmemory_mib = 160\npids_max = 64\nmax_log_mib = 1\n",
     );
     let mut farm = start_farm_in(dir.path(), 1, &master_extra, &builder_extra).await;
     let state = wait_for_farm(
         &farm,
         "every package judged",
         Duration::from_secs(600),
-        |s| judged(s) == 18,
+        |s| judged(s) == 19,
     )
     .await;
     // steal-key, escape, setuid, planter, toplevel-connect, lingering, namespaces and after-all
     // build (what they tried found nothing to reach, or ended on its own); the network,
-    // daemon, fork-bomb, oom, many-processes and hang packages, the three fillers and
+    // daemon, fork-bomb, oom, many-processes, chatty and hang packages, the three fillers and
     // fetch-loopback fail.
     assert_eq!(
         state
             .counts
             .get(&quarters_common::api::v1::PackageState::Failed),
-        Some(&10),
+        Some(&11),
         "{:?}",
         state.counts
     );
@@ -390,6 +393,29 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
     assert!(
         w.contains("failed: build: reached the build's limit of 64 processes and threads;"),
         "{w}"
+    );
+    // The chatty build's log, as the master pulled it: 1 MiB of its 50 MB, and the cut said.
+    let w = why("chatty");
+    assert!(w.contains("failed: build: exit status"), "{w}");
+    let id = w
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("build ")?.split(' ').next())
+        .unwrap_or_else(|| panic!("no build id in {w}"));
+    let log = farm
+        .client(&farm.master)
+        .get_bytes(&format!("/v1/logs/builder-1/{id}/build"), 64 << 20)
+        .await
+        .unwrap();
+    let log = String::from_utf8_lossy(&log);
+    assert!(
+        log.len() < (1 << 20) + (64 << 10) && log.contains("quarters\nquarters\n"),
+        "{} bytes",
+        log.len()
+    );
+    assert!(
+        log.contains("the log is cut here, at its limit of 1048576 bytes"),
+        "{}",
+        &log[log.len().saturating_sub(300)..]
     );
     let w = why("namespaces");
     assert!(w.contains("built"), "the build made a user namespace: {w}");
