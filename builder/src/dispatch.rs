@@ -87,7 +87,8 @@ fn holds_slot(phase: ClaimPhase) -> bool {
 }
 
 /// Assigns `candidates` (highest priority first) to `idle` builders: each package in turn goes
-/// to the builder with a free slot that hashes highest with it. Returns the index into `idle`
+/// to the builder with a free slot that hashes highest with it, among those that may build it
+/// (a verification never goes to a builder that built the version). Returns the index into `idle`
 /// of each candidate's builder, or `None` once the slots have run out.
 pub fn assign(candidates: &[&ReadyPackage], idle: &[Idle]) -> Vec<Option<usize>> {
     let mut free: Vec<u32> = idle.iter().map(|b| b.free).collect();
@@ -95,7 +96,7 @@ pub fn assign(candidates: &[&ReadyPackage], idle: &[Idle]) -> Vec<Option<usize>>
         .iter()
         .map(|p| {
             let best = (0..idle.len())
-                .filter(|&i| free[i] > 0)
+                .filter(|&i| free[i] > 0 && p.may_be_built_by(&idle[i].name))
                 .max_by_key(|&i| rendezvous(&idle[i].name, &p.pkgbase, &p.version))?;
             free[best] -= 1;
             Some(best)
@@ -158,6 +159,8 @@ mod tests {
             repo: url,
             repo_db: "farm-build".to_owned(),
             packager: None,
+            source_date_epoch: None,
+            verify: None,
         }
     }
 
@@ -186,6 +189,7 @@ mod tests {
             version: "1-1".to_owned(),
             arch: "x86_64".to_owned(),
             phase,
+            purpose: Default::default(),
         }
     }
 
@@ -248,6 +252,32 @@ mod tests {
             names(idle_builders(&busy, "me", 1)),
             vec![("me".to_owned(), 1)]
         );
+    }
+
+    #[test]
+    fn a_verification_never_goes_to_a_builder_that_built_the_version() {
+        let idle = |names: &[&str]| -> Vec<Idle> {
+            names
+                .iter()
+                .map(|n| Idle {
+                    name: (*n).to_owned(),
+                    free: 1,
+                })
+                .collect()
+        };
+        for i in 0..50 {
+            let mut p = package(&format!("p{i}"));
+            let first = assign(&[&p], &idle(&["a", "b"]))[0].unwrap();
+            let first = ["a", "b"][first];
+            p.verify = Some(quarters_common::api::v1::VerifyRequest {
+                built_by: vec![first.to_owned()],
+            });
+            let got = assign(&[&p], &idle(&["a", "b"]))[0].map(|i| ["a", "b"][i]);
+            assert!(got.is_some() && got != Some(first), "{i}: {got:?}");
+            // Nobody else idle: nobody gets it.
+            assert_eq!(assign(&[&p], &idle(&[first]))[0], None);
+            assert!(!p.may_be_built_by(first) && p.may_be_built_by("c"));
+        }
     }
 
     #[test]

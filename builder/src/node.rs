@@ -15,7 +15,7 @@ use quarters_common::counters::{CLAIM_ATTEMPTS, CLAIMS_WON};
 use quarters_common::follow::PeerEvent;
 use quarters_common::liveness::Liveness;
 use quarters_common::state::StatePublisher;
-use quarters_common::{Arch, BuildKey};
+use quarters_common::{Arch, BuildKey, WorkKey};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -77,15 +77,15 @@ struct Model {
     master: Option<MasterState>,
     claims: Vec<Claim>,
     builds: BTreeMap<String, Record>,
-    backoff: HashMap<BuildKey, Instant>,
+    backoff: HashMap<WorkKey, Instant>,
     /// Ready packages assigned to other builders, and when this builder first saw them so.
-    deferred: HashMap<BuildKey, Instant>,
+    deferred: HashMap<WorkKey, Instant>,
 }
 
 /// What the scheduler should do next.
 enum Pick {
     Now {
-        key: BuildKey,
+        key: WorkKey,
         package: Box<ReadyPackage>,
     },
     /// Nothing now; something may be worth trying then.
@@ -93,11 +93,14 @@ enum Pick {
     Nothing,
 }
 
-/// What a ready package is keyed by; `None` for an architecture that does not parse, which no
-/// builder builds.
-fn key_of(p: &ReadyPackage) -> Option<BuildKey> {
+/// What a ready package is keyed by (its build, or its verification); `None` for an
+/// architecture that does not parse, which no builder builds.
+fn key_of(p: &ReadyPackage) -> Option<WorkKey> {
     let arch = Arch::parse(&p.arch).ok()?;
-    Some(BuildKey::new(&p.pkgbase, &p.version, arch))
+    Some(WorkKey::new(
+        BuildKey::new(&p.pkgbase, &p.version, arch),
+        p.purpose(),
+    ))
 }
 
 impl Node {
@@ -271,7 +274,7 @@ impl Node {
     /// Drops the builds the master has judged, and their claims.
     fn clean_up(&self) {
         let me = self.config.name.as_str();
-        let judged: Vec<(String, Option<BuildKey>)> = {
+        let judged: Vec<(String, Option<WorkKey>)> = {
             let model = self.model();
             let Some(master) = &model.master else { return };
             master
@@ -326,22 +329,25 @@ impl Node {
             return Pick::Nothing;
         }
         // Any claim the master shows, in whatever phase, and this builder's own.
-        let taken: HashSet<BuildKey> = master
+        let taken: HashSet<WorkKey> = master
             .claims
             .iter()
             .filter_map(|c| {
                 let arch = Arch::parse(&c.arch).ok()?;
-                Some(BuildKey::new(&c.pkgbase, &c.version, arch))
+                Some(WorkKey::new(
+                    BuildKey::new(&c.pkgbase, &c.version, arch),
+                    c.purpose,
+                ))
             })
             .chain(claims.iter().filter_map(crate::claims::review::key_of))
             .collect();
         let idle = dispatch::idle_builders(master, me, free.min(self.config.slots));
         let free: u32 = idle.iter().map(|b| b.free).sum();
-        let (keys, candidates): (Vec<BuildKey>, Vec<&ReadyPackage>) = master
+        let (keys, candidates): (Vec<WorkKey>, Vec<&ReadyPackage>) = master
             .ready
             .iter()
             .filter_map(|p| Some((key_of(p)?, p)))
-            .filter(|(k, _)| self.config.arch.iter().any(|m| k.arch.runs_on(m)))
+            .filter(|(k, _)| self.config.arch.iter().any(|m| k.build.arch.runs_on(m)))
             .filter(|(k, _)| !taken.contains(k) && !backoff.contains_key(k))
             .take(usize::try_from(free).unwrap_or(usize::MAX))
             .unzip();
@@ -358,6 +364,10 @@ impl Node {
         deferred.retain(|k, _| keys.contains(k));
         let mut next: Option<Instant> = None;
         for (i, p) in candidates.iter().enumerate() {
+            // A verification by a builder that built the version proves nothing.
+            if !p.may_be_built_by(me) {
+                continue;
+            }
             let since = *deferred.entry(keys[i].clone()).or_insert(now);
             let at = since + dispatch::takeover_delay(me, p, &idle);
             if at <= now {
@@ -409,7 +419,7 @@ impl Node {
         }
     }
 
-    fn start(self: &Arc<Self>, key: BuildKey, package: ReadyPackage) {
+    fn start(self: &Arc<Self>, key: WorkKey, package: ReadyPackage) {
         // `pick` saw a free slot, and only this task takes slots.
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
             tracing::error!("no free slot for {} after picking it", package.pkgbase);
@@ -438,6 +448,7 @@ impl Node {
                 wall_ms: None,
                 cpu_ms: None,
                 peak_memory_kb: None,
+                purpose: package.purpose(),
             },
             job: package.clone(),
         };
@@ -475,7 +486,7 @@ impl Node {
     async fn run_build(
         self: Arc<Self>,
         id: String,
-        key: BuildKey,
+        key: WorkKey,
         package: ReadyPackage,
         slot: OwnedSemaphorePermit,
     ) {

@@ -230,6 +230,11 @@ fn trace(world: &World, what: impl FnOnce() -> String) {
     }
 }
 
+/// The first build of `k`: the work every claim of the simulation is on.
+fn work(k: &Key) -> quarters_common::WorkKey {
+    quarters_common::WorkKey::new(k.clone(), Default::default())
+}
+
 fn key(i: usize) -> Key {
     Key::new(
         format!("pkg{i:02}"),
@@ -268,7 +273,7 @@ async fn run_builder(world: Arc<World>, me: usize, epoch: u64) {
             reads: &reads,
             tracker: &tracker,
         };
-        let result = attempt.run(&k).await;
+        let result = attempt.run(&work(&k)).await;
         trace(&world, || {
             format!(
                 "{} epoch {epoch} attempt {}: {result:?}",
@@ -290,7 +295,7 @@ async fn run_builder(world: Arc<World>, me: usize, epoch: u64) {
                 }
                 world.stop_building(me, epoch, &k);
                 world.built.lock().unwrap().insert(k.clone());
-                book.lock().unwrap().drop_claim(&k);
+                book.lock().unwrap().drop_claim(&work(&k));
             }
             Ok(()) => return,
             Err(_) => {
@@ -337,6 +342,7 @@ async fn run_hostile(world: Arc<World>, node: Arc<Node>, kind: Hostile) {
                     renewed_at,
                     lease_until: forever,
                     build: Some(format!("hostile-{i}")),
+                    purpose: Default::default(),
                 }
             })
             .collect()

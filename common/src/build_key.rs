@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::api::v1::Purpose;
 use crate::peer_input::Arch;
 
 /// One build of a pkgbase: the farm builds each key once (and, for verification, again).
@@ -24,6 +25,30 @@ impl BuildKey {
             pkgbase: pkgbase.into(),
             version: version.into(),
             arch,
+        }
+    }
+}
+
+/// One piece of work on a package version: its first build, or a verification of it. Claims
+/// are about work, so that a verification never contends with the build it checks.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WorkKey {
+    pub build: BuildKey,
+    pub purpose: Purpose,
+}
+
+impl WorkKey {
+    pub fn new(build: BuildKey, purpose: Purpose) -> Self {
+        WorkKey { build, purpose }
+    }
+}
+
+/// `pkgbase version (arch)`, and `, verification` for one.
+impl fmt::Display for WorkKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.purpose {
+            Purpose::Build => write!(f, "{}", self.build),
+            Purpose::Verify => write!(f, "{}, verification", self.build),
         }
     }
 }

@@ -24,7 +24,7 @@ pub mod state;
 pub mod telemetry;
 pub mod tls;
 
-pub use build_key::BuildKey;
+pub use build_key::{BuildKey, WorkKey};
 pub use name::NodeName;
 pub use peer_input::Arch;
 pub mod farm_key;

@@ -66,6 +66,7 @@ fn claim() -> impl Strategy<Value = Claim> {
                 renewed_at,
                 lease_until,
                 build,
+                purpose: Default::default(),
             },
         )
 }
@@ -117,6 +118,7 @@ fn build() -> impl Strategy<Value = Build> {
                 wall_ms: None,
                 cpu_ms: None,
                 peak_memory_kb: None,
+                purpose: Default::default(),
             },
         )
 }

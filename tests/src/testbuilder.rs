@@ -36,6 +36,7 @@ pub fn finished_build(id: &str, pkgbase: &str, version: &str, outcome: BuildOutc
         wall_ms: Some(1000),
         cpu_ms: Some(900),
         peak_memory_kb: Some(1000),
+        purpose: Default::default(),
     }
 }
 
@@ -69,6 +70,7 @@ pub fn claim_on(
         renewed_at: now,
         lease_until: now + time::Duration::minutes(5),
         build: build.map(Into::into),
+        purpose: Default::default(),
     }
 }
 

@@ -75,13 +75,14 @@ impl ClaimBook {
         let (renewed_at, lease_until) = self.stamp();
         self.claims.retain(|c| !review::is_on(c, key));
         self.claims.push(Claim {
-            pkgbase: key.pkgbase.clone(),
-            version: key.version.clone(),
-            arch: key.arch.to_string(),
+            pkgbase: key.build.pkgbase.clone(),
+            version: key.build.version.clone(),
+            arch: key.build.arch.to_string(),
             phase: ClaimPhase::Claimed,
             renewed_at,
             lease_until,
             build: None,
+            purpose: key.purpose,
         });
         self.publish();
     }

@@ -5,18 +5,28 @@ use std::time::Instant;
 use quarters_common::api::v1::{Claim, ClaimPhase};
 use sha2::{Digest, Sha256};
 
-pub use quarters_common::BuildKey as Key;
+use quarters_common::BuildKey;
+pub use quarters_common::WorkKey as Key;
+use quarters_common::api::v1::Purpose;
 
-/// The package version a claim is about; `None` for a peer's claim whose architecture does not
-/// parse, which no builder of this farm can be building.
+/// The work a claim is about (a package version's build, or its verification); `None` for a
+/// peer's claim whose architecture does not parse, which no builder of this farm can be
+/// building.
 pub fn key_of(c: &Claim) -> Option<Key> {
     let arch = quarters_common::Arch::parse(&c.arch).ok()?;
-    Some(Key::new(&c.pkgbase, &c.version, arch))
+    Some(Key::new(
+        BuildKey::new(&c.pkgbase, &c.version, arch),
+        c.purpose,
+    ))
 }
 
 /// Whether `c` is a claim on `key` (without making a key of it).
 pub fn is_on(c: &Claim, key: &Key) -> bool {
-    c.pkgbase == key.pkgbase && c.version == key.version && c.arch == key.arch.as_str()
+    let b = &key.build;
+    c.pkgbase == b.pkgbase
+        && c.version == b.version
+        && c.arch == b.arch.as_str()
+        && c.purpose == key.purpose
 }
 
 /// A peer's claim as this builder saw it.
@@ -56,9 +66,15 @@ pub enum Conflict {
 /// win every tie), and ties are won by each builder about equally often across packages.
 pub fn rank(builder: &str, key: &Key) -> [u8; 32] {
     let mut h = Sha256::new();
-    for part in [builder, &key.pkgbase, &key.version, key.arch.as_str()] {
+    let b = &key.build;
+    for part in [builder, &b.pkgbase, &b.version, b.arch.as_str()] {
         h.update(part.as_bytes());
         h.update([0]);
+    }
+    // A first build's rank hashes what it always has, so that builders of both versions
+    // agree; a verification's ranks differ from its build's.
+    if key.purpose == Purpose::Verify {
+        h.update(b"verify\0");
     }
     h.finalize().into()
 }
@@ -105,4 +121,52 @@ pub fn after_committing(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quarters_common::Arch;
+
+    fn observed(phase: ClaimPhase, purpose: Purpose, key: &Key) -> Observed {
+        let now = time::OffsetDateTime::now_utc();
+        Observed {
+            claim: Claim {
+                pkgbase: key.build.pkgbase.clone(),
+                version: key.build.version.clone(),
+                arch: key.build.arch.to_string(),
+                phase,
+                renewed_at: now,
+                lease_until: now + time::Duration::minutes(5),
+                build: Some("b1".into()),
+                purpose,
+            },
+            lapses_at: Instant::now() + std::time::Duration::from_secs(300),
+        }
+    }
+
+    #[test]
+    fn a_verification_contends_with_verifications_only() {
+        let build = BuildKey::new("hello", "1.0-1", Arch::parse("x86_64").unwrap());
+        let verify = Key::new(build.clone(), Purpose::Verify);
+        let first = Key::new(build, Purpose::Build);
+        let now = Instant::now();
+        // The first builder's build is done and its claim still shown: no obstacle.
+        let peers = vec![PeerClaims {
+            peer: "builder-1".into(),
+            claims: vec![observed(ClaimPhase::Done, Purpose::Build, &first)],
+        }];
+        assert_eq!(after_claiming("builder-2", &verify, &peers, now), Ok(()));
+        assert_eq!(after_committing("builder-2", &verify, &peers, now), Ok(()));
+        // The same claim stops another first build, as ever.
+        assert!(after_claiming("builder-2", &first, &peers, now).is_err());
+        // A peer committed to the verification stops this one.
+        let peers = vec![PeerClaims {
+            peer: "builder-3".into(),
+            claims: vec![observed(ClaimPhase::Committed, Purpose::Verify, &verify)],
+        }];
+        assert!(after_committing("builder-2", &verify, &peers, now).is_err());
+        assert_ne!(rank("b", &verify), rank("b", &first));
+        assert_eq!(key_of(&peers[0].claims[0].claim), Some(verify));
+    }
 }

@@ -390,6 +390,7 @@ impl ChrootDriver {
             ("PATH", "/usr/local/bin:/usr/bin:/bin"),
             ("HOME", "/build"),
             ("LANG", "C"),
+            ("TZ", "UTC"),
             ("SRCDEST", "/srcdest"),
             ("PKGDEST", "/build/out"),
             ("BUILDDIR", quarters_common::api::v1::BUILDDIR),
@@ -397,6 +398,14 @@ impl ChrootDriver {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .chain(std::iter::once(("PACKAGER".to_owned(), packager)))
+        // makepkg dates the packages and their files by it: with the packager, the build
+        // path, the locale and the time zone the same on every builder, two honest builds of
+        // the version can be the same bytes.
+        .chain(
+            job.package
+                .source_date_epoch
+                .map(|t| ("SOURCE_DATE_EPOCH".to_owned(), t.to_string())),
+        )
         .collect()
     }
 

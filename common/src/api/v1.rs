@@ -350,6 +350,70 @@ pub struct ReadyPackage {
     pub repo_db: String,
     /// Who answers for the build: the author of the last change to the package.
     pub packager: Option<String>,
+    /// The `SOURCE_DATE_EPOCH` every build of this version runs with (the time of the
+    /// package's last change in its source): with the packager, the build path and the
+    /// environment the same everywhere, two honest builds of it can be the same bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_date_epoch: Option<i64>,
+    /// Set when this entry asks for a verification of a version the master has accepted,
+    /// not for its first build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyRequest>,
+}
+
+/// What a verification asks for: an independent rebuild of an accepted version, which the
+/// master compares with the accepted packages.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct VerifyRequest {
+    /// Builders whose build of this version the master has already: none of them may take it,
+    /// as a verification by the same machine proves nothing.
+    pub built_by: Vec<String>,
+}
+
+/// Why a build is made. Claims and builds carry it, so that a verification never contends
+/// with the build it checks.
+#[derive(
+    Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Purpose {
+    /// The version's first build, for the build repository.
+    #[default]
+    Build,
+    /// An independent rebuild of an accepted version, compared with it byte for byte.
+    Verify,
+}
+
+impl Purpose {
+    pub fn is_build(&self) -> bool {
+        *self == Purpose::Build
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Build => "build",
+            Purpose::Verify => "verify",
+        }
+    }
+}
+
+impl ReadyPackage {
+    /// Whether builder `name` may take this entry: anyone a first build, a verification
+    /// only a builder whose build of the version the master does not have.
+    pub fn may_be_built_by(&self, name: &str) -> bool {
+        self.verify
+            .as_ref()
+            .is_none_or(|v| !v.built_by.iter().any(|b| b == name))
+    }
+
+    /// What this entry asks for.
+    pub fn purpose(&self) -> Purpose {
+        if self.verify.is_some() {
+            Purpose::Verify
+        } else {
+            Purpose::Build
+        }
+    }
 }
 
 /// Something to download and check.
@@ -367,6 +431,8 @@ pub struct ClaimView {
     pub version: String,
     pub arch: String,
     pub phase: ClaimPhase,
+    #[serde(default, skip_serializing_if = "Purpose::is_build")]
+    pub purpose: Purpose,
 }
 
 /// The master's verdict on one finished build.
@@ -441,6 +507,9 @@ pub struct Claim {
     pub lease_until: OffsetDateTime,
     /// The build working on it, once started.
     pub build: Option<String>,
+    /// A claim on a verification is a claim of its own, beside any on the first build.
+    #[serde(default, skip_serializing_if = "Purpose::is_build")]
+    pub purpose: Purpose,
 }
 
 /// One build on a builder.
@@ -463,6 +532,8 @@ pub struct Build {
     pub wall_ms: Option<u64>,
     pub cpu_ms: Option<u64>,
     pub peak_memory_kb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Purpose::is_build")]
+    pub purpose: Purpose,
 }
 
 /// How a build ended, or that it has not.

@@ -9,8 +9,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{Arch, ArtifactName, BuildId, Invalid, PkgName, Sha256, StageName, Text, Version};
-use crate::BuildKey;
-use crate::api::v1::{Artifact, Build, BuildOutcome, BuilderState, Claim, ClaimPhase};
+use crate::api::v1::{Artifact, Build, BuildOutcome, BuilderState, Claim, ClaimPhase, Purpose};
+use crate::{BuildKey, WorkKey};
 
 /// How much of a builder's state a reader takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +81,7 @@ pub struct CheckedClaim {
     /// How long the claim holds from when this renewal was first seen.
     pub lease: Duration,
     pub build: Option<BuildId>,
+    pub purpose: Purpose,
 }
 
 /// A build, checked.
@@ -98,6 +99,7 @@ pub struct CheckedBuild {
     pub wall_ms: Option<u64>,
     pub cpu_ms: Option<u64>,
     pub peak_memory_kb: Option<u64>,
+    pub purpose: Purpose,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +125,11 @@ impl CheckedClaim {
             self.arch.clone(),
         )
     }
+
+    /// The work the claim is on: the build, or its verification.
+    pub fn work(&self) -> WorkKey {
+        WorkKey::new(self.key(), self.purpose)
+    }
 }
 
 impl CheckedBuild {
@@ -133,6 +140,11 @@ impl CheckedBuild {
             self.version.as_str(),
             self.arch.clone(),
         )
+    }
+
+    /// The work the build does: the version's first build, or a verification of it.
+    pub fn work(&self) -> WorkKey {
+        WorkKey::new(self.key(), self.purpose)
     }
 }
 
@@ -237,6 +249,7 @@ impl CheckedClaim {
                 .map(BuildId::parse)
                 .transpose()
                 .map_err(what)?,
+            purpose: claim.purpose,
         };
         Ok((checked, clamped))
     }
@@ -292,6 +305,7 @@ impl CheckedBuild {
             wall_ms: build.wall_ms,
             cpu_ms: build.cpu_ms,
             peak_memory_kb: build.peak_memory_kb,
+            purpose: build.purpose,
         })
     }
 
@@ -325,6 +339,7 @@ mod tests {
             renewed_at: now,
             lease_until: now + time::Duration::seconds(lease_secs),
             build: None,
+            purpose: Purpose::Build,
         }
     }
 
@@ -345,6 +360,7 @@ mod tests {
             wall_ms: None,
             cpu_ms: None,
             peak_memory_kb: None,
+            purpose: Purpose::Build,
         }
     }
 

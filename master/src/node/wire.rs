@@ -58,6 +58,8 @@ impl Core {
                         .expect("plain names join onto a base URL"),
                     repo_db: self.repos.db_name(crate::plan::binaries::RepoKind::Build),
                     packager: Some(u.spec.makepkg_packager()),
+                    source_date_epoch: None,
+                    verify: None,
                 })
             })
             .collect();
@@ -71,6 +73,7 @@ impl Core {
                 version: c.version.to_string(),
                 arch: c.arch.to_string(),
                 phase: c.phase,
+                purpose: c.purpose,
             }));
             for build in state.builds.iter().filter(|b| !b.is_running()) {
                 if let Some(recorded) = b.judged.get(&build.id) {

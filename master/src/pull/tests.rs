@@ -103,6 +103,7 @@ fn build(artifacts: Vec<Artifact>) -> Build {
         wall_ms: None,
         cpu_ms: None,
         peak_memory_kb: None,
+        purpose: Default::default(),
     }
 }
 
