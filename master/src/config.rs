@@ -42,6 +42,8 @@ pub struct MasterFile {
     pub scan: ScanSection,
     #[serde(default)]
     pub quarantine: QuarantineSection,
+    #[serde(default)]
+    pub verification: VerificationSection,
     /// Where packages and databases get signed; without it the repositories are unsigned.
     #[serde(default)]
     pub signing: Option<SigningSection>,
@@ -84,6 +86,16 @@ impl Default for ScanSection {
 pub struct SigningSection {
     /// The signer's Unix socket.
     pub socket: PathBuf,
+}
+
+/// `[verification]`: independent rebuilds of accepted versions, compared byte for byte.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationSection {
+    /// `off`, `advisory` (results shown, promotion allowed) or `required` (promotion only of
+    /// what an independent build reproduced).
+    #[serde(default)]
+    pub mode: crate::verify::Mode,
 }
 
 /// `[quarantine]`: when a builder that breaks the protocol stops being validated.
@@ -289,6 +301,8 @@ pub struct MasterConfig {
     pub builder_limits: quarters_common::peer_input::BuilderLimits,
     /// When a builder is quarantined for protocol violations.
     pub quarantine: crate::quarantine::Policy,
+    /// Whether accepted versions are verified, and whether promotion waits for it.
+    pub verification: crate::verify::Mode,
     pub default_estimate: Duration,
     /// Expected durations by pkgbase, in milliseconds, from `builds.history`.
     pub history: std::collections::HashMap<String, u64>,
@@ -443,6 +457,7 @@ impl MasterConfig {
                 max_lease: Duration::from_secs(file.builds.max_lease.max(1)),
                 ..quarters_common::peer_input::BuilderLimits::default()
             },
+            verification: file.verification.mode,
             quarantine: crate::quarantine::Policy {
                 after: file.quarantine.after,
                 window: Duration::from_secs(file.quarantine.window.max(1)),

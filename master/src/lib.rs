@@ -22,6 +22,7 @@ pub mod signing;
 pub mod spool;
 pub mod store;
 pub mod verdict;
+pub mod verify;
 
 use std::future::Future;
 use std::sync::Arc;

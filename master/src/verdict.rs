@@ -102,6 +102,43 @@ impl VerdictKind {
     }
 }
 
+/// What a verification build came to: the master's comparison of an independent rebuild with
+/// the accepted packages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verification {
+    /// Every package is the same bytes as the accepted one.
+    Reproduced,
+    /// At least one package differs (or is missing, or is extra).
+    Differs,
+    /// Nothing to compare: the verification build failed, or what it sent was refused.
+    Unverifiable,
+}
+
+impl Verification {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verification::Reproduced => "reproduced",
+            Verification::Differs => "differs",
+            Verification::Unverifiable => "unverifiable",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "reproduced" => Some(Verification::Reproduced),
+            "differs" => Some(Verification::Differs),
+            "unverifiable" => Some(Verification::Unverifiable),
+            _ => None,
+        }
+    }
+
+    /// Whether it settles the question: a reproduction or a difference, not a failure.
+    pub fn is_conclusive(self) -> bool {
+        !matches!(self, Verification::Unverifiable)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +156,14 @@ mod tests {
             assert_eq!(back, v);
         }
         assert!(VerdictKind::parse("rejected", None).is_err());
+        for v in [
+            Verification::Reproduced,
+            Verification::Differs,
+            Verification::Unverifiable,
+        ] {
+            assert_eq!(Verification::parse(v.as_str()), Some(v));
+        }
+        assert_eq!(Verification::parse("accepted"), None);
         assert!(VerdictKind::parse("refused", Some("nobody")).is_err());
     }
 }

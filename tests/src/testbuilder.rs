@@ -241,16 +241,21 @@ impl TestBuilder {
             BuildOutcome::Succeeded => ClaimPhase::Done,
             BuildOutcome::Failed { .. } => ClaimPhase::Failed,
         };
-        let claim = claim_on(
-            &build.pkgbase,
-            &build.version,
-            &build.arch,
-            phase,
-            Some(&build.id),
-        );
+        let claim = Claim {
+            purpose: build.purpose,
+            ..claim_on(
+                &build.pkgbase,
+                &build.version,
+                &build.arch,
+                phase,
+                Some(&build.id),
+            )
+        };
         let mut state = self.state.lock().unwrap();
+        // One claim per piece of work: a verification's claim stands beside a build's.
         state.claims.retain(|c| {
-            (&c.pkgbase, &c.version, &c.arch) != (&claim.pkgbase, &claim.version, &claim.arch)
+            (&c.pkgbase, &c.version, &c.arch, c.purpose)
+                != (&claim.pkgbase, &claim.version, &claim.arch, claim.purpose)
         });
         state.claims.push(claim);
         state.builds.retain(|b| b.id != build.id);

@@ -773,6 +773,59 @@ pub mod ctl {
         pub packages: Vec<RepoPackage>,
         /// Its latest builds, newest first.
         pub history: Vec<PastBuild>,
+        /// How the independent verification of the version stands, once it is built.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub verification: Option<VerificationView>,
+    }
+
+    /// A version's independent verification.
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct VerificationView {
+        pub status: VerificationStatus,
+        /// The builder whose build was accepted.
+        pub accepted_from: Option<String>,
+        /// The verification builds of the version, newest first.
+        pub builds: Vec<VerifyBuild>,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum VerificationStatus {
+        /// The farm does not verify.
+        Off,
+        /// Accepted before the master recorded what it accepted: nothing to compare with.
+        NotRecorded,
+        /// Waiting for a builder other than those that built it.
+        Pending,
+        /// An independent build made the same bytes.
+        Reproduced,
+        /// An independent build made other bytes.
+        Differs,
+        /// Every verification build so far failed or was refused.
+        Unverifiable,
+    }
+
+    impl VerificationStatus {
+        pub fn as_str(self) -> &'static str {
+            match self {
+                VerificationStatus::Off => "off",
+                VerificationStatus::NotRecorded => "not recorded",
+                VerificationStatus::Pending => "pending",
+                VerificationStatus::Reproduced => "reproduced",
+                VerificationStatus::Differs => "differs",
+                VerificationStatus::Unverifiable => "unverifiable",
+            }
+        }
+    }
+
+    /// One verification build and what it came to.
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct VerifyBuild {
+        pub builder: String,
+        pub build: String,
+        /// `reproduced`, `differs` or `unverifiable`.
+        pub verdict: VerificationStatus,
+        pub detail: Option<String>,
     }
 
     /// What its state depends on.

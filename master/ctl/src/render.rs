@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use quarters_common::api::v1::PeerStatus;
 use quarters_common::api::v1::QuarantineView;
 use quarters_common::api::v1::ctl::{
-    Answer, BuilderStatus, RepoPackage, SignatureStatus, StateDetail, Status, WhyBuild,
+    Answer, BuilderStatus, RepoPackage, SignatureStatus, StateDetail, Status, VerificationStatus,
+    VerificationView, WhyBuild,
 };
 
 /// `answer` as `quartersctl` prints it, one line per fact, each line ending in a newline.
@@ -213,6 +214,9 @@ fn render_why(out: &mut String, b: &WhyBuild) {
     for p in &b.packages {
         let _ = writeln!(out, "  {}", provenance(p));
     }
+    if let Some(v) = &b.verification {
+        render_verification(out, v);
+    }
     for h in &b.history {
         let _ = writeln!(
             out,
@@ -229,6 +233,37 @@ fn render_why(out: &mut String, b: &WhyBuild) {
         for warning in &h.warnings {
             let _ = writeln!(out, "    warning: {warning}");
         }
+    }
+}
+
+/// The verification lines of `why`: where it stands, then each verification build.
+fn render_verification(out: &mut String, v: &VerificationView) {
+    let status = match v.status {
+        VerificationStatus::Pending => format!(
+            "pending: waiting for a builder other than {}",
+            v.accepted_from
+                .as_deref()
+                .unwrap_or("the one that built it")
+        ),
+        VerificationStatus::NotRecorded => {
+            "none: accepted before the master recorded what it accepted".to_owned()
+        }
+        VerificationStatus::Differs => "DIFFERS from an independent build".to_owned(),
+        other => other.as_str().to_owned(),
+    };
+    let _ = writeln!(out, "  verification: {status}");
+    for b in &v.builds {
+        let _ = writeln!(
+            out,
+            "    {} build {}: {}{}",
+            b.builder,
+            b.build,
+            b.verdict.as_str(),
+            b.detail
+                .as_ref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
+        );
     }
 }
 
@@ -316,6 +351,16 @@ mod tests {
                     reason: None,
                     warnings: vec!["odd".into()],
                 }],
+                verification: Some(VerificationView {
+                    status: VerificationStatus::Differs,
+                    accepted_from: Some("builder-1".into()),
+                    builds: vec![quarters_common::api::v1::ctl::VerifyBuild {
+                        builder: "builder-2".into(),
+                        build: "b7".into(),
+                        verdict: VerificationStatus::Differs,
+                        detail: Some("hello-1.0-1-x86_64.pkg.tar.zst: members differ: usr/bin/hello (content)".into()),
+                    }],
+                }),
             }],
         };
         let text = render(&answer);
@@ -324,6 +369,7 @@ mod tests {
             "  from source main at hello, last changed by A <a@example.org>\n",
             "in the build repository (x86_64): hello-1.0-1-x86_64.pkg.tar.zst; packaged by A <a@example.org>; built on builder-1 (build b1); signed by the farm key ABCD\n",
             "  build b1 on builder-1: 1.0-1 accepted\n    warning: odd\n",
+            "  verification: DIFFERS from an independent build\n    builder-2 build b7: differs: hello-1.0-1-x86_64.pkg.tar.zst: members differ: usr/bin/hello (content)\n",
         ] {
             assert!(text.contains(expected), "{expected:?} not in:\n{text}");
         }

@@ -6,6 +6,9 @@
 //! written from these tables, so after a crash they are rewritten from what was committed here.
 
 mod schema;
+mod verifications;
+
+pub use verifications::{Accepted, AcceptedFile, Pending, VerificationRow};
 
 use std::path::Path;
 
@@ -221,6 +224,13 @@ impl Db {
                 });
             }
             put_repo_entry(&tx, p)?;
+            // What a verification build is compared with; an `any` package's entries in
+            // several architectures' repositories are one file.
+            tx.execute(
+                "INSERT OR IGNORE INTO accepted_files (pkgbase, version, arch, filename, sha256, builder)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![row.pkgbase, row.version, row.arch, p.filename, p.sha256, row.builder],
+            )?;
         }
         tx.execute(
             "INSERT INTO events (at, kind, subject, message) VALUES (?1, 'accepted', ?2, ?3)",

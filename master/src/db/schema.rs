@@ -22,6 +22,7 @@ const MIGRATIONS: &[Migration] = &[
         sql: SIXTH,
         then: Some(fill_depends),
     },
+    sql(SEVENTH),
 ];
 
 /// 1: builds, repositories, promotions, events.
@@ -130,6 +131,35 @@ const FIFTH: &str = "CREATE INDEX repo_packages_by_pkgname ON repo_packages (pkg
 /// 6: each package's run-time dependencies in a column of their own (JSON, as `provides`), so
 /// that promotion reads them from the table rather than from the repository's `desc` text.
 const SIXTH: &str = "ALTER TABLE repo_packages ADD COLUMN depends TEXT NOT NULL DEFAULT '[]';";
+
+/// 7: independent verification. What each accepted build put into the build repository
+/// (file and sha256), which a verification build is compared with, and every verification's
+/// verdict. Versions accepted before this step have no files recorded and are not verified.
+const SEVENTH: &str = "CREATE TABLE accepted_files (
+        pkgbase TEXT NOT NULL,
+        version TEXT NOT NULL,
+        arch TEXT NOT NULL,
+        filename TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        builder TEXT NOT NULL,
+        PRIMARY KEY (pkgbase, version, arch, filename)
+    );
+    CREATE TABLE verifications (
+        id INTEGER PRIMARY KEY,
+        builder TEXT NOT NULL,
+        build_id TEXT NOT NULL,
+        pkgbase TEXT NOT NULL,
+        version TEXT NOT NULL,
+        arch TEXT NOT NULL,
+        verdict TEXT NOT NULL CHECK (verdict IN ('reproduced', 'differs', 'unverifiable')),
+        detail TEXT,
+        recorded_at TEXT NOT NULL,
+        wall_ms INTEGER,
+        cpu_ms INTEGER,
+        log_dir TEXT,
+        UNIQUE (builder, build_id)
+    );
+    CREATE INDEX verifications_by_key ON verifications (pkgbase, version, arch);";
 
 /// Fills the new `depends` column of the packages already in the repositories from their
 /// `desc` entries' `%DEPENDS%`, once.

@@ -17,7 +17,7 @@ use quarters_common::peer_input::{
 use quarters_common::{Arch, NodeName};
 use tokio_util::sync::CancellationToken;
 
-use super::model::BuilderSlot;
+use super::model::{BuilderSlot, Judged};
 use super::{Core, Event, Master};
 use crate::db::{BuildRow, DbError, Recorded, RepoEntry, VerdictKind};
 use crate::plan::State;
@@ -54,13 +54,19 @@ pub(crate) struct Judgement {
 
 /// What a judgement's task fetched.
 #[derive(Debug)]
-enum Fetched {
+pub(super) enum Fetched {
     /// A failed build's logs, in `row.log_dir` if any arrived.
     Logs,
     /// A successful build's packages, verified into `staging`, or why not.
     Packages {
         staging: PathBuf,
         result: Result<Vec<Pulled>, PullError>,
+    },
+    /// A verification build's packages, pulled into `staging` and compared with the accepted
+    /// ones, or why not.
+    Verification {
+        staging: PathBuf,
+        result: Result<crate::verify::Comparison, PullError>,
     },
 }
 
@@ -96,19 +102,19 @@ impl Core {
                 .retain(|id, _| checked.builds.iter().any(|b| &b.id == id));
             let now = std::time::Instant::now();
             let keys: std::collections::HashSet<_> =
-                checked.claims.iter().map(|c| c.key()).collect();
+                checked.claims.iter().map(|c| c.work()).collect();
             slot.leases.retain(|k| keys.contains(k));
             slot.lapses_at = checked
                 .claims
                 .iter()
                 .map(|c| {
-                    let key = c.key();
+                    let key = c.work();
                     let at = slot.leases.lapses_at(&key, c.renewed_at, c.lease, now);
                     (key, at)
                 })
                 .collect();
             slot.state = Some(checked);
-            let committed = slot.committed();
+            let committed = slot.committed_work();
             slot.committed_since
                 .retain(|key, _| committed.contains(key));
             for key in committed {
@@ -160,12 +166,33 @@ impl Core {
         for (index, build) in todo {
             // Recorded before this run saw it (the master restarted): known, not judged again.
             let slot = &self.model.builders[index];
+            if build.purpose == quarters_common::api::v1::Purpose::Verify {
+                match self
+                    .db
+                    .verification_of(slot.name.as_str(), build.id.as_str())
+                {
+                    Ok(None) => {}
+                    Ok(Some((verdict, detail))) => {
+                        self.model.builders[index]
+                            .judged
+                            .insert(build.id.clone(), Judged::Verify { verdict, detail });
+                        self.request_republish();
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!("reading the verdict of build {}: {e}", build.id);
+                        continue;
+                    }
+                }
+                self.judge(index, &build);
+                continue;
+            }
             match self.db.verdict_of(slot.name.as_str(), build.id.as_str()) {
                 Ok(None) => {}
                 Ok(Some(recorded)) => {
                     self.model.builders[index]
                         .judged
-                        .insert(build.id.clone(), recorded);
+                        .insert(build.id.clone(), Judged::Build(recorded));
                     self.request_republish();
                     continue;
                 }
@@ -208,6 +235,10 @@ impl Core {
             if let Unclaimed::NoClaim(_) = unclaimed {
                 self.offend(index, &why);
             }
+            return;
+        }
+        if build.purpose == quarters_common::api::v1::Purpose::Verify {
+            self.judge_verification(index, build, row);
             return;
         }
         let unit = self
@@ -310,7 +341,7 @@ impl Core {
 
     /// Runs `work` on `build` in a task of its own, the build counted in flight (not judged
     /// again) until its [`Judgement`] is applied.
-    fn fetch<W, F>(&mut self, builder: NodeName, build: &CheckedBuild, work: W)
+    pub(super) fn fetch<W, F>(&mut self, builder: NodeName, build: &CheckedBuild, work: W)
     where
         W: FnOnce(CheckedBuild) -> F + Send + 'static,
         F: std::future::Future<Output = (BuildRow, Fetched)> + Send,
@@ -363,6 +394,9 @@ impl Core {
             return;
         }
         match outcome {
+            Fetched::Verification { staging, result } => {
+                self.verification_judged(&builder, row, &staging, result);
+            }
             Fetched::Logs => {
                 let reason = row.reason.as_deref().unwrap_or_default();
                 tracing::warn!(%builder, %build, "{} {} failed in {reason}", row.pkgbase, row.version);
@@ -424,11 +458,11 @@ impl Core {
         {
             slot.judged.insert(
                 id,
-                Recorded {
+                Judged::Build(Recorded {
                     verdict: row.verdict,
                     reason: row.reason.clone(),
                     warnings: row.warnings.clone(),
-                },
+                }),
             );
         }
     }
@@ -546,6 +580,7 @@ impl Core {
             }
         }
         self.mark_judged(row);
+        self.verification_accepted(row);
         // Its wall time counts towards the pkgbase's expected duration.
         self.verdicts_changed(&row.pkgbase);
         // Into the pool only now that the acceptance is committed; a failure here leaves the
@@ -565,7 +600,7 @@ impl Core {
 }
 
 /// Removes a pull's staging directory; what a pull left there was never accepted.
-fn remove_staging(staging: &std::path::Path) {
+pub(super) fn remove_staging(staging: &std::path::Path) {
     if let Err(e) = std::fs::remove_dir_all(staging)
         && e.kind() != std::io::ErrorKind::NotFound
     {
@@ -597,10 +632,10 @@ impl std::fmt::Display for Unclaimed {
 /// builder must show a live claim on it past `claimed` naming the build, and no other
 /// builder may hold an older live commitment to the same package version.
 fn unclaimed(builders: &[BuilderSlot], index: usize, build: &CheckedBuild) -> Option<Unclaimed> {
-    let key = build.key();
+    let key = build.work();
     let slot = &builders[index];
     let claimed = slot.live_claims().any(|c| {
-        c.phase >= ClaimPhase::Committed && c.key() == key && c.build.as_ref() == Some(&build.id)
+        c.phase >= ClaimPhase::Committed && c.work() == key && c.build.as_ref() == Some(&build.id)
     });
     if !claimed {
         return Some(Unclaimed::NoClaim(format!(
@@ -614,7 +649,7 @@ fn unclaimed(builders: &[BuilderSlot], index: usize, build: &CheckedBuild) -> Op
         .enumerate()
         .filter(|(i, _)| *i != index)
         .find(|(_, other)| {
-            other.committed().contains(&key)
+            other.committed_work().contains(&key)
                 && other
                     .committed_since
                     .get(&key)
@@ -639,14 +674,14 @@ fn idle_commitments(slot: &BuilderSlot, max_lease: std::time::Duration) -> Vec<S
     slot.live_claims()
         .filter(|c| c.phase == ClaimPhase::Committed)
         .filter(|c| {
-            let key = c.key();
+            let key = c.work();
             slot.committed_since
                 .get(&key)
                 .is_some_and(|since| now.duration_since(*since) > max_lease)
                 && !state
                     .builds
                     .iter()
-                    .any(|b| b.is_running() && b.key() == key)
+                    .any(|b| b.is_running() && b.work() == key)
         })
         .map(|c| {
             format!(

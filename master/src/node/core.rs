@@ -204,7 +204,7 @@ impl Core {
                 .collect(),
             ..Model::default()
         };
-        Core {
+        let mut core = Core {
             config,
             model,
             db,
@@ -222,7 +222,9 @@ impl Core {
             plan_changes: Changes::default(),
             todo: Todo::default(),
             resign: ResignState::default(),
-        }
+        };
+        core.load_pending_verifications();
+        core
     }
 
     /// Applies events until [`Event::Stop`], or until every sender is gone. Blocks: run it on

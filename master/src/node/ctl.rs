@@ -157,6 +157,8 @@ impl Core {
                             warnings: b.warnings,
                         })
                         .collect(),
+                    verification: matches!(u.state, State::Built | State::Live)
+                        .then(|| self.verification_view(&s.key())),
                 }
             })
             .collect();

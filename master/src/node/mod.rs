@@ -17,6 +17,7 @@ mod model;
 mod resign;
 mod sources;
 mod standing;
+mod verification;
 mod wire;
 
 use std::path::PathBuf;

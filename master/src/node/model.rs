@@ -10,10 +10,11 @@ use quarters_common::peer_input::lease::LeaseClock;
 use quarters_common::peer_input::{BuildId, CheckedBuilder, CheckedClaim, Violation};
 use quarters_parsers::scan::Scanned;
 
-use crate::db::Recorded;
+use crate::db::{Pending, Recorded};
 use crate::plan::{Plan, UnitSpec};
 use crate::quarantine::{Offences, Quarantine};
-use quarters_common::BuildKey;
+use crate::verdict::Verification;
+use quarters_common::{BuildKey, WorkKey};
 
 #[derive(Debug, Default)]
 pub(super) struct Model {
@@ -29,6 +30,18 @@ pub(super) struct Model {
     pub(super) tarballs_ahead_done: bool,
     /// Builds being pulled now (or their logs), by builder.
     pub(super) in_flight: HashSet<(NodeName, BuildId)>,
+    /// Accepted versions no verification has settled yet.
+    pub(super) pending_verify: BTreeMap<BuildKey, Pending>,
+}
+
+/// A finished build's verdict, as the builder is answered with it.
+#[derive(Clone, Debug)]
+pub(super) enum Judged {
+    Build(Recorded),
+    Verify {
+        verdict: Verification,
+        detail: Option<String>,
+    },
 }
 
 impl Model {
@@ -55,16 +68,16 @@ pub(super) struct BuilderSlot {
     pub(super) violations: Vec<Violation>,
     /// Its finished builds that have a verdict: a claim naming one of them no longer holds
     /// its package, however long the builder goes on renewing it.
-    pub(super) judged: HashMap<BuildId, Recorded>,
+    pub(super) judged: HashMap<BuildId, Judged>,
     /// When the master first saw each of its live commitments: of two builders committed to
     /// the same package, only the earlier one's build is judged.
-    pub(super) committed_since: HashMap<BuildKey, std::time::Instant>,
+    pub(super) committed_since: HashMap<WorkKey, std::time::Instant>,
     /// The renewals seen of its claims: a claim lapses a lease after the read that first
     /// showed its latest renewal, as builders count it (the builder's own clock is never
     /// compared with ours).
-    pub(super) leases: LeaseClock<BuildKey>,
+    pub(super) leases: LeaseClock<WorkKey>,
     /// When each claim in `state` lapses.
-    pub(super) lapses_at: HashMap<BuildKey, std::time::Instant>,
+    pub(super) lapses_at: HashMap<WorkKey, std::time::Instant>,
     /// Its recent protocol violations, counted towards a quarantine.
     pub(super) offences: Offences,
     /// Set while the master does not validate it: nothing it publishes counts.
@@ -72,12 +85,22 @@ pub(super) struct BuilderSlot {
 }
 
 impl BuilderSlot {
-    /// What the builder has committed to (or finished), as the plan counts it.
+    /// The first builds the builder has committed to (or finished), as the plan counts them.
     pub(super) fn committed(&self) -> std::collections::BTreeSet<BuildKey> {
         use quarters_common::api::v1::ClaimPhase;
         self.live_claims()
-            .filter(|c| c.phase >= ClaimPhase::Committed)
+            .filter(|c| c.phase >= ClaimPhase::Committed && c.purpose.is_build())
             .map(CheckedClaim::key)
+            .collect()
+    }
+
+    /// Every piece of work, builds and verifications, the builder has committed to (or
+    /// finished): what the protocol's order of commitments is about.
+    pub(super) fn committed_work(&self) -> std::collections::BTreeSet<WorkKey> {
+        use quarters_common::api::v1::ClaimPhase;
+        self.live_claims()
+            .filter(|c| c.phase >= ClaimPhase::Committed)
+            .map(CheckedClaim::work)
             .collect()
     }
 
@@ -89,7 +112,7 @@ impl BuilderSlot {
             .iter()
             .filter(|_| self.quarantine.is_none())
             .flat_map(|s| &s.claims)
-            .filter(move |c| self.lapses_at.get(&c.key()).is_some_and(|at| now < *at))
+            .filter(move |c| self.lapses_at.get(&c.work()).is_some_and(|at| now < *at))
             .filter(|c| {
                 c.phase == quarters_common::api::v1::ClaimPhase::Committed
                     || c.build
@@ -132,13 +155,13 @@ pub(crate) struct Tarball {
     pub(super) pkgbuild_sha256: Option<String>,
 }
 
-/// Claims a builder has committed to (or finished), by what they build.
+/// First builds a builder has committed to (or finished), by what they build.
 pub(super) fn committed_claims(builders: &[BuilderSlot]) -> HashMap<BuildKey, String> {
     use quarters_common::api::v1::ClaimPhase;
     let mut claimed = HashMap::new();
     for b in builders {
         for c in b.live_claims() {
-            if c.phase >= ClaimPhase::Committed {
+            if c.phase >= ClaimPhase::Committed && c.purpose.is_build() {
                 claimed.insert(c.key(), b.name.to_string());
             }
         }

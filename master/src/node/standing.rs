@@ -111,7 +111,7 @@ impl Core {
         slot.offences.clear();
         // Its commitments count from now: while it was quarantined, they counted for nothing.
         let now = std::time::Instant::now();
-        for key in slot.committed() {
+        for key in slot.committed_work() {
             slot.committed_since.entry(key).or_insert(now);
         }
         self.request_replan();

@@ -2,15 +2,17 @@
 
 use quarters_common::api::v1::{
     BuildVerdict, ClaimView, Download, EvaluationProgress, MasterState, PackageState, PeerView,
-    Problem, ReadyPackage, SourceView, Verdict, ViolationView,
+    Problem, ReadyPackage, SourceView, Verdict, VerifyRequest, ViolationView,
 };
 
 use quarters_common::Arch;
 
 use super::Core;
+use super::model::Judged;
 use crate::db::VerdictKind;
 use crate::plan::State;
 use crate::quarantine::Quarantine;
+use crate::verdict::Verification;
 
 /// Violations published per builder: enough to name the offence, never a flood.
 const VIOLATIONS_SHOWN: usize = 8;
@@ -21,48 +23,17 @@ impl Core {
         let no_failures = std::collections::HashMap::new();
         let failures = self.failures().unwrap_or(&no_failures);
         let base = &self.config.url;
-        let primary = self.config.arch.first().map_or("x86_64", Arch::as_str);
-        let ready = model
+        let shown = shown(&model.builders);
+        let mut ready: Vec<ReadyPackage> = model
             .plan
             .ready
             .iter()
-            .take(shown(&model.builders))
-            .map(|&i| &model.plan.units[i])
-            .filter_map(|u| {
-                let tarball = model.tarballs.get(&model.tarball_key(&u.spec)?)?;
-                // An `any` build installs its dependencies from the first architecture's
-                // repository, as the planner resolved them.
-                let repo_arch = if u.spec.arch.is_any() {
-                    primary
-                } else {
-                    u.spec.arch.as_str()
-                };
-                Some(ReadyPackage {
-                    pkgbase: u.spec.pkgbase.clone(),
-                    version: u.spec.version.clone(),
-                    arch: u.spec.arch.to_string(),
-                    pkgnames: u.spec.pkgnames.clone(),
-                    priority: u.priority,
-                    expected_ms: u.expected_ms,
-                    source: Download {
-                        url: base
-                            .join(&format!(
-                                "v1/sources/{}/{}",
-                                u.spec.source, tarball.filename
-                            ))
-                            .expect("plain names join onto a base URL"),
-                        sha256: tarball.sha256.clone(),
-                    },
-                    repo: base
-                        .join(&format!("repo/build/{repo_arch}/"))
-                        .expect("plain names join onto a base URL"),
-                    repo_db: self.repos.db_name(crate::plan::binaries::RepoKind::Build),
-                    packager: Some(u.spec.makepkg_packager()),
-                    source_date_epoch: None,
-                    verify: None,
-                })
-            })
+            .take(shown)
+            .filter_map(|&i| self.ready_entry(&model.plan.units[i], None))
             .collect();
+        // Verifications only fill what room first builds leave: they use idle capacity.
+        let room = shown.saturating_sub(ready.len());
+        ready.extend(self.verification_entries(room));
         let mut claims = Vec::new();
         let mut results = Vec::new();
         for b in &model.builders {
@@ -76,22 +47,43 @@ impl Core {
                 purpose: c.purpose,
             }));
             for build in state.builds.iter().filter(|b| !b.is_running()) {
-                if let Some(recorded) = b.judged.get(&build.id) {
+                if let Some(judged) = b.judged.get(&build.id) {
+                    // Builders only need to know whether to clean up; the wire keeps its
+                    // three verdicts.
+                    let (verdict, reason, warnings) = match judged {
+                        Judged::Build(recorded) => (
+                            match recorded.verdict {
+                                VerdictKind::Accepted => Verdict::Accepted,
+                                VerdictKind::Refused(_) | VerdictKind::Unneeded => {
+                                    Verdict::Rejected
+                                }
+                                VerdictKind::Failed => Verdict::Failed,
+                            },
+                            recorded.reason.clone(),
+                            recorded.warnings.clone(),
+                        ),
+                        Judged::Verify { verdict, detail } => (
+                            match verdict {
+                                Verification::Reproduced => Verdict::Accepted,
+                                Verification::Differs => Verdict::Rejected,
+                                Verification::Unverifiable => Verdict::Failed,
+                            },
+                            Some(match detail {
+                                Some(d) => format!("verification: {}: {d}", verdict.as_str()),
+                                None => format!("verification: {}", verdict.as_str()),
+                            }),
+                            Vec::new(),
+                        ),
+                    };
                     results.push(BuildVerdict {
                         builder: b.name.to_string(),
                         build: build.id.to_string(),
                         pkgbase: build.pkgbase.to_string(),
                         version: build.version.to_string(),
                         arch: build.arch.to_string(),
-                        // Builders only need to know whether to clean up; the wire keeps
-                        // its three verdicts.
-                        verdict: match recorded.verdict {
-                            VerdictKind::Accepted => Verdict::Accepted,
-                            VerdictKind::Refused(_) | VerdictKind::Unneeded => Verdict::Rejected,
-                            VerdictKind::Failed => Verdict::Failed,
-                        },
-                        reason: recorded.reason.clone(),
-                        warnings: recorded.warnings.clone(),
+                        verdict,
+                        reason,
+                        warnings,
                     });
                 }
             }
@@ -219,6 +211,52 @@ fn shown(builders: &[super::model::BuilderSlot]) -> usize {
         .map(|b| b.state.as_ref().map_or(1, |s| s.slots as usize))
         .sum();
     (READY_PER_SLOT * slots).max(READY_SHOWN_AT_LEAST)
+}
+
+impl Core {
+    /// The ready-list entry for planned build `u`: its first build, or with `verify` a
+    /// verification of it. `None` while its source tarball is not made.
+    pub(super) fn ready_entry(
+        &self,
+        u: &crate::plan::Planned,
+        verify: Option<VerifyRequest>,
+    ) -> Option<ReadyPackage> {
+        let model = &self.model;
+        let base = &self.config.url;
+        let primary = self.config.arch.first().map_or("x86_64", Arch::as_str);
+        let tarball = model.tarballs.get(&model.tarball_key(&u.spec)?)?;
+        // An `any` build installs its dependencies from the first architecture's
+        // repository, as the planner resolved them.
+        let repo_arch = if u.spec.arch.is_any() {
+            primary
+        } else {
+            u.spec.arch.as_str()
+        };
+        Some(ReadyPackage {
+            pkgbase: u.spec.pkgbase.clone(),
+            version: u.spec.version.clone(),
+            arch: u.spec.arch.to_string(),
+            pkgnames: u.spec.pkgnames.clone(),
+            priority: if verify.is_some() { 0 } else { u.priority },
+            expected_ms: u.expected_ms,
+            source: Download {
+                url: base
+                    .join(&format!(
+                        "v1/sources/{}/{}",
+                        u.spec.source, tarball.filename
+                    ))
+                    .expect("plain names join onto a base URL"),
+                sha256: tarball.sha256.clone(),
+            },
+            repo: base
+                .join(&format!("repo/build/{repo_arch}/"))
+                .expect("plain names join onto a base URL"),
+            repo_db: self.repos.db_name(crate::plan::binaries::RepoKind::Build),
+            packager: Some(u.spec.makepkg_packager()),
+            source_date_epoch: None,
+            verify,
+        })
+    }
 }
 
 /// How many ready packages are published per builder slot, and at least.

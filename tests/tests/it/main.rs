@@ -22,3 +22,4 @@ mod signing;
 mod simulate;
 mod state_protocol;
 mod tls_trust;
+mod verification;

@@ -54,8 +54,17 @@ pub struct MasterExtra {
     pub scan: Option<Scan>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub builds: Option<Builds>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
     #[serde(rename = "source", skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<Source>,
+}
+
+/// `[verification]`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verification {
+    /// `off`, `advisory` or `required`.
+    pub mode: String,
 }
 
 /// `[build_root]`.

@@ -108,9 +108,14 @@ const PKGINFO: &str = ".PKGINFO";
 const BUILDINFO: &str = ".BUILDINFO";
 const MTREE: &str = ".MTREE";
 
-/// Reads the package archive at `path`. Its compression comes from its file name, as makepkg
-/// names it (`.pkg.tar.zst`, `.gz`, `.xz`, `.bz2`, or none).
-pub fn read(path: &Path, limits: &Limits, cancel: &AtomicBool) -> Result<Members, ArchiveError> {
+/// The archive at `path` as a tar stream read through the limit on its uncompressed bytes, and
+/// what tells an I/O error of that stream apart from the limit's stop. Its compression comes
+/// from its file name, as makepkg names it (`.pkg.tar.zst`, `.gz`, `.xz`, `.bz2`, or none).
+fn open<'a>(
+    path: &Path,
+    limits: &Limits,
+    cancel: &'a AtomicBool,
+) -> Result<Opened<'a>, ArchiveError> {
     let unreadable = |e: &dyn std::fmt::Display| ArchiveError::Unreadable(e.to_string());
     let settings = match DecompressionSettings::try_from(path) {
         Ok(s) => s,
@@ -127,14 +132,31 @@ pub fn read(path: &Path, limits: &Limits, cancel: &AtomicBool) -> Result<Members
         cancel,
         stopped: stopped.clone(),
     };
-    let why = |e: io::Error| match stopped.get() {
+    Ok((tar::Archive::new(bounded), stopped))
+}
+
+/// An archive [`open`] made: the tar stream, and what stopped its reader if it did.
+type Opened<'a> = (
+    tar::Archive<Bounded<'a, CompressionDecoder<'static>>>,
+    Rc<Cell<Option<Stop>>>,
+);
+
+/// Maps an I/O error of a stream from [`open`] to what stopped it.
+#[allow(clippy::needless_pass_by_value)] // Shaped for `map_err`, which hands over the error.
+fn stopped_why(stopped: &Cell<Option<Stop>>, limits: &Limits, e: io::Error) -> ArchiveError {
+    match stopped.get() {
         Some(Stop::TooLarge) => ArchiveError::TooLarge {
             limit: limits.total_bytes,
         },
         Some(Stop::Cancelled) => ArchiveError::Cancelled,
         None => ArchiveError::Unreadable(e.to_string()),
-    };
-    let mut archive = tar::Archive::new(bounded);
+    }
+}
+
+/// Reads the package archive at `path`.
+pub fn read(path: &Path, limits: &Limits, cancel: &AtomicBool) -> Result<Members, ArchiveError> {
+    let (mut archive, stopped) = open(path, limits, cancel)?;
+    let why = |e: io::Error| stopped_why(&stopped, limits, e);
     let mut members = Members::default();
     let mut count = 0u64;
     for entry in archive.entries().map_err(why)? {
@@ -189,6 +211,85 @@ pub fn read(path: &Path, limits: &Limits, cancel: &AtomicBool) -> Result<Members
     members.files.sort_unstable();
     members.files.dedup();
     Ok(members)
+}
+
+/// One entry of a package archive, as a comparison of two builds of it needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The tar entry type (`0` a file, `5` a directory, `2` a symbolic link, ...).
+    pub kind: u8,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: u64,
+    pub size: u64,
+    /// The content's sha256, for a file.
+    pub sha256: Option<[u8; 32]>,
+    /// The target, for a link.
+    pub link: Option<String>,
+}
+
+/// Every entry of the archive at `path`, by name, with its metadata and the sha256 of its
+/// content, under the limits on uncompressed bytes and entries.
+///
+/// Computed from the archive itself rather than read from its `.MTREE`: the `.MTREE` was
+/// written by the very build under test, and a hostile one could make it agree with anything.
+pub fn entries(
+    path: &Path,
+    limits: &Limits,
+    cancel: &AtomicBool,
+) -> Result<std::collections::BTreeMap<String, Entry>, ArchiveError> {
+    use sha2::Digest as _;
+    let (mut archive, stopped) = open(path, limits, cancel)?;
+    let why = |e: io::Error| stopped_why(&stopped, limits, e);
+    let mut out = std::collections::BTreeMap::new();
+    for (count, entry) in archive.entries().map_err(why)?.enumerate() {
+        if count as u64 >= limits.entries {
+            return Err(ArchiveError::TooManyEntries {
+                limit: limits.entries,
+            });
+        }
+        let mut entry = entry.map_err(why)?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let header = entry.header();
+        let kind = header.entry_type().as_byte();
+        let mode = header.mode().unwrap_or(0);
+        let uid = header.uid().unwrap_or(0);
+        let gid = header.gid().unwrap_or(0);
+        let mtime = header.mtime().unwrap_or(0);
+        let size = header.size().unwrap_or(0);
+        let link = entry
+            .link_name_bytes()
+            .map(|l| String::from_utf8_lossy(&l).into_owned());
+        let sha256 = if header.entry_type().is_file() {
+            let mut hasher = sha2::Sha256::new();
+            let mut buf = [0u8; 64 << 10];
+            loop {
+                let n = entry.read(&mut buf).map_err(why)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+            Some(hasher.finalize().into())
+        } else {
+            None
+        };
+        out.insert(
+            name,
+            Entry {
+                kind,
+                mode,
+                uid,
+                gid,
+                mtime,
+                size,
+                sha256,
+                link,
+            },
+        );
+    }
+    Ok(out)
 }
 
 enum MemberError {

@@ -1,7 +1,7 @@
 //! Reading a built package as pacman reads it: its `.PKGINFO` and `.BUILDINFO`, and the `desc`
 //! and `files` entries repo-add would write for it, all under the limits of `archive`.
 
-mod archive;
+pub mod archive;
 mod entry;
 mod fields;
 mod info;

@@ -1,0 +1,196 @@
+//! What independent verification keeps: the files each accepted build put into the build
+//! repository, and the verdict of every verification build.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Db, DbError, arch_at, now};
+use crate::verdict::Verification;
+use quarters_common::BuildKey;
+
+/// A package file an accepted build put into the build repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcceptedFile {
+    pub filename: String,
+    pub sha256: String,
+}
+
+/// The accepted build of a version: who built it, and what it made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    pub builder: String,
+    pub files: Vec<AcceptedFile>,
+}
+
+/// A verification build's verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerificationRow {
+    pub builder: String,
+    pub build_id: String,
+    pub key: BuildKey,
+    pub verdict: Verification,
+    /// What differs, or why nothing could be compared.
+    pub detail: Option<String>,
+    pub wall_ms: Option<u64>,
+    pub cpu_ms: Option<u64>,
+    pub log_dir: Option<String>,
+}
+
+/// A version accepted but not verified yet, and the builders that have built it (the first
+/// one, and any whose verification was inconclusive).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    pub key: BuildKey,
+    pub built_by: Vec<String>,
+    /// Inconclusive verifications so far.
+    pub unverifiable: u32,
+}
+
+impl Db {
+    /// Records a verification build's verdict; a build recorded before is left as it was.
+    pub fn record_verification(&mut self, row: &VerificationRow) -> Result<(), DbError> {
+        self.conn.execute(
+            "INSERT INTO verifications (builder, build_id, pkgbase, version, arch, verdict, detail, recorded_at, wall_ms, cpu_ms, log_dir)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (builder, build_id) DO NOTHING",
+            params![
+                row.builder,
+                row.build_id,
+                row.key.pkgbase,
+                row.key.version,
+                row.key.arch.as_str(),
+                row.verdict.as_str(),
+                row.detail,
+                now(),
+                row.wall_ms.map(|v| v as i64),
+                row.cpu_ms.map(|v| v as i64),
+                row.log_dir,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The verdict of this builder's verification build, if it has one.
+    pub fn verification_of(
+        &self,
+        builder: &str,
+        build_id: &str,
+    ) -> Result<Option<(Verification, Option<String>)>, DbError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT verdict, detail FROM verifications WHERE builder = ?1 AND build_id = ?2",
+                params![builder, build_id],
+                |r| Ok((verification_at(r, 0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// The accepted build of `key` as verification needs it; `None` for a version not
+    /// accepted, or accepted before files were recorded.
+    pub fn accepted(&self, key: &BuildKey) -> Result<Option<Accepted>, DbError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT filename, sha256, builder FROM accepted_files
+             WHERE pkgbase = ?1 AND version = ?2 AND arch = ?3 ORDER BY filename",
+        )?;
+        let rows = stmt.query_map(params![key.pkgbase, key.version, key.arch.as_str()], |r| {
+            Ok((
+                AcceptedFile {
+                    filename: r.get(0)?,
+                    sha256: r.get(1)?,
+                },
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut accepted: Option<Accepted> = None;
+        for row in rows {
+            let (file, builder) = row?;
+            accepted
+                .get_or_insert_with(|| Accepted {
+                    builder,
+                    files: Vec::new(),
+                })
+                .files
+                .push(file);
+        }
+        Ok(accepted)
+    }
+
+    /// The verifications of `pkgbase`'s versions, newest first.
+    pub fn verifications_of(&self, pkgbase: &str) -> Result<Vec<VerificationRow>, DbError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT builder, build_id, version, arch, verdict, detail, wall_ms, cpu_ms, log_dir
+             FROM verifications WHERE pkgbase = ?1 ORDER BY id DESC",
+        )?;
+        let rows = stmt.query_map([pkgbase], |r| {
+            Ok(VerificationRow {
+                builder: r.get(0)?,
+                build_id: r.get(1)?,
+                key: BuildKey::new(pkgbase, r.get::<_, String>(2)?, arch_at(r, 3)?),
+                verdict: verification_at(r, 4)?,
+                detail: r.get(5)?,
+                wall_ms: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
+                cpu_ms: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+                log_dir: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every accepted version that no verification has settled, with fewer than
+    /// `max_unverifiable` inconclusive ones.
+    pub fn pending_verifications(&self, max_unverifiable: u32) -> Result<Vec<Pending>, DbError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.pkgbase, a.version, a.arch, MIN(a.builder),
+                (SELECT group_concat(v.builder, char(10)) FROM verifications v
+                    WHERE v.pkgbase = a.pkgbase AND v.version = a.version AND v.arch = a.arch),
+                (SELECT count(*) FROM verifications v
+                    WHERE v.pkgbase = a.pkgbase AND v.version = a.version AND v.arch = a.arch
+                    AND v.verdict != 'unverifiable'),
+                (SELECT count(*) FROM verifications v
+                    WHERE v.pkgbase = a.pkgbase AND v.version = a.version AND v.arch = a.arch
+                    AND v.verdict = 'unverifiable')
+             FROM accepted_files a GROUP BY a.pkgbase, a.version, a.arch",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let first: String = r.get(3)?;
+            let others: Option<String> = r.get(4)?;
+            let mut built_by = vec![first];
+            for b in others.iter().flat_map(|o| o.lines()) {
+                if !built_by.iter().any(|x| x == b) {
+                    built_by.push(b.to_owned());
+                }
+            }
+            Ok((
+                Pending {
+                    key: BuildKey::new(
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        arch_at(r, 2)?,
+                    ),
+                    built_by,
+                    unverifiable: r.get::<_, i64>(6)? as u32,
+                },
+                r.get::<_, i64>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (pending, conclusive) = row?;
+            if conclusive == 0 && pending.unverifiable < max_unverifiable {
+                out.push(pending);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn verification_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Verification> {
+    let text: String = r.get(i)?;
+    Verification::parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown verification verdict {text:?}").into(),
+        )
+    })
+}

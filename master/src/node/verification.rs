@@ -1,0 +1,371 @@
+//! Independent verification in the core: which accepted versions wait for a verification
+//! build, the ready-list entries that ask for them, and the judging of a verification build
+//! (pulled and checked as any build, then compared with the accepted packages; nothing of it
+//! enters a repository).
+
+use quarters_common::api::v1::ctl::{VerificationStatus, VerificationView, VerifyBuild};
+use quarters_common::api::v1::{ClaimPhase, Purpose, ReadyPackage, VerifyRequest};
+use quarters_common::peer_input::{CheckedBuild, CheckedOutcome};
+use quarters_common::{BuildKey, NodeName};
+
+use super::Core;
+use super::builders::{Fetched, remove_staging};
+use super::model::Judged;
+use crate::db::{BuildRow, Pending, VerificationRow};
+use crate::plan::State;
+use crate::pull::{Expectation, PullError, PullLimits, pull};
+use crate::verdict::Verification;
+use crate::verify::{self, Comparison, MAX_UNVERIFIABLE, Made, Mode};
+
+impl Core {
+    /// The accepted versions no verification has settled, from the database.
+    pub(super) fn load_pending_verifications(&mut self) {
+        match self.db.pending_verifications(MAX_UNVERIFIABLE) {
+            Ok(pending) => {
+                self.model.pending_verify =
+                    pending.into_iter().map(|p| (p.key.clone(), p)).collect();
+            }
+            Err(e) => tracing::error!("reading the versions waiting for verification: {e}"),
+        }
+    }
+
+    /// A version was accepted from `row`'s build: it waits for a verification.
+    pub(super) fn verification_accepted(&mut self, row: &BuildRow) {
+        let Ok(arch) = quarters_common::Arch::parse(&row.arch) else {
+            return;
+        };
+        let key = BuildKey::new(&row.pkgbase, &row.version, arch);
+        self.model.pending_verify.insert(
+            key.clone(),
+            Pending {
+                key,
+                built_by: vec![row.builder.clone()],
+                unverifiable: 0,
+            },
+        );
+    }
+
+    /// Ready-list entries for at most `room` verifications: versions accepted and still the
+    /// sources' current ones, that no builder has committed to verifying.
+    pub(super) fn verification_entries(&self, room: usize) -> Vec<ReadyPackage> {
+        if self.config.verification == Mode::Off || room == 0 {
+            return Vec::new();
+        }
+        let claimed: std::collections::HashSet<BuildKey> = self
+            .model
+            .builders
+            .iter()
+            .flat_map(|b| b.live_claims())
+            .filter(|c| c.purpose == Purpose::Verify && c.phase >= ClaimPhase::Committed)
+            .map(|c| c.key())
+            .collect();
+        self.model
+            .pending_verify
+            .values()
+            .filter(|p| !claimed.contains(&p.key))
+            .filter_map(|p| {
+                let u = self.model.plan.unit(&p.key.pkgbase, &p.key.arch)?;
+                let current = *u.spec.version == p.key.version
+                    && matches!(u.state, State::Built | State::Live);
+                current.then(|| {
+                    self.ready_entry(
+                        u,
+                        Some(VerifyRequest {
+                            built_by: p.built_by.clone(),
+                        }),
+                    )
+                })?
+            })
+            .take(room)
+            .collect()
+    }
+
+    /// Judges a finished verification build of builder `index`.
+    pub(super) fn judge_verification(&mut self, index: usize, build: &CheckedBuild, row: BuildRow) {
+        let slot = &self.model.builders[index];
+        let builder = slot.name.to_string();
+        let key = build.key();
+        let accepted = match self.db.accepted(&key) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!("reading the accepted build of {key}: {e}");
+                return;
+            }
+        };
+        let verification = |verdict, detail: &str| VerificationRow {
+            builder: builder.clone(),
+            build_id: row.build_id.clone(),
+            key: key.clone(),
+            verdict,
+            detail: Some(detail.to_owned()),
+            wall_ms: row.wall_ms,
+            cpu_ms: row.cpu_ms,
+            log_dir: None,
+        };
+        let Some(accepted) = accepted else {
+            // Nothing to compare with: answered, not recorded (nothing was pulled).
+            self.mark_verification(&verification(
+                Verification::Unverifiable,
+                "no accepted build of this version to compare with",
+            ));
+            return;
+        };
+        if accepted.builder == builder {
+            let what = format!(
+                "build {} verifies {key}, which the builder built itself",
+                build.id
+            );
+            tracing::warn!(%builder, "protocol violation: {what}");
+            self.mark_verification(&verification(Verification::Unverifiable, &what));
+            self.offend(index, &what);
+            return;
+        }
+        let unit = self.model.plan.unit(&key.pkgbase, &key.arch).cloned();
+        let unit = match unit {
+            Some(u) if *u.spec.version == key.version => u,
+            _ => {
+                self.finish_verification(&verification(
+                    Verification::Unverifiable,
+                    "the sources have moved on from this version",
+                ));
+                return;
+            }
+        };
+        match &build.outcome {
+            CheckedOutcome::Running { .. } => {}
+            CheckedOutcome::Failed { stage, reason } => {
+                self.finish_verification(&verification(
+                    Verification::Unverifiable,
+                    &format!("the verification build failed in {stage}: {reason}"),
+                ));
+            }
+            CheckedOutcome::Succeeded => {
+                let client = slot.client.clone();
+                let name = slot.name.clone();
+                let pins = self.model.plan.pins(&unit);
+                let handed_out = self.handed_out_pkgbuild(&unit.spec);
+                let packager = unit.spec.makepkg_packager();
+                let staging =
+                    crate::store::staging_dir(&self.config.state_dir, &builder, build.id.as_str());
+                let limits = PullLimits {
+                    max_bytes: self.config.max_artifact_size,
+                    pace: self.config.pull_pace,
+                    archive: self.config.archive_limits,
+                    cancel: self.stopping.clone(),
+                };
+                let pool = self.repos.pool();
+                self.fetch(name, build, async move |build| {
+                    let pkgbuild_sha256 = handed_out.resolve().await;
+                    let expect = Expectation {
+                        pkgbase: build.pkgbase.as_str(),
+                        version: build.version.as_str(),
+                        arch: &build.arch,
+                        pkgnames: &unit.spec.pkgnames,
+                        packager: &packager,
+                        pkgbuild_sha256: pkgbuild_sha256.as_deref(),
+                        pins: &pins,
+                    };
+                    let _ = tokio::fs::remove_dir_all(&staging).await;
+                    let pulled = match tokio::fs::create_dir_all(&staging).await {
+                        Ok(()) => pull(&client, &build, expect, &staging, &limits).await,
+                        Err(e) => Err(PullError::Unavailable(format!(
+                            "creating {}: {e}",
+                            staging.display()
+                        ))),
+                    };
+                    let result = match pulled {
+                        Ok(pulled) => {
+                            let made: Vec<Made> = pulled
+                                .into_iter()
+                                .map(|p| Made {
+                                    filename: p.filename,
+                                    sha256: p.sha256,
+                                    path: p.path,
+                                })
+                                .collect();
+                            let archive = limits.archive;
+                            let cancel = limits.cancel.clone();
+                            let files = accepted.files;
+                            // Reading two archives whole is long work: off the runtime.
+                            tokio::task::spawn_blocking(move || {
+                                verify::compare(&files, &pool, &made, &archive, &cancel)
+                            })
+                            .await
+                            .map_err(|e| PullError::Unavailable(format!("comparing: {e}")))
+                        }
+                        Err(e) => Err(e),
+                    };
+                    (row, Fetched::Verification { staging, result })
+                });
+            }
+        }
+    }
+
+    /// Applies what a verification's task found.
+    pub(super) fn verification_judged(
+        &mut self,
+        builder: &NodeName,
+        row: BuildRow,
+        staging: &std::path::Path,
+        result: Result<Comparison, PullError>,
+    ) {
+        remove_staging(staging);
+        let Ok(arch) = quarters_common::Arch::parse(&row.arch) else {
+            return;
+        };
+        let key = BuildKey::new(&row.pkgbase, &row.version, arch);
+        let (verdict, detail) = match result {
+            Ok(comparison) => (
+                match comparison {
+                    Comparison::Reproduced => Verification::Reproduced,
+                    Comparison::Differs(_) => Verification::Differs,
+                },
+                comparison.detail(),
+            ),
+            Err(PullError::Refused(refusal)) => {
+                if refusal.blame == crate::verdict::Blame::Builder {
+                    self.offend_by_name(
+                        builder,
+                        &format!(
+                            "verification build {} of {key} was refused: {}",
+                            row.build_id, refusal.reason
+                        ),
+                    );
+                }
+                (Verification::Unverifiable, Some(refusal.reason))
+            }
+            Err(PullError::Unavailable(reason)) => {
+                tracing::info!(%builder, build = %row.build_id, "verification pull postponed: {reason}");
+                return;
+            }
+        };
+        match verdict {
+            Verification::Differs => tracing::warn!(
+                %builder,
+                build = %row.build_id,
+                "{key} differs from the accepted build: {}",
+                detail.as_deref().unwrap_or_default()
+            ),
+            _ => {
+                tracing::info!(%builder, build = %row.build_id, "{key}: verification {}", verdict.as_str());
+            }
+        }
+        self.finish_verification(&VerificationRow {
+            builder: builder.to_string(),
+            build_id: row.build_id,
+            key,
+            verdict,
+            detail,
+            wall_ms: row.wall_ms,
+            cpu_ms: row.cpu_ms,
+            log_dir: None,
+        });
+    }
+
+    /// Records a verification's verdict and settles (or not) the version's verification.
+    fn finish_verification(&mut self, v: &VerificationRow) {
+        if let Err(e) = self.db.record_verification(v) {
+            tracing::error!(
+                "recording verification build {} of {}: {e}",
+                v.build_id,
+                v.builder
+            );
+            return;
+        }
+        let message = format!(
+            "{} from {} build {}: {}{}",
+            v.key,
+            v.builder,
+            v.build_id,
+            v.verdict.as_str(),
+            v.detail
+                .as_deref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
+        );
+        let _ = self.db.event(
+            &format!("verification-{}", v.verdict.as_str()),
+            &v.key.pkgbase,
+            &message,
+        );
+        if let Some(p) = self.model.pending_verify.get_mut(&v.key) {
+            if !p.built_by.contains(&v.builder) {
+                p.built_by.push(v.builder.clone());
+            }
+            if v.verdict == Verification::Unverifiable {
+                p.unverifiable += 1;
+            }
+            if v.verdict.is_conclusive() || p.unverifiable >= MAX_UNVERIFIABLE {
+                self.model.pending_verify.remove(&v.key);
+            }
+        }
+        self.mark_verification(v);
+    }
+
+    /// How the verification of built version `key` stands, for `why`.
+    pub(super) fn verification_view(&self, key: &BuildKey) -> VerificationView {
+        let accepted_from = self.db.accepted(key).ok().flatten().map(|a| a.builder);
+        let builds: Vec<VerifyBuild> = self
+            .db
+            .verifications_of(&key.pkgbase)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| v.key == *key)
+            .map(|v| VerifyBuild {
+                builder: v.builder,
+                build: v.build_id,
+                verdict: status_of(v.verdict),
+                detail: v.detail,
+            })
+            .collect();
+        let has = |s: VerificationStatus| builds.iter().any(|b| b.verdict == s);
+        let status = if has(VerificationStatus::Differs) {
+            VerificationStatus::Differs
+        } else if has(VerificationStatus::Reproduced) {
+            VerificationStatus::Reproduced
+        } else if self.config.verification == Mode::Off {
+            VerificationStatus::Off
+        } else if self.model.pending_verify.contains_key(key) {
+            VerificationStatus::Pending
+        } else if !builds.is_empty() {
+            VerificationStatus::Unverifiable
+        } else if accepted_from.is_none() {
+            VerificationStatus::NotRecorded
+        } else {
+            VerificationStatus::Pending
+        };
+        VerificationView {
+            status,
+            accepted_from,
+            builds,
+        }
+    }
+
+    /// Answers the builder: its verification build has a verdict, and may go.
+    fn mark_verification(&mut self, v: &VerificationRow) {
+        if let Some(slot) = self
+            .model
+            .builders
+            .iter_mut()
+            .find(|b| b.name.as_str() == v.builder)
+            && let Ok(id) = quarters_common::peer_input::BuildId::parse(&v.build_id)
+        {
+            slot.judged.insert(
+                id,
+                Judged::Verify {
+                    verdict: v.verdict,
+                    detail: v.detail.clone(),
+                },
+            );
+        }
+        self.request_republish();
+    }
+}
+
+fn status_of(v: Verification) -> VerificationStatus {
+    match v {
+        Verification::Reproduced => VerificationStatus::Reproduced,
+        Verification::Differs => VerificationStatus::Differs,
+        Verification::Unverifiable => VerificationStatus::Unverifiable,
+    }
+}

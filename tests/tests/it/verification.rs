@@ -1,0 +1,152 @@
+//! Independent verification against a real master: after a version is accepted from one
+//! builder, the master asks for a rebuild by another, compares what it sends byte for byte,
+//! and says in `why` whether it reproduced or which members differ. Test builders (real TLS
+//! servers with farm certificates) play both builders, so that each can send exactly the
+//! packages a test needs: the same bytes, other bytes, or a verification of its own build.
+
+use quarters_common::api::v1::{MasterState, Purpose, ReadyPackage, Verdict};
+use quarters_tests::makepkg;
+use quarters_tests::master::{GIT_SOURCE, MasterProcess, farm_pki};
+use quarters_tests::quartersctl;
+use quarters_tests::testbuilder::TestBuilder;
+
+fn verification_of<'a>(state: &'a MasterState, pkgbase: &str) -> Option<&'a ReadyPackage> {
+    state
+        .ready
+        .iter()
+        .find(|r| r.pkgbase == pkgbase && r.verify.is_some())
+}
+
+fn verdict(state: &MasterState, id: &str) -> Option<(Verdict, String)> {
+    state
+        .results
+        .iter()
+        .find(|r| r.build == id)
+        .map(|r| (r.verdict, r.reason.clone().unwrap_or_default()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_accepted_version_is_rebuilt_elsewhere_and_compared_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = farm_pki(dir.path());
+    let packages = dir.path().join("packages");
+    let recipes = makepkg::libhello_and_hello();
+    makepkg::write_tree(&packages, &recipes);
+    makepkg::git_commit_all(&packages, "import");
+    let port = quarters_ctl::localfarm::free_ports(1).unwrap()[0];
+    let url: url::Url = format!("https://127.0.0.1:{port}/").parse().unwrap();
+    let one = TestBuilder::start(&ca, "builder-1", &url).await;
+    let two = TestBuilder::start(&ca, "builder-2", &url).await;
+    let tables = format!(
+        "{GIT_SOURCE}\n[[builder]]\nname = \"builder-1\"\nurl = \"{}\"\n\n[[builder]]\nname = \"builder-2\"\nurl = \"{}\"\n",
+        one.url, two.url
+    );
+    let master = MasterProcess::start(dir.path(), port, &tables).await;
+    let why = |name: &str| quartersctl(&master.config, &["why", name]).1;
+
+    // builder-1's libhello is accepted; the master then asks for a verification that
+    // builder-1 may not take.
+    master
+        .wait_for("libhello ready", |s| {
+            s.ready.iter().any(|r| r.pkgbase == "libhello")
+        })
+        .await;
+    let out = dir.path().join("built");
+    let libhello = makepkg::build(&recipes[0], &out);
+    let b1 = one.succeeded("b1", "libhello", "1.0-1", &libhello);
+    one.show(b1);
+    let state = master
+        .wait_for("a verification of libhello asked for", |s| {
+            verification_of(s, "libhello").is_some()
+        })
+        .await;
+    assert_eq!(verdict(&state, "b1").unwrap().0, Verdict::Accepted);
+    let asked = verification_of(&state, "libhello").unwrap();
+    assert_eq!(asked.verify.as_ref().unwrap().built_by, ["builder-1"]);
+    assert!(
+        why("libhello")
+            .contains("verification: pending: waiting for a builder other than builder-1"),
+        "{}",
+        why("libhello")
+    );
+
+    // builder-1 verifying its own build proves nothing: answered, counted against it, and
+    // the verification still waits.
+    let mut own = one.succeeded("v0", "libhello", "1.0-1", &libhello);
+    own.purpose = Purpose::Verify;
+    one.show(own);
+    let state = master
+        .wait_for("builder-1's own verification answered", |s| {
+            verdict(s, "v0").is_some()
+        })
+        .await;
+    assert_eq!(verdict(&state, "v0").unwrap().0, Verdict::Failed);
+    assert!(verification_of(&state, "libhello").is_some());
+    let offence = format!(
+        "build v0 verifies libhello 1.0-1 ({}), which the builder built itself",
+        std::env::consts::ARCH
+    );
+    assert!(
+        master.log_text().contains(&offence),
+        "{}",
+        master.log_text()
+    );
+
+    // builder-2 sends the same bytes: reproduced, and no longer asked for.
+    let mut v1 = two.succeeded("v1", "libhello", "1.0-1", &libhello);
+    v1.purpose = Purpose::Verify;
+    two.show(v1);
+    let state = master
+        .wait_for("v1 judged", |s| verdict(s, "v1").is_some())
+        .await;
+    assert_eq!(
+        verdict(&state, "v1").unwrap(),
+        (Verdict::Accepted, "verification: reproduced".to_owned())
+    );
+    assert!(verification_of(&state, "libhello").is_none());
+    let w = why("libhello");
+    assert!(
+        w.contains("verification: reproduced\n    builder-2 build v1: reproduced\n"),
+        "{w}"
+    );
+
+    // hello: builder-2 builds it first this time, and builder-1's rebuild is another makepkg
+    // run, dated by its own clock: it differs, and `why` names the members.
+    master
+        .wait_for("hello ready", |s| {
+            s.ready
+                .iter()
+                .any(|r| r.pkgbase == "hello" && r.verify.is_none())
+        })
+        .await;
+    let hello = makepkg::build(&recipes[1], &out);
+    let b2 = two.succeeded("b2", "hello", "1.0-1", &hello);
+    two.show(b2);
+    master
+        .wait_for("a verification of hello asked for", |s| {
+            verification_of(s, "hello").is_some()
+        })
+        .await;
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let rebuilt_dir = dir.path().join("rebuilt");
+    let rebuilt = makepkg::build(&recipes[1], &rebuilt_dir);
+    assert_ne!(
+        std::fs::read(&rebuilt).unwrap(),
+        std::fs::read(&hello).unwrap()
+    );
+    let mut v2 = one.succeeded("v2", "hello", "1.0-1", &rebuilt);
+    v2.purpose = Purpose::Verify;
+    one.show(v2);
+    let state = master
+        .wait_for("v2 judged", |s| verdict(s, "v2").is_some())
+        .await;
+    let (v, reason) = verdict(&state, "v2").unwrap();
+    assert_eq!(v, Verdict::Rejected, "{reason}");
+    let w = why("hello");
+    assert!(
+        w.contains("verification: DIFFERS from an independent build")
+            && w.contains("builder-1 build v2: differs: hello-1.0-1-")
+            && w.contains("members differ: .BUILDINFO (content"),
+        "{w}"
+    );
+}
