@@ -66,6 +66,7 @@ fn main() {
             depends: deps.clone(),
             build_depends: vec![],
             packager: None,
+            changed_at: None,
         })
         .collect();
     let arches = vec![quarters_common::Arch::parse("x86_64").unwrap()];

@@ -19,7 +19,7 @@ use crate::bump;
 use crate::cmd;
 use crate::git::hex;
 use crate::layout::{Layout, is_ignored};
-use crate::source::{Entry, Files, Listing, Revision, Source, SourceError};
+use crate::source::{Entry, Files, LastChange, Listing, Revision, Source, SourceError};
 use crate::svn::read_dir_files;
 
 /// Options of a `kind = "cvs"` source.
@@ -110,8 +110,9 @@ impl Cvs {
         Ok(())
     }
 
-    /// The author of the newest revision, at or before `revision`, of any file in each package.
-    fn packagers(&self, revision: &Revision, paths: &[String]) -> HashMap<String, String> {
+    /// The newest revision, at or before `revision`, of any file in each package: its author
+    /// and its time.
+    fn packagers(&self, revision: &Revision, paths: &[String]) -> HashMap<String, LastChange> {
         let mut newest: HashMap<String, (String, String)> = HashMap::new();
         for batch in paths.chunks(EXPORT_BATCH) {
             let modules: Vec<String> = batch
@@ -146,9 +147,29 @@ impl Cvs {
         }
         newest
             .into_iter()
-            .map(|(pkg, (_, author))| (pkg, author))
+            .map(|(pkg, (date, author))| {
+                let at = rlog_date(&date);
+                (pkg, LastChange { author, at })
+            })
             .collect()
     }
+}
+
+/// The time of an `rlog` revision's `date:` field, in Unix seconds: `2024/01/02 03:04:05`
+/// (CVS 1.11, UTC) or `2024-01-02 03:04:05 +0000` (CVS 1.12, with its offset).
+fn rlog_date(date: &str) -> Option<i64> {
+    use time::macros::format_description;
+    let date = date.trim();
+    let with_offset = format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]"
+    );
+    if let Ok(t) = time::OffsetDateTime::parse(date, &with_offset) {
+        return Some(t.unix_timestamp());
+    }
+    let utc = format_description!("[year]/[month]/[day] [hour]:[minute]:[second]");
+    time::PrimitiveDateTime::parse(date, &utc)
+        .ok()
+        .map(|t| t.assume_utc().unix_timestamp())
 }
 
 impl Cvs {
@@ -195,6 +216,7 @@ impl Cvs {
             srcinfo,
             has_pkgbuild: has("PKGBUILD"),
             packager: None,
+            changed_at: None,
         })
     }
 
@@ -311,7 +333,9 @@ impl Source for Cvs {
             .zip(entries)
             .map(|(files, entry)| {
                 files.map(|mut f| {
-                    f.packager = packagers.get(&entry.path).cloned();
+                    if let Some(change) = packagers.get(&entry.path) {
+                        change.fill(&mut f);
+                    }
                     f
                 })
             })
@@ -381,5 +405,19 @@ impl Source for Cvs {
         } else {
             Vec::new()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rlog_dates_of_both_cvs_versions_are_read_as_utc() {
+        // 2024-01-02 03:04:05 UTC.
+        assert_eq!(rlog_date("2024/01/02 03:04:05"), Some(1_704_164_645));
+        assert_eq!(rlog_date("2024-01-02 03:04:05 +0000"), Some(1_704_164_645));
+        assert_eq!(rlog_date("2024-01-02 05:04:05 +0200"), Some(1_704_164_645));
+        assert_eq!(rlog_date("yesterday"), None);
     }
 }

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::bump;
 use crate::layout::{Layout, is_ignored};
 use crate::meta::MAX_SRCINFO_BYTES;
-use crate::source::{Entry, Files, Listing, Revision, Source, SourceError};
+use crate::source::{Entry, Files, LastChange, Listing, Revision, Source, SourceError};
 
 /// Options of a `kind = "git"` source.
 #[derive(Deserialize, Debug, Clone)]
@@ -200,7 +200,9 @@ impl Source for GitTree {
                 let mut files = read_files(&self.repo, &tree, dir).map_err(|e| {
                     SourceError::Package(format!("git {}: {e}", self.path.display()))
                 })?;
-                files.packager = packagers.get(dir.as_str()).cloned();
+                if let Some(change) = packagers.get(dir.as_str()) {
+                    change.fill(&mut files);
+                }
                 Ok(files)
             })
             .collect()
@@ -414,8 +416,11 @@ impl Source for GitRepos {
                 self.with_repo(revision, &entry.path, |repo, commit| {
                     let tree = commit.tree().map_err(|e| e.message().to_owned())?;
                     let mut files = read_files(repo, &tree, &dir)?;
-                    files.packager = last_changes(repo, &commit, std::slice::from_ref(&dir))
-                        .remove(dir.as_str());
+                    if let Some(change) =
+                        last_changes(repo, &commit, std::slice::from_ref(&dir)).remove(dir.as_str())
+                    {
+                        change.fill(&mut files);
+                    }
                     Ok(files)
                 })
             })
@@ -556,6 +561,7 @@ fn read_files(repo: &Repository, tree: &Tree<'_>, dir: &str) -> Result<Files, St
         srcinfo,
         has_pkgbuild: sub.get_name("PKGBUILD").is_some(),
         packager: None,
+        changed_at: None,
     })
 }
 
@@ -570,7 +576,7 @@ fn last_changes(
     repo: &Repository,
     start: &git2::Commit<'_>,
     dirs: &[String],
-) -> HashMap<String, String> {
+) -> HashMap<String, LastChange> {
     let mut found = HashMap::new();
     let mut pending = Pending::new(dirs);
     let mut commit = start.clone();
@@ -590,10 +596,15 @@ fn last_changes(
             diff.trees(Some(&tree), parent_tree.as_ref());
             if !diff.changed.is_empty() {
                 let changed = diff.changed;
-                let who = author_of(&commit);
+                // The commit's (committer's) time, as `git log --format=%ct` gives it: what
+                // reproducible builds of a git checkout date themselves by.
+                let change = LastChange {
+                    author: author_of(&commit),
+                    at: Some(commit.time().seconds()),
+                };
                 for dir in changed {
                     pending.remove(&dir);
-                    found.insert(dir, who.clone());
+                    found.insert(dir, change.clone());
                 }
             }
         }
@@ -1048,13 +1059,33 @@ mod tests {
         parents: &[Oid],
     ) -> Oid {
         let tree = repo.find_tree(tree_of(repo, files, "")).unwrap();
-        let sig = Signature::now(who, &format!("{}@example.org", who.to_lowercase())).unwrap();
+        let sig = Signature::new(
+            who,
+            &format!("{}@example.org", who.to_lowercase()),
+            &git2::Time::new(when(who), 0),
+        )
+        .unwrap();
         let parents: Vec<git2::Commit<'_>> = parents
             .iter()
             .map(|p| repo.find_commit(*p).unwrap())
             .collect();
         let parents: Vec<&git2::Commit<'_>> = parents.iter().collect();
         repo.commit(None, &sig, &sig, who, &tree, &parents).unwrap()
+    }
+
+    /// When each test author commits: a time of its own, so that a change's time tells whose
+    /// commit it came from.
+    fn when(who: &str) -> i64 {
+        let order = [
+            "Root", "Alice", "Bob", "Carol", "Dave", "Erin", "Merger", "Zed",
+        ];
+        let i = order.iter().position(|w| *w == who).unwrap_or(order.len());
+        1_700_000_000 + 3_600 * i as i64
+    }
+
+    /// The authors [`last_changes`] found.
+    fn authors(found: HashMap<String, LastChange>) -> HashMap<String, String> {
+        found.into_iter().map(|(d, c)| (d, c.author)).collect()
     }
 
     /// The walk as it was: every directory looked up in every commit's tree and its parent's.
@@ -1170,7 +1201,12 @@ mod tests {
         let mut dirs: Vec<String> = expected.keys().map(|d| (*d).to_owned()).collect();
         dirs.push("nowhere/x".to_owned());
         dirs.push("core/a/nothing".to_owned());
-        let got = last_changes(&repo, &head, &dirs);
+        let found = last_changes(&repo, &head, &dirs);
+        // Each change's time is its commit's, the same change its author comes from.
+        for (dir, who) in &expected {
+            assert_eq!(found[*dir].at, Some(when(who)), "{dir}");
+        }
+        let got = authors(found);
         let want: HashMap<String, String> = expected
             .iter()
             .map(|(d, who)| {
@@ -1186,10 +1222,17 @@ mod tests {
         // them changed by one commit.
         for dir in &dirs {
             let one = std::slice::from_ref(dir);
-            assert_eq!(last_changes(&repo, &head, one), naive(&head, one), "{dir}");
+            assert_eq!(
+                authors(last_changes(&repo, &head, one)),
+                naive(&head, one),
+                "{dir}"
+            );
         }
         let few = ["big/p07", "big/p31", "big/p33"].map(str::to_owned);
-        assert_eq!(last_changes(&repo, &head, &few), naive(&head, &few));
+        assert_eq!(
+            authors(last_changes(&repo, &head, &few)),
+            naive(&head, &few)
+        );
         assert_eq!(last_changes(&repo, &head, &[]), HashMap::new());
     }
 
@@ -1237,7 +1280,7 @@ mod tests {
         let head = repo.find_commit(second).unwrap();
         let dirs = ["alpha".to_owned(), "zeta".to_owned()];
         let got = last_changes(&repo, &head, &dirs);
-        assert_eq!(got["alpha"], "Root <root@example.org>");
-        assert_eq!(got["zeta"], "Bob <bob@example.org>");
+        assert_eq!(got["alpha"].author, "Root <root@example.org>");
+        assert_eq!(got["zeta"].author, "Bob <bob@example.org>");
     }
 }

@@ -24,6 +24,10 @@ pub struct PkgBase {
     pub targets: BTreeMap<String, Target>,
     /// Author of the last change to the package, who answers for the build.
     pub packager: Option<String>,
+    /// When that change was made (Unix seconds): the `SOURCE_DATE_EPOCH` of every build of
+    /// this version, so that two honest builds of it can be the same bytes.
+    #[serde(default)]
+    pub changed_at: Option<i64>,
 }
 
 /// The build of a pkgbase for one architecture.
@@ -88,6 +92,7 @@ impl PkgBase {
             arch: arch.iter().map(ToString::to_string).collect(),
             targets,
             packager: None,
+            changed_at: None,
         })
     }
 

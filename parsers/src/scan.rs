@@ -273,6 +273,7 @@ impl Scanner {
             )));
         }
         meta.packager = files.packager;
+        meta.changed_at = files.changed_at;
         Ok(meta)
     }
 

@@ -50,6 +50,26 @@ pub struct Files {
     pub has_pkgbuild: bool,
     /// Author of the last change to the package: `Name <email>` or a user name.
     pub packager: Option<String>,
+    /// When that same change was made, in Unix seconds: what `SOURCE_DATE_EPOCH` is set to
+    /// for every build of this version, so that builds on two machines can be the same bytes.
+    pub changed_at: Option<i64>,
+}
+
+/// The newest change to a package's directory: who made it, and when (Unix seconds, where the
+/// source says).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastChange {
+    pub author: String,
+    pub at: Option<i64>,
+}
+
+impl LastChange {
+    /// Puts the change into `files`: its author as the packager (none for an empty name),
+    /// its time as the time of the last change.
+    pub fn fill(&self, files: &mut Files) {
+        files.packager = Some(self.author.clone()).filter(|a| !a.is_empty());
+        files.changed_at = self.at;
+    }
 }
 
 /// What went wrong reading a source. The text always names the source and the thing.

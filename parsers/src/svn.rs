@@ -14,7 +14,7 @@ use crate::bump;
 use crate::cmd;
 use crate::layout::{Layout, is_ignored};
 use crate::meta::MAX_SRCINFO_BYTES;
-use crate::source::{Entry, Files, Listing, Revision, Source, SourceError};
+use crate::source::{Entry, Files, LastChange, Listing, Revision, Source, SourceError};
 
 /// Options of a `kind = "svn"` source.
 #[derive(Deserialize, Debug, Clone)]
@@ -51,8 +51,8 @@ pub fn open(options: SvnOptions, layout: Layout) -> Result<Box<dyn Source>, Stri
 pub struct Svn {
     url: String,
     layout: Layout,
-    /// Author of each package's last change, from the latest listing.
-    authors: HashMap<String, String>,
+    /// Each package's last change, from the latest listing.
+    authors: HashMap<String, LastChange>,
 }
 
 impl Svn {
@@ -75,8 +75,8 @@ impl Svn {
             })
     }
 
-    /// `(name, last-changed revision, author)` of the directories in `url` at `rev`.
-    fn dirs(&self, url: &str, rev: u64) -> Result<Vec<(String, String, String)>, SourceError> {
+    /// `(name, last-changed revision, last change)` of the directories in `url` at `rev`.
+    fn dirs(&self, url: &str, rev: u64) -> Result<Vec<(String, String, LastChange)>, SourceError> {
         let xml = self.svn(&["list", "--xml", &format!("{url}@{rev}")], None)?;
         let doc = parse_xml(&self.url, &xml)?;
         Ok(doc
@@ -96,7 +96,20 @@ impl Svn {
                     .and_then(|a| a.text())
                     .unwrap_or("")
                     .to_owned();
-                Some((name, changed, author))
+                // `<date>` is the revision's, in UTC with microseconds: RFC 3339.
+                let at = commit
+                    .children()
+                    .find(|c| c.has_tag_name("date"))
+                    .and_then(|d| d.text())
+                    .and_then(|d| {
+                        time::OffsetDateTime::parse(
+                            d,
+                            &time::format_description::well_known::Rfc3339,
+                        )
+                        .ok()
+                    })
+                    .map(time::OffsetDateTime::unix_timestamp);
+                Some((name, changed, LastChange { author, at }))
             })
             .filter(|(name, _, _)| !is_ignored(name))
             .collect())
@@ -124,17 +137,17 @@ impl Source for Svn {
         let mut entries = Vec::new();
         self.authors.clear();
         let top = self.dirs(&self.url, rev)?;
-        for (name, changed, author) in top {
+        for (name, changed, change) in top {
             if self.layout.depth == 1 {
-                self.authors.insert(name.clone(), author);
+                self.authors.insert(name.clone(), change);
                 entries.push(Entry {
                     path: name,
                     content_id: changed,
                 });
             } else {
-                for (pkg, changed, author) in self.dirs(&format!("{}/{name}", self.url), rev)? {
+                for (pkg, changed, change) in self.dirs(&format!("{}/{name}", self.url), rev)? {
                     let path = format!("{name}/{pkg}");
-                    self.authors.insert(path.clone(), author);
+                    self.authors.insert(path.clone(), change);
                     entries.push(Entry {
                         path,
                         content_id: changed,
@@ -202,11 +215,9 @@ impl Source for Svn {
                 };
                 let mut files = read_dir_files(&dir, &build_dir)
                     .map_err(|e| SourceError::Package(format!("svn {}: {e}", self.url)))?;
-                files.packager = self
-                    .authors
-                    .get(&entry.path)
-                    .cloned()
-                    .filter(|a| !a.is_empty());
+                if let Some(change) = self.authors.get(&entry.path) {
+                    change.fill(&mut files);
+                }
                 Ok(files)
             })
             .collect()
@@ -333,5 +344,6 @@ pub(crate) fn read_dir_files(dir: &Path, name: &str) -> Result<Files, String> {
         srcinfo,
         has_pkgbuild: dir.join("PKGBUILD").is_file(),
         packager: None,
+        changed_at: None,
     })
 }

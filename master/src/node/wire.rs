@@ -253,7 +253,7 @@ impl Core {
                 .expect("plain names join onto a base URL"),
             repo_db: self.repos.db_name(crate::plan::binaries::RepoKind::Build),
             packager: Some(u.spec.makepkg_packager()),
-            source_date_epoch: None,
+            source_date_epoch: u.spec.changed_at,
             verify,
         })
     }

@@ -84,6 +84,7 @@ fn world() -> impl Strategy<Value = (Vec<UnitSpec>, Vec<BinaryPackage>)> {
                         depends: depends.to_vec(),
                         build_depends: build_depends.to_vec(),
                         packager: None,
+                        changed_at: None,
                     }
                 })
                 .collect();

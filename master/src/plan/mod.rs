@@ -56,6 +56,9 @@ pub struct UnitSpec {
     /// makedepends and checkdepends.
     pub build_depends: Vec<String>,
     pub packager: Option<String>,
+    /// When the package last changed in its source (Unix seconds): every build of this
+    /// version runs with it as `SOURCE_DATE_EPOCH`.
+    pub changed_at: Option<i64>,
 }
 
 impl UnitSpec {
@@ -96,6 +99,7 @@ impl UnitSpec {
                         .collect(),
                     build_depends,
                     packager: meta.packager.clone(),
+                    changed_at: meta.changed_at,
                 })
             })
             .collect()

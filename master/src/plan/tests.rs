@@ -15,6 +15,7 @@ fn unit(pkgbase: &str, version: &str, depends: &[&str], makedepends: &[&str]) ->
         depends: depends.iter().map(|s| (*s).to_owned()).collect(),
         build_depends: makedepends.iter().map(|s| (*s).to_owned()).collect(),
         packager: None,
+        changed_at: None,
     }
 }
 

@@ -131,6 +131,20 @@ pub fn check_first_scan(scanner: &Scanner) {
         a.packager.is_some(),
         "the packager travels with the metadata"
     );
+    // So does the time of the change, from the same change: the fixture is one commit, made
+    // just now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let at = a
+        .changed_at
+        .expect("the time of the last change travels with the metadata");
+    assert!(
+        (now - 3600..=now + 60).contains(&at),
+        "{at} is not about {now}"
+    );
+    assert_eq!(meta(scanner, "split-b").changed_at, Some(at));
 
     let b = meta(scanner, "split-b");
     assert_eq!(b.version, "1:2.0-1");

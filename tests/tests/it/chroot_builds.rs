@@ -455,6 +455,65 @@ async fn hostile_pkgbuilds_are_contained_and_reported_and_the_builder_goes_on() 
     farm.stop(Duration::from_secs(10)).await.unwrap();
 }
 
+/// Real makepkg builds are reproducible by construction across builders: the same template,
+/// build path, packager, locale, time zone and SOURCE_DATE_EPOCH (the package's last commit),
+/// and dependencies at the versions the plan named. Each version built on one builder is
+/// rebuilt on the other and is the same bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_builders_reproduce_each_others_real_builds() {
+    let template = template_root();
+    let dir = tempfile::tempdir().unwrap();
+    let packages = dir.path().join("packages");
+    makepkg::write_tree(&packages, &hello_recipes());
+    makepkg::git_commit_all(&packages, "import");
+    let (master_extra, builder_extra) = farm_config(&template, "");
+    let mut farm = start_farm_in(dir.path(), 2, &master_extra, &builder_extra).await;
+    let why = |name: &str| quartersctl(&farm.master.config, &["why", name]).1;
+    let started = std::time::Instant::now();
+    let mut waiting = vec!["libhello", "hello"];
+    while !waiting.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(420),
+            "not reproduced in time:\n{}",
+            why(waiting[0])
+        );
+        for name in &waiting {
+            let w = why(name);
+            assert!(
+                !w.contains("verification: DIFFERS") && !w.contains("failed"),
+                "{w}"
+            );
+        }
+        waiting.retain(|name| !why(name).contains("verification: reproduced\n"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Each by the builder that did not build it.
+    for name in ["libhello", "hello"] {
+        let w = why(name);
+        let built_on = w
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("build ")?
+                    .split(" on ")
+                    .nth(1)?
+                    .split(':')
+                    .next()
+            })
+            .unwrap_or_else(|| panic!("no build in {w}"))
+            .to_owned();
+        let verified_on = w
+            .lines()
+            .skip_while(|l| !l.contains("verification: reproduced"))
+            .nth(1)
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no verification build in {w}"))
+            .to_owned();
+        assert_ne!(built_on, verified_on, "{w}");
+    }
+    farm.stop(Duration::from_secs(10)).await.unwrap();
+}
+
 /// What `hooker`'s scriptlet and ALPM hook run, as root inside the build: note that it ran (in
 /// the build root, for `hook-victim` to check), then try to leave the root with a chroot
 /// escape, read the builder's key directly and through every process's `/proc/PID/root`, and

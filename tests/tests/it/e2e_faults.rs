@@ -138,7 +138,10 @@ async fn a_commit_while_the_farm_runs_is_built_after_the_old_version_and_promote
             .copied()
             .unwrap_or(0)
             >= 1
-            && !s.ready.iter().any(|r| r.pkgbase == "hello" && r.verify.is_none())
+            && !s
+                .ready
+                .iter()
+                .any(|r| r.pkgbase == "hello" && r.verify.is_none())
             && !s.claims.iter().any(|c| c.pkgbase == "hello")
             && s.problems.iter().all(|p| p.pkgbase != "hello")
     })

@@ -1,13 +1,15 @@
 //! A real master and real builders (with the simulation driver: everything but makepkg is
 //! real) racing over a git source: every package is built exactly once; a builder killed in
-//! the middle of a build loses its package to another after the lease.
+//! the middle of a build loses its package to another after the lease; each version is then
+//! verified by another builder, byte for byte.
 
 use std::time::Duration;
 
 use quarters_common::api::v1::ClaimPhase;
 use quarters_master::db::{Db, VerdictKind};
+use quarters_master::verdict::Verification;
 use quarters_tests::makepkg::{self, recipe};
-use quarters_tests::{start_farm_in, wait_for_farm};
+use quarters_tests::{quartersctl, start_farm_in, wait_for_farm};
 
 /// A tree of `n` packages: a chain of three, and the rest independent.
 fn source(dir: &std::path::Path, n: usize) -> Vec<String> {
@@ -43,6 +45,23 @@ async fn race(builders: usize) {
         },
     )
     .await;
+    // Then each version is rebuilt by another builder, with the farm's SOURCE_DATE_EPOCH:
+    // the simulation driver's packages are the same bytes.
+    let started = std::time::Instant::now();
+    let mut unverified = names.clone();
+    while !unverified.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "not reproduced: {unverified:?}\n{}",
+            quartersctl(&farm.master.config, &["why", &unverified[0]]).1
+        );
+        unverified.retain(|name| {
+            !quartersctl(&farm.master.config, &["why", name])
+                .1
+                .contains("verification: reproduced\n")
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     farm.stop(Duration::from_secs(10)).await.unwrap();
     let db = Db::open(&dir.path().join("master-state/master.sqlite")).unwrap();
     for name in &names {
@@ -54,6 +73,10 @@ async fn race(builders: usize) {
             builds.len()
         );
         assert_eq!(builds[0].verdict, VerdictKind::Accepted);
+        let verifications = db.verifications_of(name).unwrap();
+        assert_eq!(verifications.len(), 1, "{name}: {verifications:#?}");
+        assert_eq!(verifications[0].verdict, Verification::Reproduced);
+        assert_ne!(verifications[0].builder, builds[0].builder, "{name}");
     }
 }
 

@@ -164,7 +164,12 @@ async fn only_the_first_committed_builder_is_judged() {
         result.reason.as_deref().unwrap_or_default(),
         &["not judged", "has no live committed claim naming it"],
     );
-    assert!(state.ready.iter().any(|r| r.pkgbase == "hello" && r.verify.is_none()));
+    assert!(
+        state
+            .ready
+            .iter()
+            .any(|r| r.pkgbase == "hello" && r.verify.is_none())
+    );
 
     // The honest builder commits first; the hostile one's later commitment does not count.
     f.honest.show_claim(claim_on(
@@ -210,7 +215,12 @@ async fn only_the_first_committed_builder_is_judged() {
                 && s.counts.get(&quarters_common::api::v1::PackageState::Built) == Some(&1)
         })
         .await;
-    assert!(!state.ready.iter().any(|r| r.pkgbase == "hello" && r.verify.is_none()));
+    assert!(
+        !state
+            .ready
+            .iter()
+            .any(|r| r.pkgbase == "hello" && r.verify.is_none())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -573,7 +583,10 @@ async fn a_builder_trickling_its_artifact_keeps_nothing_once_disabled() {
     // ready again.
     f.master
         .wait_for("hello ready again while its pull trickles", |s| {
-            s.ready.iter().any(|r| r.pkgbase == "hello" && r.verify.is_none()) && quarantine_of(s, "builder-1").is_some()
+            s.ready
+                .iter()
+                .any(|r| r.pkgbase == "hello" && r.verify.is_none())
+                && quarantine_of(s, "builder-1").is_some()
         })
         .await;
     // Past the end of the trickle: the pull finished, and nothing of it was judged.
@@ -645,7 +658,12 @@ async fn a_builder_trickling_its_artifact_is_refused_at_the_pull_deadline() {
                 .any(|r| r.build == "h1" && r.verdict == Verdict::Accepted)
         })
         .await;
-    assert!(!state.ready.iter().any(|r| r.pkgbase == "hello" && r.verify.is_none()));
+    assert!(
+        !state
+            .ready
+            .iter()
+            .any(|r| r.pkgbase == "hello" && r.verify.is_none())
+    );
 }
 
 /// The same for a failed build's logs, whose sizes are not announced: together they get what

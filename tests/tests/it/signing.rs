@@ -82,7 +82,9 @@ async fn pacman_trusting_only_the_farm_key_installs_what_the_farm_signed_and_ref
     builder.show(b1);
     master
         .wait_for("hello ready", |s| {
-            s.ready.iter().any(|r| r.pkgbase == "hello" && r.verify.is_none())
+            s.ready
+                .iter()
+                .any(|r| r.pkgbase == "hello" && r.verify.is_none())
         })
         .await;
     let mut b2 = finished_build("b2", "hello", "1.0-1", BuildOutcome::Succeeded);
