@@ -634,6 +634,10 @@ pub mod ctl {
         Promote {
             packages: Vec<String>,
             with_deps: bool,
+            /// Promote what no independent build has reproduced yet, where the farm requires
+            /// it, for this reason (recorded).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            force: Option<String>,
         },
         /// Puts a failed package back in the ready list.
         Retry {
@@ -907,6 +911,9 @@ pub mod ctl {
         pub arch: String,
         /// Brought along as a dependency of what was asked for.
         pub dependency: bool,
+        /// Promoted without an independent reproduction, for this reason.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub forced: Option<String>,
     }
 
     #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -41,7 +41,14 @@ pub fn render(answer: &Answer) -> String {
         Answer::Promoted { packages } => {
             line(&mut out, "promoted to the live repository:");
             for p in packages {
-                let extra = if p.dependency { " (dependency)" } else { "" };
+                let mut extra = if p.dependency {
+                    " (dependency)".to_owned()
+                } else {
+                    String::new()
+                };
+                if let Some(reason) = &p.forced {
+                    extra += &format!(" (not reproduced; forced: {reason})");
+                }
                 line(
                     &mut out,
                     &format!("  {} {} ({}){extra}", p.pkgname, p.version, p.arch),
@@ -301,18 +308,20 @@ mod tests {
                     version: "1.0-1".into(),
                     arch: "x86_64".into(),
                     dependency: false,
+                    forced: None,
                 },
                 Promoted {
                     pkgname: "libhello".into(),
                     version: "1.0-1".into(),
                     arch: "x86_64".into(),
                     dependency: true,
+                    forced: Some("security fix, builder-2 down".into()),
                 },
             ],
         };
         assert_eq!(
             render(&answer),
-            "promoted to the live repository:\n  hello 1.0-1 (x86_64)\n  libhello 1.0-1 (x86_64) (dependency)\n"
+            "promoted to the live repository:\n  hello 1.0-1 (x86_64)\n  libhello 1.0-1 (x86_64) (dependency) (not reproduced; forced: security fix, builder-2 down)\n"
         );
     }
 

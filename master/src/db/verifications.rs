@@ -115,6 +115,17 @@ impl Db {
         Ok(accepted)
     }
 
+    /// The architectures of the builds of `pkgbase` at `version` that an independent build
+    /// reproduced.
+    pub fn reproduced_archs(&self, pkgbase: &str, version: &str) -> Result<Vec<String>, DbError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT DISTINCT arch FROM verifications
+             WHERE pkgbase = ?1 AND version = ?2 AND verdict = 'reproduced'",
+        )?;
+        let rows = stmt.query_map(params![pkgbase, version], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The verifications of `pkgbase`'s versions, newest first.
     pub fn verifications_of(&self, pkgbase: &str) -> Result<Vec<VerificationRow>, DbError> {
         let mut stmt = self.conn.prepare(

@@ -23,7 +23,8 @@ impl Core {
             Command::Promote {
                 packages,
                 with_deps,
-            } => self.promote(packages, *with_deps),
+                force,
+            } => self.promote(packages, *with_deps, force.as_deref()),
             Command::BuilderList => self.builder_list(),
             Command::BuilderDisable { builder, reason } => self.builder_disable(builder, reason),
             Command::BuilderEnable { builder } => self.builder_enable(builder),
@@ -190,7 +191,7 @@ impl Core {
         }
     }
 
-    fn promote(&mut self, names: &[String], with_deps: bool) -> Answer {
+    fn promote(&mut self, names: &[String], with_deps: bool, force: Option<&str>) -> Answer {
         let entries = match self.db.repo_entries() {
             Ok(e) => e,
             Err(e) => return refused(format!("database: {e}")),
@@ -212,8 +213,36 @@ impl Core {
             Err(refusal) => return refused(refusal.to_string()),
         };
         let to_live: Vec<RepoEntry> = promotion.entries.iter().map(|e| (*e).clone()).collect();
+        // The gate: where the farm requires it, only what an independent build reproduced.
+        let unreproduced = match self.unreproduced(&to_live) {
+            Ok(u) => u,
+            Err(e) => return refused(format!("database: {e}")),
+        };
+        let forced = match (unreproduced.is_empty(), force) {
+            (true, _) => None,
+            (false, Some(reason)) if !reason.trim().is_empty() => Some(reason.trim().to_owned()),
+            (false, _) => {
+                return refused(format!(
+                    "the farm requires verification, and no independent build has reproduced {} yet (`quartersctl why` shows where each stands); `--force REASON` promotes anyway, with the reason recorded",
+                    unreproduced.join(", ")
+                ));
+            }
+        };
         if let Err(e) = self.db.promote(&to_live) {
             return refused(format!("database: {e}"));
+        }
+        if let Some(reason) = &forced {
+            for name in &unreproduced {
+                let _ = self.db.event(
+                    "promoted-unreproduced",
+                    name.split(' ').next().unwrap_or(name),
+                    &format!("{name} promoted without an independent reproduction: {reason}"),
+                );
+            }
+            tracing::warn!(
+                "promoted without an independent reproduction ({reason}): {}",
+                unreproduced.join(", ")
+            );
         }
         // Written before the reply: the core settles between handling a request and answering.
         for e in &to_live {
@@ -230,6 +259,11 @@ impl Core {
                     version: e.version.clone(),
                     arch: e.arch.clone(),
                     dependency: !promotion.requested.contains(&e.pkgbase),
+                    forced: forced.clone().filter(|_| {
+                        unreproduced
+                            .iter()
+                            .any(|u| u.starts_with(&format!("{} {} ", e.pkgbase, e.version)))
+                    }),
                 })
                 .collect(),
         }

@@ -302,6 +302,41 @@ impl Core {
         self.mark_verification(v);
     }
 
+    /// The builds among `entries` (about to be promoted) that no independent build has
+    /// reproduced, as `pkgbase version (arch)`, where the farm requires verification; none
+    /// where it does not.
+    pub(super) fn unreproduced(
+        &self,
+        entries: &[crate::db::RepoEntry],
+    ) -> Result<Vec<String>, crate::db::DbError> {
+        if self.config.verification != Mode::Required {
+            return Ok(Vec::new());
+        }
+        let mut out: Vec<String> = Vec::new();
+        let mut known: std::collections::HashMap<(String, String), Vec<String>> =
+            std::collections::HashMap::new();
+        for e in entries {
+            let key = (e.pkgbase.clone(), e.version.clone());
+            let archs = match known.get(&key) {
+                Some(a) => a.clone(),
+                None => {
+                    let a = self.db.reproduced_archs(&e.pkgbase, &e.version)?;
+                    known.insert(key, a.clone());
+                    a
+                }
+            };
+            // A package's repository architecture is its build's, or the build was `any`.
+            let reproduced = archs
+                .iter()
+                .any(|a| *a == e.arch || quarters_common::Arch::any() == *a.as_str());
+            let name = format!("{} {} ({})", e.pkgbase, e.version, e.arch);
+            if !reproduced && !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    }
+
     /// How the verification of built version `key` stands, for `why`.
     pub(super) fn verification_view(&self, key: &BuildKey) -> VerificationView {
         let accepted_from = self.db.accepted(key).ok().flatten().map(|a| a.builder);

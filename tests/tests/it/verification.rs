@@ -150,3 +150,94 @@ async fn an_accepted_version_is_rebuilt_elsewhere_and_compared_byte_for_byte() {
         "{w}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_farm_that_requires_verification_promotes_only_what_was_reproduced() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = farm_pki(dir.path());
+    let packages = dir.path().join("packages");
+    let recipes = makepkg::libhello_and_hello();
+    makepkg::write_tree(&packages, &recipes);
+    makepkg::git_commit_all(&packages, "import");
+    let port = quarters_ctl::localfarm::free_ports(1).unwrap()[0];
+    let url: url::Url = format!("https://127.0.0.1:{port}/").parse().unwrap();
+    let one = TestBuilder::start(&ca, "builder-1", &url).await;
+    let two = TestBuilder::start(&ca, "builder-2", &url).await;
+    let tables = format!(
+        "[verification]\nmode = \"required\"\n\n{GIT_SOURCE}\n[[builder]]\nname = \"builder-1\"\nurl = \"{}\"\n\n[[builder]]\nname = \"builder-2\"\nurl = \"{}\"\n",
+        one.url, two.url
+    );
+    let master = MasterProcess::start(dir.path(), port, &tables).await;
+    let ctl = |args: &[&str]| quartersctl(&master.config, args);
+    let arch = std::env::consts::ARCH;
+
+    master
+        .wait_for("libhello ready", |s| {
+            s.ready.iter().any(|r| r.pkgbase == "libhello")
+        })
+        .await;
+    let out = dir.path().join("built");
+    let libhello = makepkg::build(&recipes[0], &out);
+    one.show(one.succeeded("b1", "libhello", "1.0-1", &libhello));
+    master
+        .wait_for("a verification of libhello asked for", |s| {
+            verification_of(s, "libhello").is_some()
+        })
+        .await;
+    let (ok, text) = ctl(&["promote", "libhello"]);
+    assert!(
+        !ok && text.contains(&format!(
+            "no independent build has reproduced libhello 1.0-1 ({arch}) yet"
+        )),
+        "{text}"
+    );
+
+    let mut v1 = two.succeeded("v1", "libhello", "1.0-1", &libhello);
+    v1.purpose = Purpose::Verify;
+    two.show(v1);
+    master
+        .wait_for("v1 judged", |s| verdict(s, "v1").is_some())
+        .await;
+    let (ok, text) = ctl(&["promote", "libhello"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!("libhello 1.0-1 ({arch})\n")),
+        "{text}"
+    );
+
+    // hello is accepted but not reproduced: refused, then forced with a reason on record.
+    master
+        .wait_for("hello ready", |s| {
+            s.ready
+                .iter()
+                .any(|r| r.pkgbase == "hello" && r.verify.is_none())
+        })
+        .await;
+    let hello = makepkg::build(&recipes[1], &out);
+    one.show(one.succeeded("b2", "hello", "1.0-1", &hello));
+    master
+        .wait_for("b2 judged", |s| verdict(s, "b2").is_some())
+        .await;
+    let (ok, text) = ctl(&["promote", "hello"]);
+    assert!(!ok && text.contains("`--force REASON`"), "{text}");
+    let (ok, text) = ctl(&[
+        "promote",
+        "hello",
+        "--force",
+        "security fix; builder-2 is down",
+    ]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "hello 1.0-1 ({arch}) (not reproduced; forced: security fix; builder-2 is down)"
+        )),
+        "{text}"
+    );
+    assert!(
+        master.log_text().contains(
+            "promoted without an independent reproduction (security fix; builder-2 is down)"
+        ),
+        "{}",
+        master.log_text()
+    );
+}

@@ -38,6 +38,10 @@ enum Command {
         /// Promote the dependencies that are not live yet too.
         #[arg(long)]
         with_deps: bool,
+        /// Where the farm requires verification: promote what no independent build has
+        /// reproduced yet, for this reason, which is recorded.
+        #[arg(long, value_name = "REASON")]
+        force: Option<String>,
         #[command(flatten)]
         master: MasterSpool,
     },
@@ -358,11 +362,13 @@ fn run(args: Args) -> anyhow::Result<bool> {
         Command::Promote {
             packages,
             with_deps,
+            force,
             master,
         } => {
             return master.send(CtlCommand::Promote {
                 packages,
                 with_deps,
+                force,
             });
         }
         Command::Retry { package, master } => return master.send(CtlCommand::Retry { package }),

@@ -142,6 +142,7 @@ pub async fn promote(farm: &LocalFarm, built: &[String]) -> Result<String, Strin
     let command = Command::Promote {
         packages: built.to_vec(),
         with_deps: true,
+        force: None,
     };
     let reply = tokio::task::spawn_blocking(move || {
         quarters_master::spool::submit(&spool, command, Duration::from_secs(60))
