@@ -46,6 +46,14 @@ pub struct Difference {
     pub what: String,
 }
 
+/// What a verification task brings back: the comparison, and the files the build made (name
+/// and sha256), kept with its verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compared {
+    pub comparison: Comparison,
+    pub made: Vec<AcceptedFile>,
+}
+
 /// What the comparison found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Comparison {

@@ -786,6 +786,9 @@ pub mod ctl {
     #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
     pub struct VerificationView {
         pub status: VerificationStatus,
+        /// Two builds differ and a third is asked for, to say which of them is the odd one.
+        #[serde(default)]
+        pub deciding: bool,
         /// The builder whose build was accepted.
         pub accepted_from: Option<String>,
         /// The verification builds of the version, newest first.

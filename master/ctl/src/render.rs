@@ -255,6 +255,9 @@ fn render_verification(out: &mut String, v: &VerificationView) {
         VerificationStatus::NotRecorded => {
             "none: accepted before the master recorded what it accepted".to_owned()
         }
+        VerificationStatus::Differs if v.deciding => {
+            "DIFFERS from an independent build; another builder is asked to decide which is the odd one".to_owned()
+        }
         VerificationStatus::Differs => "DIFFERS from an independent build".to_owned(),
         other => other.as_str().to_owned(),
     };
@@ -362,6 +365,7 @@ mod tests {
                 }],
                 verification: Some(VerificationView {
                     status: VerificationStatus::Differs,
+                    deciding: false,
                     accepted_from: Some("builder-1".into()),
                     builds: vec![quarters_common::api::v1::ctl::VerifyBuild {
                         builder: "builder-2".into(),

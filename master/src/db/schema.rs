@@ -134,7 +134,8 @@ const SIXTH: &str = "ALTER TABLE repo_packages ADD COLUMN depends TEXT NOT NULL 
 
 /// 7: independent verification. What each accepted build put into the build repository
 /// (file and sha256), which a verification build is compared with, and every verification's
-/// verdict. Versions accepted before this step have no files recorded and are not verified.
+/// verdict with the files it made (so that a later one can say which of two differing builds
+/// it agrees with). Versions accepted before this step have no files recorded and are not verified.
 const SEVENTH: &str = "CREATE TABLE accepted_files (
         pkgbase TEXT NOT NULL,
         version TEXT NOT NULL,
@@ -157,6 +158,7 @@ const SEVENTH: &str = "CREATE TABLE accepted_files (
         wall_ms INTEGER,
         cpu_ms INTEGER,
         log_dir TEXT,
+        files TEXT NOT NULL DEFAULT '[]',
         UNIQUE (builder, build_id)
     );
     CREATE INDEX verifications_by_key ON verifications (pkgbase, version, arch);";

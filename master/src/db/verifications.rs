@@ -33,6 +33,8 @@ pub struct VerificationRow {
     pub wall_ms: Option<u64>,
     pub cpu_ms: Option<u64>,
     pub log_dir: Option<String>,
+    /// What the build made, where it could be pulled.
+    pub files: Vec<AcceptedFile>,
 }
 
 /// A version accepted but not verified yet, and the builders that have built it (the first
@@ -49,8 +51,8 @@ impl Db {
     /// Records a verification build's verdict; a build recorded before is left as it was.
     pub fn record_verification(&mut self, row: &VerificationRow) -> Result<(), DbError> {
         self.conn.execute(
-            "INSERT INTO verifications (builder, build_id, pkgbase, version, arch, verdict, detail, recorded_at, wall_ms, cpu_ms, log_dir)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+            "INSERT INTO verifications (builder, build_id, pkgbase, version, arch, verdict, detail, recorded_at, wall_ms, cpu_ms, log_dir, files)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT (builder, build_id) DO NOTHING",
             params![
                 row.builder,
@@ -64,6 +66,13 @@ impl Db {
                 row.wall_ms.map(|v| v as i64),
                 row.cpu_ms.map(|v| v as i64),
                 row.log_dir,
+                serde_json::to_string(
+                    &row.files
+                        .iter()
+                        .map(|f| (&f.filename, &f.sha256))
+                        .collect::<Vec<_>>()
+                )
+                .expect("strings serialize"),
             ],
         )?;
         Ok(())
@@ -129,7 +138,7 @@ impl Db {
     /// The verifications of `pkgbase`'s versions, newest first.
     pub fn verifications_of(&self, pkgbase: &str) -> Result<Vec<VerificationRow>, DbError> {
         let mut stmt = self.conn.prepare(
-            "SELECT builder, build_id, version, arch, verdict, detail, wall_ms, cpu_ms, log_dir
+            "SELECT builder, build_id, version, arch, verdict, detail, wall_ms, cpu_ms, log_dir, files
              FROM verifications WHERE pkgbase = ?1 ORDER BY id DESC",
         )?;
         let rows = stmt.query_map([pkgbase], |r| {
@@ -142,13 +151,19 @@ impl Db {
                 wall_ms: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
                 cpu_ms: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
                 log_dir: r.get(8)?,
+                files: serde_json::from_str::<Vec<(String, String)>>(&r.get::<_, String>(9)?)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(filename, sha256)| AcceptedFile { filename, sha256 })
+                    .collect(),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Every accepted version that no verification has settled, with fewer than
-    /// `max_unverifiable` inconclusive ones.
+    /// Every accepted version that no verification has settled (a reproduction does; a
+    /// difference does once a second verification has said which side it is on), with fewer
+    /// than `max_unverifiable` inconclusive ones.
     pub fn pending_verifications(&self, max_unverifiable: u32) -> Result<Vec<Pending>, DbError> {
         let mut stmt = self.conn.prepare(
             "SELECT a.pkgbase, a.version, a.arch, MIN(a.builder),
@@ -156,7 +171,10 @@ impl Db {
                     WHERE v.pkgbase = a.pkgbase AND v.version = a.version AND v.arch = a.arch),
                 (SELECT count(*) FROM verifications v
                     WHERE v.pkgbase = a.pkgbase AND v.version = a.version AND v.arch = a.arch
-                    AND v.verdict != 'unverifiable'),
+                    AND v.verdict = 'reproduced')
+                + (SELECT count(*) >= 2 FROM verifications v
+                    WHERE v.pkgbase = a.pkgbase AND v.version = a.version AND v.arch = a.arch
+                    AND v.verdict = 'differs'),
                 (SELECT count(*) FROM verifications v
                     WHERE v.pkgbase = a.pkgbase AND v.version = a.version AND v.arch = a.arch
                     AND v.verdict = 'unverifiable')

@@ -66,7 +66,7 @@ pub(super) enum Fetched {
     /// ones, or why not.
     Verification {
         staging: PathBuf,
-        result: Result<crate::verify::Comparison, PullError>,
+        result: Result<crate::verify::Compared, PullError>,
     },
 }
 

@@ -11,11 +11,11 @@ use quarters_common::{BuildKey, NodeName};
 use super::Core;
 use super::builders::{Fetched, remove_staging};
 use super::model::Judged;
-use crate::db::{BuildRow, Pending, VerificationRow};
+use crate::db::{AcceptedFile, BuildRow, Pending, VerificationRow};
 use crate::plan::State;
 use crate::pull::{Expectation, PullError, PullLimits, pull};
 use crate::verdict::Verification;
-use crate::verify::{self, Comparison, MAX_UNVERIFIABLE, Made, Mode};
+use crate::verify::{self, Compared, Comparison, MAX_UNVERIFIABLE, Made, Mode};
 
 impl Core {
     /// The accepted versions no verification has settled, from the database.
@@ -101,6 +101,7 @@ impl Core {
             wall_ms: row.wall_ms,
             cpu_ms: row.cpu_ms,
             log_dir: None,
+            files: Vec::new(),
         };
         let Some(accepted) = accepted else {
             // Nothing to compare with: answered, not recorded (nothing was pulled).
@@ -187,8 +188,17 @@ impl Core {
                             let cancel = limits.cancel.clone();
                             let files = accepted.files;
                             // Reading two archives whole is long work: off the runtime.
-                            tokio::task::spawn_blocking(move || {
-                                verify::compare(&files, &pool, &made, &archive, &cancel)
+                            tokio::task::spawn_blocking(move || Compared {
+                                comparison: verify::compare(
+                                    &files, &pool, &made, &archive, &cancel,
+                                ),
+                                made: made
+                                    .into_iter()
+                                    .map(|m| AcceptedFile {
+                                        filename: m.filename,
+                                        sha256: m.sha256,
+                                    })
+                                    .collect(),
                             })
                             .await
                             .map_err(|e| PullError::Unavailable(format!("comparing: {e}")))
@@ -207,21 +217,25 @@ impl Core {
         builder: &NodeName,
         row: BuildRow,
         staging: &std::path::Path,
-        result: Result<Comparison, PullError>,
+        result: Result<Compared, PullError>,
     ) {
         remove_staging(staging);
         let Ok(arch) = quarters_common::Arch::parse(&row.arch) else {
             return;
         };
         let key = BuildKey::new(&row.pkgbase, &row.version, arch);
+        let mut files = Vec::new();
         let (verdict, detail) = match result {
-            Ok(comparison) => (
-                match comparison {
-                    Comparison::Reproduced => Verification::Reproduced,
-                    Comparison::Differs(_) => Verification::Differs,
-                },
-                comparison.detail(),
-            ),
+            Ok(compared) => {
+                files = compared.made;
+                (
+                    match compared.comparison {
+                        Comparison::Reproduced => Verification::Reproduced,
+                        Comparison::Differs(_) => Verification::Differs,
+                    },
+                    compared.comparison.detail(),
+                )
+            }
             Err(PullError::Refused(refusal)) => {
                 if refusal.blame == crate::verdict::Blame::Builder {
                     self.offend_by_name(
@@ -259,11 +273,26 @@ impl Core {
             wall_ms: row.wall_ms,
             cpu_ms: row.cpu_ms,
             log_dir: None,
+            files,
         });
     }
 
     /// Records a verification's verdict and settles (or not) the version's verification.
+    ///
+    /// A reproduction settles it. A difference alone does not: two builds disagree and
+    /// nothing says which one is honest, so another builder is asked. Its build then takes a
+    /// side: agreeing with the accepted build, it settles the version as reproduced and makes
+    /// each builder that differed an offender; agreeing with an earlier differing build, it
+    /// makes the accepted build's builder the offender (two independent builds agree against
+    /// it); agreeing with neither, the package does not reproduce, and nobody is blamed.
     fn finish_verification(&mut self, v: &VerificationRow) {
+        let earlier = self
+            .db
+            .verifications_of(&v.key.pkgbase)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.key == v.key && e.build_id != v.build_id)
+            .collect::<Vec<_>>();
         if let Err(e) = self.db.record_verification(v) {
             tracing::error!(
                 "recording verification build {} of {}: {e}",
@@ -288,6 +317,47 @@ impl Core {
             &v.key.pkgbase,
             &message,
         );
+        let differed: Vec<&VerificationRow> = earlier
+            .iter()
+            .filter(|e| e.verdict == Verification::Differs)
+            .collect();
+        let mut offenders: Vec<(String, String)> = Vec::new();
+        let settled = match v.verdict {
+            Verification::Reproduced => {
+                for d in &differed {
+                    offenders.push((
+                        d.builder.clone(),
+                        format!(
+                            "its verification build {} of {} differs from the accepted build, which {}'s build {} reproduced",
+                            d.build_id, v.key, v.builder, v.build_id
+                        ),
+                    ));
+                }
+                true
+            }
+            Verification::Differs => {
+                if let Some(agrees) = differed.iter().find(|d| same_files(&d.files, &v.files)) {
+                    let accepted_by = self.db.accepted(&v.key).ok().flatten().map(|a| a.builder);
+                    if let Some(first) = accepted_by {
+                        tracing::error!(
+                            "{}: the accepted build, from {first}, differs from the builds of {} and {}, which agree",
+                            v.key,
+                            agrees.builder,
+                            v.builder
+                        );
+                        offenders.push((
+                            first,
+                            format!(
+                                "its accepted build of {} differs from {}'s build {} and {}'s build {}, which agree",
+                                v.key, agrees.builder, agrees.build_id, v.builder, v.build_id
+                            ),
+                        ));
+                    }
+                }
+                !differed.is_empty()
+            }
+            Verification::Unverifiable => false,
+        };
         if let Some(p) = self.model.pending_verify.get_mut(&v.key) {
             if !p.built_by.contains(&v.builder) {
                 p.built_by.push(v.builder.clone());
@@ -295,11 +365,17 @@ impl Core {
             if v.verdict == Verification::Unverifiable {
                 p.unverifiable += 1;
             }
-            if v.verdict.is_conclusive() || p.unverifiable >= MAX_UNVERIFIABLE {
+            if settled || p.unverifiable >= MAX_UNVERIFIABLE {
                 self.model.pending_verify.remove(&v.key);
             }
         }
         self.mark_verification(v);
+        for (builder, what) in offenders {
+            if let Ok(name) = NodeName::new(&builder) {
+                tracing::warn!(%builder, "{what}");
+                self.offend_by_name(&name, &what);
+            }
+        }
     }
 
     /// The builds among `entries` (about to be promoted) that no independent build has
@@ -354,10 +430,12 @@ impl Core {
             })
             .collect();
         let has = |s: VerificationStatus| builds.iter().any(|b| b.verdict == s);
-        let status = if has(VerificationStatus::Differs) {
-            VerificationStatus::Differs
-        } else if has(VerificationStatus::Reproduced) {
+        // A reproduction outweighs an earlier difference: two builds agree, and the one that
+        // differed was blamed.
+        let status = if has(VerificationStatus::Reproduced) {
             VerificationStatus::Reproduced
+        } else if has(VerificationStatus::Differs) {
+            VerificationStatus::Differs
         } else if self.config.verification == Mode::Off {
             VerificationStatus::Off
         } else if self.model.pending_verify.contains_key(key) {
@@ -371,6 +449,8 @@ impl Core {
         };
         VerificationView {
             status,
+            deciding: status == VerificationStatus::Differs
+                && self.model.pending_verify.contains_key(key),
             accepted_from,
             builds,
         }
@@ -403,4 +483,17 @@ fn status_of(v: Verification) -> VerificationStatus {
         Verification::Differs => VerificationStatus::Differs,
         Verification::Unverifiable => VerificationStatus::Unverifiable,
     }
+}
+
+/// Whether two builds made the same files, byte for byte.
+fn same_files(a: &[AcceptedFile], b: &[AcceptedFile]) -> bool {
+    fn sorted(f: &[AcceptedFile]) -> Vec<(&str, &str)> {
+        let mut v: Vec<(&str, &str)> = f
+            .iter()
+            .map(|f| (f.filename.as_str(), f.sha256.as_str()))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+    !a.is_empty() && sorted(a) == sorted(b)
 }

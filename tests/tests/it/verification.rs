@@ -241,3 +241,134 @@ async fn a_farm_that_requires_verification_promotes_only_what_was_reproduced() {
         master.log_text()
     );
 }
+
+/// Two builds that differ say nothing of which is honest: a third decides. Here four test
+/// builders, and one offence quarantines (`[quarantine] after = 1`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_third_build_decides_which_of_two_differing_builds_is_the_odd_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = farm_pki(dir.path());
+    let packages = dir.path().join("packages");
+    let recipes = makepkg::libhello_and_hello();
+    makepkg::write_tree(&packages, &recipes);
+    makepkg::git_commit_all(&packages, "import");
+    let port = quarters_ctl::localfarm::free_ports(1).unwrap()[0];
+    let url: url::Url = format!("https://127.0.0.1:{port}/").parse().unwrap();
+    let mut b = Vec::new();
+    let mut tables = format!("[quarantine]\nafter = 1\n\n{GIT_SOURCE}\n");
+    for i in 1..=4 {
+        let builder = TestBuilder::start(&ca, &format!("builder-{i}"), &url).await;
+        tables += &format!(
+            "\n[[builder]]\nname = \"builder-{i}\"\nurl = \"{}\"\n",
+            builder.url
+        );
+        b.push(builder);
+    }
+    let master = MasterProcess::start(dir.path(), port, &tables).await;
+    let why = |name: &str| quartersctl(&master.config, &["why", name]).1;
+    let builders = || quartersctl(&master.config, &["builder", "list"]).1;
+    let out = dir.path().join("built");
+    // Two makepkg runs a second apart: the same sources, other bytes.
+    let build_twice = |i: usize| {
+        let first = makepkg::build(&recipes[i], &out.join("a"));
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let second = makepkg::build(&recipes[i], &out.join("b"));
+        assert_ne!(
+            std::fs::read(&first).unwrap(),
+            std::fs::read(&second).unwrap()
+        );
+        (first, second)
+    };
+    let verify = |builder: &TestBuilder, id: &str, pkgbase: &str, file: &std::path::Path| {
+        let mut v = builder.succeeded(id, pkgbase, "1.0-1", file);
+        v.purpose = Purpose::Verify;
+        builder.show(v);
+    };
+
+    // libhello: builder-1's accepted build is the odd one; builders 2 and 3 agree.
+    master
+        .wait_for("libhello ready", |s| {
+            s.ready.iter().any(|r| r.pkgbase == "libhello")
+        })
+        .await;
+    let (accepted, other) = build_twice(0);
+    b[0].show(b[0].succeeded("b1", "libhello", "1.0-1", &accepted));
+    master
+        .wait_for("libhello verification asked", |s| {
+            verification_of(s, "libhello").is_some()
+        })
+        .await;
+    verify(&b[1], "v1", "libhello", &other);
+    let state = master
+        .wait_for("v1 judged", |s| verdict(s, "v1").is_some())
+        .await;
+    // Undecided: another builder is asked, and nobody is blamed yet.
+    let asked = verification_of(&state, "libhello").expect("a third build asked for");
+    assert_eq!(
+        asked.verify.as_ref().unwrap().built_by,
+        ["builder-1", "builder-2"]
+    );
+    let w = why("libhello");
+    assert!(w.contains("another builder is asked to decide"), "{w}");
+    assert!(!builders().contains("quarantined"), "{}", builders());
+    verify(&b[2], "v2", "libhello", &other);
+    master
+        .wait_for("v2 judged", |s| verdict(s, "v2").is_some())
+        .await;
+    let list = builders();
+    let line = |name: &str| {
+        list.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} not in {list}"))
+            .to_owned()
+    };
+    assert!(
+        line("builder-1").contains("quarantined")
+            && line("builder-1").contains("its accepted build of libhello 1.0-1")
+            && line("builder-1").contains("which agree"),
+        "{list}"
+    );
+    assert!(line("builder-2").contains("validated"), "{list}");
+    let state = master.wait_for("state", |_| true).await;
+    assert!(verification_of(&state, "libhello").is_none());
+
+    // hello: builder-2's verification is the odd one; builder-3 reproduces builder-4's build.
+    master
+        .wait_for("hello ready", |s| {
+            s.ready
+                .iter()
+                .any(|r| r.pkgbase == "hello" && r.verify.is_none())
+        })
+        .await;
+    let (accepted, other) = build_twice(1);
+    b[3].show(b[3].succeeded("b2", "hello", "1.0-1", &accepted));
+    master
+        .wait_for("hello verification asked", |s| {
+            verification_of(s, "hello").is_some()
+        })
+        .await;
+    verify(&b[1], "v3", "hello", &other);
+    master
+        .wait_for("v3 judged", |s| verdict(s, "v3").is_some())
+        .await;
+    verify(&b[2], "v4", "hello", &accepted);
+    master
+        .wait_for("v4 judged", |s| verdict(s, "v4").is_some())
+        .await;
+    let list = builders();
+    let line = |name: &str| {
+        list.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} not in {list}"))
+            .to_owned()
+    };
+    assert!(
+        line("builder-2").contains("quarantined")
+            && line("builder-2").contains("its verification build v3 of hello 1.0-1"),
+        "{list}"
+    );
+    assert!(line("builder-3").contains("validated"), "{list}");
+    assert!(line("builder-4").contains("validated"), "{list}");
+    let w = why("hello");
+    assert!(w.contains("verification: reproduced\n"), "{w}");
+}
