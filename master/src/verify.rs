@@ -27,6 +27,17 @@ pub enum Mode {
     Required,
 }
 
+impl Mode {
+    pub fn to_wire(self) -> quarters_common::api::v1::VerificationMode {
+        use quarters_common::api::v1::VerificationMode;
+        match self {
+            Mode::Off => VerificationMode::Off,
+            Mode::Advisory => VerificationMode::Advisory,
+            Mode::Required => VerificationMode::Required,
+        }
+    }
+}
+
 /// Inconclusive verifications (failed builds, refused pulls) of one version before the master
 /// stops asking for more.
 pub const MAX_UNVERIFIABLE: u32 = 2;

@@ -201,6 +201,48 @@ pub struct MasterState {
     /// a builder that publishes a longer one breaks the protocol.
     #[serde(default = "default_max_lease_secs")]
     pub max_lease_secs: u64,
+    /// Independent verification: how many versions wait for it, and which differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationSummary>,
+}
+
+/// Independent verification at a glance.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct VerificationSummary {
+    pub mode: VerificationMode,
+    /// Current versions waiting for a verification build.
+    pub pending: u64,
+    /// Current versions an independent build did not reproduce.
+    pub differs: Vec<DiffersView>,
+}
+
+/// Whether a farm verifies, and what promotion makes of it.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerificationMode {
+    Off,
+    Advisory,
+    Required,
+}
+
+impl VerificationMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerificationMode::Off => "off",
+            VerificationMode::Advisory => "advisory",
+            VerificationMode::Required => "required",
+        }
+    }
+}
+
+/// A version an independent build did not reproduce.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DiffersView {
+    pub pkgbase: String,
+    pub version: String,
+    pub arch: String,
+    /// A third build is asked for to say which side is the odd one.
+    pub deciding: bool,
 }
 
 /// The master's default maximum lease, and what a reader assumes before it has read one.
@@ -222,6 +264,7 @@ impl Default for MasterState {
             problems: Vec::new(),
             violations: Vec::new(),
             max_lease_secs: DEFAULT_MAX_LEASE_SECS,
+            verification: None,
         }
     }
 }
@@ -726,6 +769,17 @@ pub mod ctl {
         pub counts: BTreeMap<PackageState, u64>,
         /// The head of the ready list, highest priority first.
         pub ready: Vec<ReadyHead>,
+        /// Independent verification: versions reproduced, differing and waiting.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub verification: Option<VerificationCounts>,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct VerificationCounts {
+        pub mode: super::VerificationMode,
+        pub reproduced: u64,
+        pub differs: u64,
+        pub pending: u64,
     }
 
     #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -133,6 +133,16 @@ fn render_status(out: &mut String, status: &Status) {
             counts.join(", ")
         }
     );
+    if let Some(v) = &status.verification {
+        let _ = writeln!(
+            out,
+            "verification ({}): {} reproduced, {} differ, {} waiting",
+            v.mode.as_str(),
+            v.reproduced,
+            v.differs,
+            v.pending
+        );
+    }
     for r in &status.ready {
         let _ = writeln!(
             out,

@@ -135,6 +135,34 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Every version that an independent build did not reproduce, and none did.
+    pub fn differing(&self) -> Result<Vec<BuildKey>, DbError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT DISTINCT pkgbase, version, arch FROM verifications v WHERE verdict = 'differs'
+             AND NOT EXISTS (SELECT 1 FROM verifications r WHERE r.pkgbase = v.pkgbase
+                 AND r.version = v.version AND r.arch = v.arch AND r.verdict = 'reproduced')",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(BuildKey::new(
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                arch_at(r, 2)?,
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many versions an independent build reproduced, and how many only differ.
+    pub fn verification_counts(&self) -> Result<(u64, u64), DbError> {
+        let reproduced: i64 = self.conn.query_row(
+            "SELECT count(*) FROM (SELECT DISTINCT pkgbase, version, arch FROM verifications
+             WHERE verdict = 'reproduced')",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok((reproduced as u64, self.differing()?.len() as u64))
+    }
+
     /// The verifications of `pkgbase`'s versions, newest first.
     pub fn verifications_of(&self, pkgbase: &str) -> Result<Vec<VerificationRow>, DbError> {
         let mut stmt = self.conn.prepare(

@@ -75,6 +75,7 @@ impl Core {
             })
             .collect();
         Status {
+            verification: self.verification_counts(),
             sources,
             builders,
             counts: model.plan.counts(),

@@ -32,6 +32,8 @@ pub(super) struct Model {
     pub(super) in_flight: HashSet<(NodeName, BuildId)>,
     /// Accepted versions no verification has settled yet.
     pub(super) pending_verify: BTreeMap<BuildKey, Pending>,
+    /// Versions an independent build did not reproduce (and none did).
+    pub(super) differing: std::collections::BTreeSet<BuildKey>,
 }
 
 /// A finished build's verdict, as the builder is answered with it.

@@ -3,8 +3,12 @@
 //! (pulled and checked as any build, then compared with the accepted packages; nothing of it
 //! enters a repository).
 
-use quarters_common::api::v1::ctl::{VerificationStatus, VerificationView, VerifyBuild};
-use quarters_common::api::v1::{ClaimPhase, Purpose, ReadyPackage, VerifyRequest};
+use quarters_common::api::v1::ctl::{
+    VerificationCounts, VerificationStatus, VerificationView, VerifyBuild,
+};
+use quarters_common::api::v1::{
+    ClaimPhase, DiffersView, Purpose, ReadyPackage, VerificationSummary, VerifyRequest,
+};
 use quarters_common::peer_input::{CheckedBuild, CheckedOutcome};
 use quarters_common::{BuildKey, NodeName};
 
@@ -27,6 +31,59 @@ impl Core {
             }
             Err(e) => tracing::error!("reading the versions waiting for verification: {e}"),
         }
+        match self.db.differing() {
+            Ok(keys) => self.model.differing = keys.into_iter().collect(),
+            Err(e) => tracing::error!("reading the versions that did not reproduce: {e}"),
+        }
+    }
+
+    /// Verification in the published state: the current versions that wait, and those that
+    /// differ.
+    pub(super) fn verification_summary(&self) -> VerificationSummary {
+        let current = |key: &BuildKey| {
+            self.model
+                .plan
+                .unit(&key.pkgbase, &key.arch)
+                .is_some_and(|u| *u.spec.version == key.version)
+        };
+        VerificationSummary {
+            mode: self.config.verification.to_wire(),
+            pending: self
+                .model
+                .pending_verify
+                .keys()
+                .filter(|k| current(k))
+                .count() as u64,
+            differs: self
+                .model
+                .differing
+                .iter()
+                .filter(|k| current(k))
+                .map(|k| DiffersView {
+                    pkgbase: k.pkgbase.clone(),
+                    version: k.version.clone(),
+                    arch: k.arch.to_string(),
+                    deciding: self.model.pending_verify.contains_key(k),
+                })
+                .collect(),
+        }
+    }
+
+    /// Verification counts for `quartersctl status`, from the database.
+    pub(super) fn verification_counts(&self) -> Option<VerificationCounts> {
+        let (reproduced, differs) = match self.db.verification_counts() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("counting verifications: {e}");
+                return None;
+            }
+        };
+        Some(VerificationCounts {
+            mode: self.config.verification.to_wire(),
+            reproduced,
+            differs,
+            pending: self.verification_summary().pending,
+        })
     }
 
     /// A version was accepted from `row`'s build: it waits for a verification.
@@ -322,6 +379,15 @@ impl Core {
             .filter(|e| e.verdict == Verification::Differs)
             .collect();
         let mut offenders: Vec<(String, String)> = Vec::new();
+        match v.verdict {
+            Verification::Reproduced => {
+                self.model.differing.remove(&v.key);
+            }
+            Verification::Differs => {
+                self.model.differing.insert(v.key.clone());
+            }
+            Verification::Unverifiable => {}
+        }
         let settled = match v.verdict {
             Verification::Reproduced => {
                 for d in &differed {

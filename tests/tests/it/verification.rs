@@ -149,6 +149,16 @@ async fn an_accepted_version_is_rebuilt_elsewhere_and_compared_byte_for_byte() {
             && w.contains("members differ: .BUILDINFO (content"),
         "{w}"
     );
+    // The published state names it, with a third build asked for; `status` counts.
+    let summary = state.verification.as_ref().expect("a verification summary");
+    assert_eq!(summary.differs.len(), 1, "{summary:?}");
+    assert_eq!(summary.differs[0].pkgbase, "hello");
+    assert!(summary.differs[0].deciding);
+    let status = quartersctl(&master.config, &["status"]).1;
+    assert!(
+        status.contains("verification (advisory): 1 reproduced, 1 differ, 1 waiting"),
+        "{status}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
