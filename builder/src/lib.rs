@@ -18,6 +18,7 @@ pub mod node;
 pub mod peers;
 pub mod sandbox;
 pub mod server;
+pub mod template;
 pub mod upstream;
 pub mod watchdog;
 

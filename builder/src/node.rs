@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use quarters_common::api::v1::{
     Artifact, Build, BuildOutcome, BuilderState, Claim, ClaimPhase, MasterState, PeerView,
-    ReadyPackage, Role,
+    ReadyPackage, Role, TemplateView,
 };
 use quarters_common::client::PeerClient;
 use quarters_common::counters::{CLAIM_ATTEMPTS, CLAIMS_WON};
@@ -46,6 +46,8 @@ const HAND_BACK_PAUSE: Duration = Duration::from_secs(10);
 /// nothing takes `book` while holding `model`. `tracker` is taken alone.
 pub struct Node {
     pub config: Arc<BuilderConfig>,
+    /// The identity of the template its builds start from, published with its state.
+    template: Option<TemplateView>,
     model: Mutex<Model>,
     publisher: StatePublisher,
     book: Mutex<ClaimBook>,
@@ -93,6 +95,32 @@ enum Pick {
     Nothing,
 }
 
+/// The identity of the chroot driver's template, as the builder publishes it; `None` for the
+/// simulation driver, or a template whose identity cannot be read (said in the log).
+fn template_view(config: &BuilderConfig) -> Option<TemplateView> {
+    let crate::config::DriverConfig::Chroot(chroot) = &config.driver else {
+        return None;
+    };
+    match crate::template::identity(&chroot.template) {
+        Ok(id) => {
+            tracing::info!(
+                "template {}: {} packages, identity {}",
+                chroot.template.display(),
+                id.packages,
+                id.sha256
+            );
+            Some(TemplateView {
+                sha256: id.sha256,
+                packages: id.packages,
+            })
+        }
+        Err(e) => {
+            tracing::warn!("the template's identity cannot be read: {e}");
+            None
+        }
+    }
+}
+
 /// What a ready package is keyed by (its build, or its verification); `None` for an
 /// architecture that does not parse, which no builder builds.
 fn key_of(p: &ReadyPackage) -> Option<WorkKey> {
@@ -111,6 +139,7 @@ impl Node {
     ) -> std::io::Result<Arc<Self>> {
         let store = BuildStore::open(&config.work_dir)?;
         let finished = store.load();
+        let template = template_view(&config);
         let initial = BuilderState {
             arch: config.arch.clone(),
             slots: config.slots,
@@ -123,6 +152,7 @@ impl Node {
             },
             claims: Vec::new(),
             builds: Vec::new(),
+            template: template.clone(),
         };
         let publisher = StatePublisher::new(config.name.clone(), Role::Builder, &initial, 0);
         let peers = Peers::new(
@@ -139,6 +169,7 @@ impl Node {
             });
             let slots = Arc::new(Semaphore::new(config.slots as usize));
             Node {
+                template,
                 book: Mutex::new(ClaimBook::new(config.lease, time::Duration::ZERO, publish)),
                 config,
                 model: Mutex::new(Model::default()),
@@ -215,6 +246,7 @@ impl Node {
             },
             claims: model.claims.clone(),
             builds: model.builds.values().map(|r| r.build.clone()).collect(),
+            template: self.template.clone(),
         };
         drop(model);
         self.publisher.publish(&state);

@@ -142,6 +142,7 @@ fn state() -> impl Strategy<Value = BuilderState> {
             },
             claims,
             builds,
+            template: None,
         })
 }
 

@@ -522,6 +522,17 @@ pub struct BuilderState {
     /// Its builds, running or finished, until the master's verdict lets it drop them.
     #[serde(default)]
     pub builds: Vec<Build>,
+    /// What is installed in the template root its builds start from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateView>,
+}
+
+/// A template root's identity: the sha256 of its installed packages (`manager name
+/// version`, sorted), and how many there are.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TemplateView {
+    pub sha256: String,
+    pub packages: u32,
 }
 
 /// Where a claim stands. See DESIGN.md: `claimed` → `committed` → `done` | `failed`.
@@ -845,6 +856,9 @@ pub mod ctl {
         pub deciding: bool,
         /// The builder whose build was accepted.
         pub accepted_from: Option<String>,
+        /// The identity of the template the accepted build started from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub accepted_template: Option<String>,
         /// The verification builds of the version, newest first.
         pub builds: Vec<VerifyBuild>,
     }
@@ -887,6 +901,9 @@ pub mod ctl {
         /// `reproduced`, `differs` or `unverifiable`.
         pub verdict: VerificationStatus,
         pub detail: Option<String>,
+        /// The identity of the template it started from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub template: Option<String>,
     }
 
     /// What its state depends on.

@@ -66,6 +66,8 @@ pub struct CheckedBuilder {
     pub slots: u32,
     pub claims: Vec<CheckedClaim>,
     pub builds: Vec<CheckedBuild>,
+    /// The identity of its template root, where it published a valid one.
+    pub template: Option<Sha256>,
 }
 
 /// A claim, checked; its lease no longer than the reader's maximum.
@@ -201,7 +203,18 @@ impl CheckedBuilder {
                 Err(e) => violations.push(e),
             }
         }
+        let template = match &state.template {
+            None => None,
+            Some(t) => match Sha256::parse(&t.sha256) {
+                Ok(sha) => Some(sha),
+                Err(e) => {
+                    violations.push(Violation::new(format!("its template identity: {e}")));
+                    None
+                }
+            },
+        };
         let checked = CheckedBuilder {
+            template,
             arch,
             slots,
             claims,
@@ -377,6 +390,7 @@ mod tests {
             },
             claims,
             builds,
+            template: None,
         }
     }
 

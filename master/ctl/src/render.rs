@@ -273,9 +273,18 @@ fn render_verification(out: &mut String, v: &VerificationView) {
     };
     let _ = writeln!(out, "  verification: {status}");
     for b in &v.builds {
+        // Two templates are the first thing to look at when two builds differ.
+        let template = match (&b.template, &v.accepted_template) {
+            (Some(ours), Some(theirs)) if ours != theirs => format!(
+                " (from another template: {}, the accepted build's {})",
+                short(ours),
+                short(theirs)
+            ),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "    {} build {}: {}{}",
+            "    {} build {}: {}{template}{}",
             b.builder,
             b.build,
             b.verdict.as_str(),
@@ -285,6 +294,11 @@ fn render_verification(out: &mut String, v: &VerificationView) {
                 .unwrap_or_default()
         );
     }
+}
+
+/// The first twelve characters of a digest, as a person compares them.
+fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
 }
 
 /// Where a package in a repository came from: who packaged it, which builder built it, and
@@ -377,11 +391,13 @@ mod tests {
                     status: VerificationStatus::Differs,
                     deciding: false,
                     accepted_from: Some("builder-1".into()),
+                    accepted_template: Some("3f2a1b2c3d4e".repeat(5)),
                     builds: vec![quarters_common::api::v1::ctl::VerifyBuild {
                         builder: "builder-2".into(),
                         build: "b7".into(),
                         verdict: VerificationStatus::Differs,
                         detail: Some("hello-1.0-1-x86_64.pkg.tar.zst: members differ: usr/bin/hello (content)".into()),
+                        template: Some("9bc1d2e3f4a5".repeat(5)),
                     }],
                 }),
             }],
@@ -392,7 +408,7 @@ mod tests {
             "  from source main at hello, last changed by A <a@example.org>\n",
             "in the build repository (x86_64): hello-1.0-1-x86_64.pkg.tar.zst; packaged by A <a@example.org>; built on builder-1 (build b1); signed by the farm key ABCD\n",
             "  build b1 on builder-1: 1.0-1 accepted\n    warning: odd\n",
-            "  verification: DIFFERS from an independent build\n    builder-2 build b7: differs: hello-1.0-1-x86_64.pkg.tar.zst: members differ: usr/bin/hello (content)\n",
+            "  verification: DIFFERS from an independent build\n    builder-2 build b7: differs (from another template: 9bc1d2e3f4a5, the accepted build's 3f2a1b2c3d4e): hello-1.0-1-x86_64.pkg.tar.zst: members differ: usr/bin/hello (content)\n",
         ] {
             assert!(text.contains(expected), "{expected:?} not in:\n{text}");
         }

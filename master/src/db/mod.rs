@@ -46,6 +46,8 @@ pub struct BuildRow {
     pub started_at: Option<OffsetDateTime>,
     /// What was odd about its packages but did not stop them (lint warnings), one line each.
     pub warnings: Vec<String>,
+    /// The identity of the template root the builder built it from, as it published it.
+    pub template: Option<String>,
 }
 
 /// A failed build, as the planner and the published state need it.
@@ -404,11 +406,13 @@ impl Db {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {BUILD_COLUMNS}, recorded_at FROM builds ORDER BY id"
         ))?;
+        // The column after [`BUILD_COLUMNS`].
+        let at = BUILD_COLUMNS.split(',').count();
         let rows = stmt.query_map([], |r| {
-            let recorded: String = r.get(14)?;
+            let recorded: String = r.get(at)?;
             let recorded = parse_time(&recorded).ok_or_else(|| {
                 rusqlite::Error::FromSqlConversionFailure(
-                    14,
+                    at,
                     rusqlite::types::Type::Text,
                     format!("recorded_at {recorded:?} is not RFC 3339").into(),
                 )
@@ -662,7 +666,7 @@ impl Db {
     }
 }
 
-const BUILD_COLUMNS: &str = "builder, build_id, pkgbase, version, arch, verdict, blame, reason, wall_ms, cpu_ms, peak_memory_kb, log_dir, started_at, warnings";
+const BUILD_COLUMNS: &str = "builder, build_id, pkgbase, version, arch, verdict, blame, reason, wall_ms, cpu_ms, peak_memory_kb, log_dir, started_at, warnings, template";
 
 /// The verdict stored in columns `verdict` and `blame`.
 fn verdict_at(
@@ -693,13 +697,14 @@ fn build_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRow> {
         log_dir: r.get(11)?,
         started_at: r.get::<_, Option<String>>(12)?.and_then(|t| parse_time(&t)),
         warnings: serde_json::from_str(&r.get::<_, String>(13)?).unwrap_or_default(),
+        template: r.get(14)?,
     })
 }
 
 fn insert_build(conn: &Connection, row: &BuildRow) -> Result<(), rusqlite::Error> {
     conn.execute(
-        "INSERT INTO builds (builder, build_id, pkgbase, version, arch, verdict, blame, reason, recorded_at, wall_ms, cpu_ms, peak_memory_kb, log_dir, started_at, warnings)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+        "INSERT INTO builds (builder, build_id, pkgbase, version, arch, verdict, blame, reason, recorded_at, wall_ms, cpu_ms, peak_memory_kb, log_dir, started_at, warnings, template)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
          ON CONFLICT (builder, build_id) DO NOTHING",
         params![
             row.builder,
@@ -717,6 +722,7 @@ fn insert_build(conn: &Connection, row: &BuildRow) -> Result<(), rusqlite::Error
             row.log_dir,
             row.started_at.map(format_time),
             serde_json::to_string(&row.warnings).expect("strings serialize"),
+            row.template,
         ],
     )?;
     Ok(())

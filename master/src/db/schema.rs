@@ -135,7 +135,8 @@ const SIXTH: &str = "ALTER TABLE repo_packages ADD COLUMN depends TEXT NOT NULL 
 /// 7: independent verification. What each accepted build put into the build repository
 /// (file and sha256), which a verification build is compared with, and every verification's
 /// verdict with the files it made (so that a later one can say which of two differing builds
-/// it agrees with). Versions accepted before this step have no files recorded and are not verified.
+/// it agrees with); for builds and verifications alike, the identity of the builder's template
+/// root. Versions accepted before this step have no files recorded and are not verified.
 const SEVENTH: &str = "CREATE TABLE accepted_files (
         pkgbase TEXT NOT NULL,
         version TEXT NOT NULL,
@@ -159,8 +160,10 @@ const SEVENTH: &str = "CREATE TABLE accepted_files (
         cpu_ms INTEGER,
         log_dir TEXT,
         files TEXT NOT NULL DEFAULT '[]',
+        template TEXT,
         UNIQUE (builder, build_id)
     );
+    ALTER TABLE builds ADD COLUMN template TEXT;
     CREATE INDEX verifications_by_key ON verifications (pkgbase, version, arch);";
 
 /// Fills the new `depends` column of the packages already in the repositories from their

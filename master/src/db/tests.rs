@@ -15,6 +15,7 @@ fn row(builder: &str, id: &str, verdict: VerdictKind) -> BuildRow {
         log_dir: None,
         started_at: Some(time::macros::datetime!(2026-11-21 10:00:00.123456 UTC)),
         warnings: Vec::new(),
+        template: Some("ab".repeat(32)),
     }
 }
 

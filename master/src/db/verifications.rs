@@ -14,10 +14,11 @@ pub struct AcceptedFile {
     pub sha256: String,
 }
 
-/// The accepted build of a version: who built it, and what it made.
+/// The accepted build of a version: who built it, from which template, and what it made.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Accepted {
     pub builder: String,
+    pub template: Option<String>,
     pub files: Vec<AcceptedFile>,
 }
 
@@ -35,6 +36,8 @@ pub struct VerificationRow {
     pub log_dir: Option<String>,
     /// What the build made, where it could be pulled.
     pub files: Vec<AcceptedFile>,
+    /// The identity of the verifying builder's template root.
+    pub template: Option<String>,
 }
 
 /// A version accepted but not verified yet, and the builders that have built it (the first
@@ -51,8 +54,8 @@ impl Db {
     /// Records a verification build's verdict; a build recorded before is left as it was.
     pub fn record_verification(&mut self, row: &VerificationRow) -> Result<(), DbError> {
         self.conn.execute(
-            "INSERT INTO verifications (builder, build_id, pkgbase, version, arch, verdict, detail, recorded_at, wall_ms, cpu_ms, log_dir, files)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+            "INSERT INTO verifications (builder, build_id, pkgbase, version, arch, verdict, detail, recorded_at, wall_ms, cpu_ms, log_dir, files, template)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
              ON CONFLICT (builder, build_id) DO NOTHING",
             params![
                 row.builder,
@@ -73,6 +76,7 @@ impl Db {
                         .collect::<Vec<_>>()
                 )
                 .expect("strings serialize"),
+                row.template,
             ],
         )?;
         Ok(())
@@ -116,10 +120,22 @@ impl Db {
             accepted
                 .get_or_insert_with(|| Accepted {
                     builder,
+                    template: None,
                     files: Vec::new(),
                 })
                 .files
                 .push(file);
+        }
+        if let Some(a) = &mut accepted {
+            a.template = self
+                .conn
+                .query_row(
+                    "SELECT template FROM builds WHERE pkgbase = ?1 AND version = ?2 AND arch = ?3 AND verdict = 'accepted'",
+                    params![key.pkgbase, key.version, key.arch.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .flatten();
         }
         Ok(accepted)
     }
@@ -166,7 +182,7 @@ impl Db {
     /// The verifications of `pkgbase`'s versions, newest first.
     pub fn verifications_of(&self, pkgbase: &str) -> Result<Vec<VerificationRow>, DbError> {
         let mut stmt = self.conn.prepare(
-            "SELECT builder, build_id, version, arch, verdict, detail, wall_ms, cpu_ms, log_dir, files
+            "SELECT builder, build_id, version, arch, verdict, detail, wall_ms, cpu_ms, log_dir, files, template
              FROM verifications WHERE pkgbase = ?1 ORDER BY id DESC",
         )?;
         let rows = stmt.query_map([pkgbase], |r| {
@@ -184,6 +200,7 @@ impl Db {
                     .into_iter()
                     .map(|(filename, sha256)| AcceptedFile { filename, sha256 })
                     .collect(),
+                template: r.get(10)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -226,6 +226,11 @@ impl Core {
             log_dir: None,
             started_at: Some(build.started_at),
             warnings: Vec::new(),
+            template: slot
+                .state
+                .as_ref()
+                .and_then(|s| s.template.as_ref())
+                .map(ToString::to_string),
         };
         if let Some(unclaimed) = unclaimed(&self.model.builders, index, build) {
             let why = unclaimed.to_string();

@@ -159,6 +159,7 @@ impl Core {
             cpu_ms: row.cpu_ms,
             log_dir: None,
             files: Vec::new(),
+            template: row.template.clone(),
         };
         let Some(accepted) = accepted else {
             // Nothing to compare with: answered, not recorded (nothing was pulled).
@@ -331,6 +332,7 @@ impl Core {
             cpu_ms: row.cpu_ms,
             log_dir: None,
             files,
+            template: row.template,
         });
     }
 
@@ -481,7 +483,9 @@ impl Core {
 
     /// How the verification of built version `key` stands, for `why`.
     pub(super) fn verification_view(&self, key: &BuildKey) -> VerificationView {
-        let accepted_from = self.db.accepted(key).ok().flatten().map(|a| a.builder);
+        let accepted = self.db.accepted(key).ok().flatten();
+        let accepted_template = accepted.as_ref().and_then(|a| a.template.clone());
+        let accepted_from = accepted.map(|a| a.builder);
         let builds: Vec<VerifyBuild> = self
             .db
             .verifications_of(&key.pkgbase)
@@ -493,6 +497,7 @@ impl Core {
                 build: v.build_id,
                 verdict: status_of(v.verdict),
                 detail: v.detail,
+                template: v.template,
             })
             .collect();
         let has = |s: VerificationStatus| builds.iter().any(|b| b.verdict == s);
@@ -518,6 +523,7 @@ impl Core {
             deciding: status == VerificationStatus::Differs
                 && self.model.pending_verify.contains_key(key),
             accepted_from,
+            accepted_template,
             builds,
         }
     }

@@ -512,6 +512,26 @@ async fn two_builders_reproduce_each_others_real_builds() {
         assert_ne!(built_on, verified_on, "{w}");
     }
     farm.stop(Duration::from_secs(10)).await.unwrap();
+    // Both builders published their template's identity, and the master recorded it with the
+    // accepted build and with the verification: the same template, the same identity.
+    let db = quarters_master::db::Db::open(&dir.path().join("master-state/master.sqlite")).unwrap();
+    let expected = quarters_builder::template::identity(&template)
+        .unwrap()
+        .sha256;
+    for name in ["libhello", "hello"] {
+        let builds = db.builds_of(name, 10).unwrap();
+        assert_eq!(
+            builds[0].template.as_deref(),
+            Some(expected.as_str()),
+            "{name}"
+        );
+        let verifications = db.verifications_of(name).unwrap();
+        assert_eq!(
+            verifications[0].template.as_deref(),
+            Some(expected.as_str()),
+            "{name}"
+        );
+    }
 }
 
 /// What `hooker`'s scriptlet and ALPM hook run, as root inside the build: note that it ran (in
