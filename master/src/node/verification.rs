@@ -24,6 +24,9 @@ use crate::verify::{self, Compared, Comparison, MAX_UNVERIFIABLE, Made, Mode};
 impl Core {
     /// The accepted versions no verification has settled, from the database.
     pub(super) fn load_pending_verifications(&mut self) {
+        if self.config.verification == Mode::Off {
+            return;
+        }
         match self.db.pending_verifications(MAX_UNVERIFIABLE) {
             Ok(pending) => {
                 self.model.pending_verify =
@@ -38,15 +41,21 @@ impl Core {
     }
 
     /// Verification in the published state: the current versions that wait, and those that
-    /// differ.
-    pub(super) fn verification_summary(&self) -> VerificationSummary {
+    /// differ; nothing where the farm does not verify.
+    ///
+    /// A pass over the versions waiting, at each publication: proportional to what waits for
+    /// a verification, which idle builders drain.
+    pub(super) fn verification_summary(&self) -> Option<VerificationSummary> {
+        if self.config.verification == Mode::Off {
+            return None;
+        }
         let current = |key: &BuildKey| {
             self.model
                 .plan
                 .unit(&key.pkgbase, &key.arch)
                 .is_some_and(|u| *u.spec.version == key.version)
         };
-        VerificationSummary {
+        Some(VerificationSummary {
             mode: self.config.verification.to_wire(),
             pending: self
                 .model
@@ -66,7 +75,7 @@ impl Core {
                     deciding: self.model.pending_verify.contains_key(k),
                 })
                 .collect(),
-        }
+        })
     }
 
     /// Verification counts for `quartersctl status`, from the database.
@@ -82,12 +91,15 @@ impl Core {
             mode: self.config.verification.to_wire(),
             reproduced,
             differs,
-            pending: self.verification_summary().pending,
+            pending: self.verification_summary().map_or(0, |s| s.pending),
         })
     }
 
     /// A version was accepted from `row`'s build: it waits for a verification.
     pub(super) fn verification_accepted(&mut self, row: &BuildRow) {
+        if self.config.verification == Mode::Off {
+            return;
+        }
         let Ok(arch) = quarters_common::Arch::parse(&row.arch) else {
             return;
         };

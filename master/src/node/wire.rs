@@ -197,7 +197,7 @@ impl Core {
             results,
             counts: model.plan.counts(),
             max_lease_secs: self.config.builder_limits.max_lease.as_secs(),
-            verification: Some(self.verification_summary()),
+            verification: self.verification_summary(),
         }
     }
 }
