@@ -48,6 +48,8 @@ pub struct Node {
     pub config: Arc<BuilderConfig>,
     /// The identity of the template its builds start from, published with its state.
     template: Option<TemplateView>,
+    /// The identity of its machine, published with its state.
+    machine: Option<String>,
     model: Mutex<Model>,
     publisher: StatePublisher,
     book: Mutex<ClaimBook>,
@@ -95,6 +97,21 @@ enum Pick {
     Nothing,
 }
 
+/// Which machine this builder runs on, as it publishes it: a sha256 of the machine's id (never
+/// the id itself, which other software uses as a secret seed), `None` where there is none.
+fn machine_identity() -> Option<String> {
+    use sha2::Digest as _;
+    let id = ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())?;
+    let id = id.trim();
+    if id.is_empty() {
+        return None;
+    }
+    let digest = sha2::Sha256::digest(format!("quarters-machine\0{id}"));
+    Some(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// The identity of the chroot driver's template, as the builder publishes it; `None` for the
 /// simulation driver, or a template whose identity cannot be read (said in the log).
 fn template_view(config: &BuilderConfig) -> Option<TemplateView> {
@@ -140,6 +157,7 @@ impl Node {
         let store = BuildStore::open(&config.work_dir)?;
         let finished = store.load();
         let template = template_view(&config);
+        let machine = machine_identity();
         let initial = BuilderState {
             arch: config.arch.clone(),
             slots: config.slots,
@@ -153,6 +171,7 @@ impl Node {
             claims: Vec::new(),
             builds: Vec::new(),
             template: template.clone(),
+            machine: machine.clone(),
         };
         let publisher = StatePublisher::new(config.name.clone(), Role::Builder, &initial, 0);
         let peers = Peers::new(
@@ -170,6 +189,7 @@ impl Node {
             let slots = Arc::new(Semaphore::new(config.slots as usize));
             Node {
                 template,
+                machine,
                 book: Mutex::new(ClaimBook::new(config.lease, time::Duration::ZERO, publish)),
                 config,
                 model: Mutex::new(Model::default()),
@@ -247,6 +267,7 @@ impl Node {
             claims: model.claims.clone(),
             builds: model.builds.values().map(|r| r.build.clone()).collect(),
             template: self.template.clone(),
+            machine: self.machine.clone(),
         };
         drop(model);
         self.publisher.publish(&state);

@@ -143,6 +143,7 @@ fn state() -> impl Strategy<Value = BuilderState> {
             claims,
             builds,
             template: None,
+            machine: None,
         })
 }
 

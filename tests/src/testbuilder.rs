@@ -166,6 +166,7 @@ impl TestBuilder {
             claims: Vec::new(),
             builds: Vec::new(),
             template: None,
+            machine: None,
         };
         let publisher = StatePublisher::new(node.clone(), Role::Builder, &state, 0);
         let app = publisher.routes().merge(

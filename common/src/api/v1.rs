@@ -525,6 +525,10 @@ pub struct BuilderState {
     /// What is installed in the template root its builds start from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<TemplateView>,
+    /// Which machine it runs on: a sha256 of the machine's id, the same for every builder of
+    /// one machine, so that a verification goes to another machine where the farm has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
 }
 
 /// A template root's identity: the sha256 of its installed packages (`manager name

@@ -68,6 +68,8 @@ pub struct CheckedBuilder {
     pub builds: Vec<CheckedBuild>,
     /// The identity of its template root, where it published a valid one.
     pub template: Option<Sha256>,
+    /// Its machine's identity, where it published a valid one.
+    pub machine: Option<Sha256>,
 }
 
 /// A claim, checked; its lease no longer than the reader's maximum.
@@ -213,7 +215,18 @@ impl CheckedBuilder {
                 }
             },
         };
+        let machine = match &state.machine {
+            None => None,
+            Some(m) => match Sha256::parse(m) {
+                Ok(sha) => Some(sha),
+                Err(e) => {
+                    violations.push(Violation::new(format!("its machine identity: {e}")));
+                    None
+                }
+            },
+        };
         let checked = CheckedBuilder {
+            machine,
             template,
             arch,
             slots,
@@ -391,6 +404,7 @@ mod tests {
             claims,
             builds,
             template: None,
+            machine: None,
         }
     }
 

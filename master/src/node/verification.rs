@@ -133,20 +133,54 @@ impl Core {
             .values()
             .filter(|p| !claimed.contains(&p.key))
             .filter_map(|p| {
+                let built_by = self.not_to_verify(&p.built_by);
                 let u = self.model.plan.unit(&p.key.pkgbase, &p.key.arch)?;
                 let current = *u.spec.version == p.key.version
                     && matches!(u.state, State::Built | State::Live);
-                current.then(|| {
-                    self.ready_entry(
-                        u,
-                        Some(VerifyRequest {
-                            built_by: p.built_by.clone(),
-                        }),
-                    )
-                })?
+                current.then(|| self.ready_entry(u, Some(VerifyRequest { built_by })))?
             })
             .take(room)
             .collect()
+    }
+
+    /// The builders a verification may not go to: those that built the version, and, where
+    /// the farm has a builder on another machine, every builder on their machines too (two
+    /// builders of one machine are one machine's word).
+    fn not_to_verify(&self, built_by: &[String]) -> Vec<String> {
+        let machine_of = |name: &str| {
+            self.model
+                .builders
+                .iter()
+                .find(|b| b.name.as_str() == name)
+                .and_then(|b| b.state.as_ref()?.machine.clone())
+        };
+        let machines: Vec<_> = built_by.iter().filter_map(|b| machine_of(b)).collect();
+        let same_machine: Vec<String> = self
+            .model
+            .builders
+            .iter()
+            .filter(|b| !built_by.iter().any(|n| n == b.name.as_str()))
+            .filter(|b| {
+                b.state
+                    .as_ref()
+                    .and_then(|s| s.machine.as_ref())
+                    .is_some_and(|m| machines.contains(m))
+            })
+            .map(|b| b.name.to_string())
+            .collect();
+        let others = self
+            .model
+            .builders
+            .iter()
+            .filter(|b| !built_by.iter().any(|n| n == b.name.as_str()))
+            .count();
+        let mut out = built_by.to_vec();
+        // Another machine exists only if some builder is neither a builder of the version nor
+        // on one of their machines.
+        if others > same_machine.len() {
+            out.extend(same_machine);
+        }
+        out
     }
 
     /// Judges a finished verification build of builder `index`.

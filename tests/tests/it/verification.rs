@@ -382,3 +382,50 @@ async fn a_third_build_decides_which_of_two_differing_builds_is_the_odd_one() {
     let w = why("hello");
     assert!(w.contains("verification: reproduced\n"), "{w}");
 }
+
+/// A verification goes to another machine where the farm has one: two builders of one machine
+/// are one machine's word.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verification_goes_to_another_machine_where_the_farm_has_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = farm_pki(dir.path());
+    let packages = dir.path().join("packages");
+    let recipes = makepkg::libhello_and_hello();
+    makepkg::write_tree(&packages, &recipes);
+    makepkg::git_commit_all(&packages, "import");
+    let port = quarters_ctl::localfarm::free_ports(1).unwrap()[0];
+    let url: url::Url = format!("https://127.0.0.1:{port}/").parse().unwrap();
+    let mut b = Vec::new();
+    let mut tables = format!("{GIT_SOURCE}\n");
+    for (i, machine) in [(1, "aa"), (2, "aa"), (3, "bb")] {
+        let builder = TestBuilder::start(&ca, &format!("builder-{i}"), &url).await;
+        builder.edit(|s| s.machine = Some(machine.repeat(32)));
+        tables += &format!(
+            "\n[[builder]]\nname = \"builder-{i}\"\nurl = \"{}\"\n",
+            builder.url
+        );
+        b.push(builder);
+    }
+    let master = MasterProcess::start(dir.path(), port, &tables).await;
+    master
+        .wait_for("libhello ready", |s| {
+            s.ready.iter().any(|r| r.pkgbase == "libhello")
+        })
+        .await;
+    let libhello = makepkg::build(&recipes[0], &dir.path().join("built"));
+    b[0].show(b[0].succeeded("b1", "libhello", "1.0-1", &libhello));
+    let state = master
+        .wait_for("a verification of libhello asked for", |s| {
+            verification_of(s, "libhello").is_some()
+        })
+        .await;
+    assert_eq!(
+        verification_of(&state, "libhello")
+            .unwrap()
+            .verify
+            .as_ref()
+            .unwrap()
+            .built_by,
+        ["builder-1", "builder-2"]
+    );
+}
