@@ -89,13 +89,29 @@ pub struct SigningSection {
 }
 
 /// `[verification]`: independent rebuilds of accepted versions, compared byte for byte.
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct VerificationSection {
     /// `off`, `advisory` (results shown, promotion allowed) or `required` (promotion only of
     /// what an independent build reproduced).
     #[serde(default)]
     pub mode: crate::verify::Mode,
+    /// How many independent builds must agree, the accepted one included (2..=5).
+    #[serde(default = "default_agree")]
+    pub agree: u32,
+}
+
+impl Default for VerificationSection {
+    fn default() -> Self {
+        VerificationSection {
+            mode: crate::verify::Mode::default(),
+            agree: default_agree(),
+        }
+    }
+}
+
+fn default_agree() -> u32 {
+    2
 }
 
 /// `[quarantine]`: when a builder that breaks the protocol stops being validated.
@@ -302,7 +318,7 @@ pub struct MasterConfig {
     /// When a builder is quarantined for protocol violations.
     pub quarantine: crate::quarantine::Policy,
     /// Whether accepted versions are verified, and whether promotion waits for it.
-    pub verification: crate::verify::Mode,
+    pub verification: crate::verify::Policy,
     pub default_estimate: Duration,
     /// Expected durations by pkgbase, in milliseconds, from `builds.history`.
     pub history: std::collections::HashMap<String, u64>,
@@ -376,6 +392,16 @@ impl MasterConfig {
             quarters_parsers::open(&spec, base)
                 .map_err(|e| ConfigError::invalid(path, &format!("{key}.{}", e.key), e.message))?;
             sources.push(spec);
+        }
+        if !(2..=5).contains(&file.verification.agree) {
+            return Err(ConfigError::invalid(
+                path,
+                "verification.agree",
+                format!(
+                    "{} builds is outside 2..=5 (the accepted build and at least one independent one)",
+                    file.verification.agree
+                ),
+            ));
         }
         if file.scan.pkgbuild_timeout == 0 {
             return Err(ConfigError::invalid(
@@ -457,7 +483,10 @@ impl MasterConfig {
                 max_lease: Duration::from_secs(file.builds.max_lease.max(1)),
                 ..quarters_common::peer_input::BuilderLimits::default()
             },
-            verification: file.verification.mode,
+            verification: crate::verify::Policy {
+                mode: file.verification.mode,
+                agree: file.verification.agree,
+            },
             quarantine: crate::quarantine::Policy {
                 after: file.quarantine.after,
                 window: Duration::from_secs(file.quarantine.window.max(1)),

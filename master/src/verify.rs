@@ -27,6 +27,22 @@ pub enum Mode {
     Required,
 }
 
+/// `[verification]`: whether the farm verifies, and how many builds must agree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub mode: Mode,
+    /// Independent builds that must make the same bytes, the accepted one included:
+    /// invariant 2..=5 (the config refuses anything else).
+    pub agree: u32,
+}
+
+impl Policy {
+    /// Reproductions by verification builds that settle a version.
+    pub fn reproductions(&self) -> u32 {
+        self.agree.saturating_sub(1).max(1)
+    }
+}
+
 impl Mode {
     pub fn to_wire(self) -> quarters_common::api::v1::VerificationMode {
         use quarters_common::api::v1::VerificationMode;

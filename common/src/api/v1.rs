@@ -851,6 +851,10 @@ pub mod ctl {
         pub verification: Option<VerificationView>,
     }
 
+    fn one() -> u32 {
+        1
+    }
+
     /// A version's independent verification.
     #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
     pub struct VerificationView {
@@ -863,6 +867,9 @@ pub mod ctl {
         /// The identity of the template the accepted build started from.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub accepted_template: Option<String>,
+        /// Reproductions by other builders that settle the version (`agree` - 1).
+        #[serde(default = "one")]
+        pub reproductions_needed: u32,
         /// The verification builds of the version, newest first.
         pub builds: Vec<VerifyBuild>,
     }

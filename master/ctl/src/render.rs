@@ -255,7 +255,16 @@ fn render_why(out: &mut String, b: &WhyBuild) {
 
 /// The verification lines of `why`: where it stands, then each verification build.
 fn render_verification(out: &mut String, v: &VerificationView) {
+    let reproduced = v
+        .builds
+        .iter()
+        .filter(|b| b.verdict == VerificationStatus::Reproduced)
+        .count();
     let status = match v.status {
+        VerificationStatus::Pending if reproduced > 0 => format!(
+            "pending: {reproduced} of {} independent reproductions",
+            v.reproductions_needed
+        ),
         VerificationStatus::Pending => format!(
             "pending: waiting for a builder other than {}",
             v.accepted_from
@@ -392,6 +401,7 @@ mod tests {
                     deciding: false,
                     accepted_from: Some("builder-1".into()),
                     accepted_template: Some("3f2a1b2c3d4e".repeat(5)),
+                    reproductions_needed: 1,
                     builds: vec![quarters_common::api::v1::ctl::VerifyBuild {
                         builder: "builder-2".into(),
                         build: "b7".into(),

@@ -140,14 +140,20 @@ impl Db {
         Ok(accepted)
     }
 
-    /// The architectures of the builds of `pkgbase` at `version` that an independent build
-    /// reproduced.
-    pub fn reproduced_archs(&self, pkgbase: &str, version: &str) -> Result<Vec<String>, DbError> {
+    /// The architectures of the builds of `pkgbase` at `version` that `reproductions`
+    /// independent builds reproduced.
+    pub fn reproduced_archs(
+        &self,
+        pkgbase: &str,
+        version: &str,
+        reproductions: u32,
+    ) -> Result<Vec<String>, DbError> {
         let mut stmt = self.conn.prepare(
-            "SELECT DISTINCT arch FROM verifications
-             WHERE pkgbase = ?1 AND version = ?2 AND verdict = 'reproduced'",
+            "SELECT arch FROM verifications
+             WHERE pkgbase = ?1 AND version = ?2 AND verdict = 'reproduced'
+             GROUP BY arch HAVING count(DISTINCT builder) >= ?3",
         )?;
-        let rows = stmt.query_map(params![pkgbase, version], |r| r.get(0))?;
+        let rows = stmt.query_map(params![pkgbase, version, reproductions], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -206,15 +212,19 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Every accepted version that no verification has settled (a reproduction does; a
-    /// difference does once a second verification has said which side it is on), with fewer
-    /// than `max_unverifiable` inconclusive ones.
-    pub fn pending_verifications(&self, max_unverifiable: u32) -> Result<Vec<Pending>, DbError> {
+    /// Every accepted version that no verification has settled (`reproductions` reproductions
+    /// do; a difference does once a second verification has said which side it is on), with
+    /// fewer than `max_unverifiable` inconclusive ones.
+    pub fn pending_verifications(
+        &self,
+        max_unverifiable: u32,
+        reproductions: u32,
+    ) -> Result<Vec<Pending>, DbError> {
         let mut stmt = self.conn.prepare(
             "SELECT a.pkgbase, a.version, a.arch, MIN(a.builder),
                 (SELECT group_concat(v.builder, char(10)) FROM verifications v
                     WHERE v.pkgbase = a.pkgbase AND v.version = a.version AND v.arch = a.arch),
-                (SELECT count(*) FROM verifications v
+                (SELECT count(*) >= ?1 FROM verifications v
                     WHERE v.pkgbase = a.pkgbase AND v.version = a.version AND v.arch = a.arch
                     AND v.verdict = 'reproduced')
                 + (SELECT count(*) >= 2 FROM verifications v
@@ -225,7 +235,7 @@ impl Db {
                     AND v.verdict = 'unverifiable')
              FROM accepted_files a GROUP BY a.pkgbase, a.version, a.arch",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map([reproductions], |r| {
             let first: String = r.get(3)?;
             let others: Option<String> = r.get(4)?;
             let mut built_by = vec![first];

@@ -24,10 +24,13 @@ use crate::verify::{self, Compared, Comparison, MAX_UNVERIFIABLE, Made, Mode};
 impl Core {
     /// The accepted versions no verification has settled, from the database.
     pub(super) fn load_pending_verifications(&mut self) {
-        if self.config.verification == Mode::Off {
+        if self.config.verification.mode == Mode::Off {
             return;
         }
-        match self.db.pending_verifications(MAX_UNVERIFIABLE) {
+        match self
+            .db
+            .pending_verifications(MAX_UNVERIFIABLE, self.config.verification.reproductions())
+        {
             Ok(pending) => {
                 self.model.pending_verify =
                     pending.into_iter().map(|p| (p.key.clone(), p)).collect();
@@ -46,7 +49,7 @@ impl Core {
     /// A pass over the versions waiting, at each publication: proportional to what waits for
     /// a verification, which idle builders drain.
     pub(super) fn verification_summary(&self) -> Option<VerificationSummary> {
-        if self.config.verification == Mode::Off {
+        if self.config.verification.mode == Mode::Off {
             return None;
         }
         let current = |key: &BuildKey| {
@@ -56,7 +59,7 @@ impl Core {
                 .is_some_and(|u| *u.spec.version == key.version)
         };
         Some(VerificationSummary {
-            mode: self.config.verification.to_wire(),
+            mode: self.config.verification.mode.to_wire(),
             pending: self
                 .model
                 .pending_verify
@@ -88,7 +91,7 @@ impl Core {
             }
         };
         Some(VerificationCounts {
-            mode: self.config.verification.to_wire(),
+            mode: self.config.verification.mode.to_wire(),
             reproduced,
             differs,
             pending: self.verification_summary().map_or(0, |s| s.pending),
@@ -97,7 +100,7 @@ impl Core {
 
     /// A version was accepted from `row`'s build: it waits for a verification.
     pub(super) fn verification_accepted(&mut self, row: &BuildRow) {
-        if self.config.verification == Mode::Off {
+        if self.config.verification.mode == Mode::Off {
             return;
         }
         let Ok(arch) = quarters_common::Arch::parse(&row.arch) else {
@@ -117,7 +120,7 @@ impl Core {
     /// Ready-list entries for at most `room` verifications: versions accepted and still the
     /// sources' current ones, that no builder has committed to verifying.
     pub(super) fn verification_entries(&self, room: usize) -> Vec<ReadyPackage> {
-        if self.config.verification == Mode::Off || room == 0 {
+        if self.config.verification.mode == Mode::Off || room == 0 {
             return Vec::new();
         }
         let claimed: std::collections::HashSet<BuildKey> = self
@@ -438,6 +441,10 @@ impl Core {
         }
         let settled = match v.verdict {
             Verification::Reproduced => {
+                let reproductions = 1 + earlier
+                    .iter()
+                    .filter(|e| e.verdict == Verification::Reproduced)
+                    .count();
                 for d in &differed {
                     offenders.push((
                         d.builder.clone(),
@@ -447,7 +454,7 @@ impl Core {
                         ),
                     ));
                 }
-                true
+                reproductions >= self.config.verification.reproductions() as usize
             }
             Verification::Differs => {
                 if let Some(agrees) = differed.iter().find(|d| same_files(&d.files, &v.files)) {
@@ -499,7 +506,7 @@ impl Core {
         &self,
         entries: &[crate::db::RepoEntry],
     ) -> Result<Vec<String>, crate::db::DbError> {
-        if self.config.verification != Mode::Required {
+        if self.config.verification.mode != Mode::Required {
             return Ok(Vec::new());
         }
         let mut out: Vec<String> = Vec::new();
@@ -510,7 +517,11 @@ impl Core {
             let archs = match known.get(&key) {
                 Some(a) => a.clone(),
                 None => {
-                    let a = self.db.reproduced_archs(&e.pkgbase, &e.version)?;
+                    let a = self.db.reproduced_archs(
+                        &e.pkgbase,
+                        &e.version,
+                        self.config.verification.reproductions(),
+                    )?;
                     known.insert(key, a.clone());
                     a
                 }
@@ -547,13 +558,18 @@ impl Core {
             })
             .collect();
         let has = |s: VerificationStatus| builds.iter().any(|b| b.verdict == s);
-        // A reproduction outweighs an earlier difference: two builds agree, and the one that
-        // differed was blamed.
-        let status = if has(VerificationStatus::Reproduced) {
+        let reproductions = builds
+            .iter()
+            .filter(|b| b.verdict == VerificationStatus::Reproduced)
+            .count() as u32;
+        let needed = self.config.verification.reproductions();
+        // Enough reproductions outweigh an earlier difference: the builds agree, and the one
+        // that differed was blamed.
+        let status = if reproductions >= needed {
             VerificationStatus::Reproduced
-        } else if has(VerificationStatus::Differs) {
+        } else if has(VerificationStatus::Differs) && reproductions == 0 {
             VerificationStatus::Differs
-        } else if self.config.verification == Mode::Off {
+        } else if self.config.verification.mode == Mode::Off {
             VerificationStatus::Off
         } else if self.model.pending_verify.contains_key(key) {
             VerificationStatus::Pending
@@ -570,6 +586,7 @@ impl Core {
                 && self.model.pending_verify.contains_key(key),
             accepted_from,
             accepted_template,
+            reproductions_needed: needed,
             builds,
         }
     }

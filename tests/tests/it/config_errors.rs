@@ -85,6 +85,19 @@ fn a_wrong_value_names_the_key() {
         &format!("{MASTER_OK}\nlisten_addr = 1\n"),
     );
     assert_contains(&err, &["unknown field `listen_addr`"]);
+
+    let err = fails(
+        "quarters-master",
+        dir.path(),
+        &format!("{MASTER_OK}\n[verification]\nagree = 1\n"),
+    );
+    assert_contains(&err, &["key `verification.agree`", "outside 2..=5"]);
+    let err = fails(
+        "quarters-master",
+        dir.path(),
+        &format!("{MASTER_OK}\n[verification]\nmode = \"sometimes\"\n"),
+    );
+    assert_contains(&err, &["unknown variant `sometimes`"]);
 }
 
 #[test]

@@ -429,3 +429,79 @@ async fn a_verification_goes_to_another_machine_where_the_farm_has_one() {
         ["builder-1", "builder-2"]
     );
 }
+
+/// `agree = 3`: the accepted build and two independent reproductions.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_farm_can_ask_for_more_than_one_independent_reproduction() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = farm_pki(dir.path());
+    let packages = dir.path().join("packages");
+    let recipes = makepkg::libhello_and_hello();
+    makepkg::write_tree(&packages, &recipes);
+    makepkg::git_commit_all(&packages, "import");
+    let port = quarters_ctl::localfarm::free_ports(1).unwrap()[0];
+    let url: url::Url = format!("https://127.0.0.1:{port}/").parse().unwrap();
+    let mut b = Vec::new();
+    let mut tables = format!("[verification]\nmode = \"required\"\nagree = 3\n\n{GIT_SOURCE}\n");
+    for i in 1..=3 {
+        let builder = TestBuilder::start(&ca, &format!("builder-{i}"), &url).await;
+        tables += &format!(
+            "\n[[builder]]\nname = \"builder-{i}\"\nurl = \"{}\"\n",
+            builder.url
+        );
+        b.push(builder);
+    }
+    let master = MasterProcess::start(dir.path(), port, &tables).await;
+    let ctl = |args: &[&str]| quartersctl(&master.config, args);
+    master
+        .wait_for("libhello ready", |s| {
+            s.ready.iter().any(|r| r.pkgbase == "libhello")
+        })
+        .await;
+    let libhello = makepkg::build(&recipes[0], &dir.path().join("built"));
+    b[0].show(b[0].succeeded("b1", "libhello", "1.0-1", &libhello));
+    master
+        .wait_for("a verification asked for", |s| {
+            verification_of(s, "libhello").is_some()
+        })
+        .await;
+    let mut v1 = b[1].succeeded("v1", "libhello", "1.0-1", &libhello);
+    v1.purpose = Purpose::Verify;
+    b[1].show(v1);
+    let state = master
+        .wait_for("v1 judged", |s| verdict(s, "v1").is_some())
+        .await;
+    // One reproduction of two: still asked for, from the third builder only.
+    assert_eq!(
+        verification_of(&state, "libhello")
+            .expect("a second verification asked for")
+            .verify
+            .as_ref()
+            .unwrap()
+            .built_by,
+        ["builder-1", "builder-2"]
+    );
+    let w = ctl(&["why", "libhello"]).1;
+    assert!(
+        w.contains("verification: pending: 1 of 2 independent reproductions"),
+        "{w}"
+    );
+    let (ok, text) = ctl(&["promote", "libhello"]);
+    assert!(!ok, "{text}");
+    let mut v2 = b[2].succeeded("v2", "libhello", "1.0-1", &libhello);
+    v2.purpose = Purpose::Verify;
+    b[2].show(v2);
+    let state = master
+        .wait_for("v2 judged", |s| verdict(s, "v2").is_some())
+        .await;
+    assert!(verification_of(&state, "libhello").is_none());
+    assert!(
+        ctl(&["why", "libhello"])
+            .1
+            .contains("verification: reproduced\n"),
+        "{}",
+        ctl(&["why", "libhello"]).1
+    );
+    let (ok, text) = ctl(&["promote", "libhello"]);
+    assert!(ok, "{text}");
+}
