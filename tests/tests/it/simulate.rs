@@ -99,6 +99,38 @@ fn the_farm_builds_the_small_pkgsrc_graph_once_each_and_no_faster_than_the_bound
     assert!(u(&farm["master_peak_rss_kib"]) > 4 * 1024, "{farm}");
 }
 
+/// With `--verify` every package is built again by another builder and reproduced, and the
+/// first builds are measured as without it: once each.
+#[test]
+fn with_verify_every_package_of_the_small_graph_is_reproduced_by_another_builder() {
+    let data = pkgsrc_data();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let report = simulate(
+        &[
+            "--depgraph",
+            data.join("depgraph-small").to_str().unwrap(),
+            "--history",
+            data.join("history-small.csv").to_str().unwrap(),
+            "--builders",
+            "3",
+            "--time-scale",
+            "0.001",
+            "--verify",
+        ],
+        &json,
+    );
+    let farm = &report["farm"];
+    assert_eq!(u(&farm["accepted"]), 71, "{farm}");
+    assert_eq!(u(&farm["built_more_than_once"]), 0, "{farm}");
+    let verification = &farm["verification"];
+    assert_eq!(u(&verification["reproduced"]), 71, "{farm}");
+    assert_eq!(u(&verification["differs"]), 0, "{farm}");
+    assert!(f(&verification["done_s"]) >= f(&farm["wall_s"]), "{farm}");
+    // A first build and a verification of each: claims won by the builders.
+    assert_eq!(u(&farm["builds_started"]), 2 * 71, "{farm}");
+}
+
 #[test]
 fn a_dependency_cycle_is_reported_and_everything_it_does_not_block_is_built() {
     let dir = tempfile::tempdir().unwrap();

@@ -106,6 +106,10 @@ enum Command {
         /// Seconds to watch the farm idle after the build, measuring what polling costs.
         #[arg(long, default_value_t = 0)]
         idle: u64,
+        /// Verify every package too (`[verification] mode = "advisory"`), and measure how long
+        /// after the first builds the verifications are done; off by default.
+        #[arg(long)]
+        verify: bool,
         /// Directory for the farm's files (default: a temporary one).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -452,6 +456,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
             time_scale,
             schedule_only,
             idle,
+            verify,
             dir,
             keep,
             json,
@@ -465,6 +470,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
                 dir,
                 keep,
                 idle: Duration::from_secs(idle),
+                verify,
                 json,
             };
             tokio::runtime::Runtime::new()?

@@ -37,6 +37,8 @@ pub struct FarmOptions {
     pub idle: Duration,
     /// Give up if the build has not settled by then.
     pub timeout: Duration,
+    /// Verify every package too (advisory), and wait for the verifications.
+    pub verify: bool,
 }
 
 /// What the farm did.
@@ -53,6 +55,20 @@ pub struct FarmReport {
     pub timeline: Timeline,
     #[serde(flatten)]
     pub cost: Cost,
+    /// With `--verify`: what the verification builds found, and when they were done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationReport>,
+}
+
+/// The verification builds of a `--verify` run.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerificationReport {
+    pub reproduced: u64,
+    pub differs: u64,
+    /// From starting the processes to no verification waiting, in seconds.
+    pub done_s: f64,
+    /// From the farm settling (every first build done) to no verification waiting.
+    pub after_settled_s: f64,
 }
 
 /// What the nodes say they did, and the CPU time they took.
@@ -102,7 +118,7 @@ pub async fn run(
     let names = source::package_names(graph)?;
     source::write_packages(graph, &names, &options.dir.join("packages"))?;
     source::write_history(graph, &names, &options.dir.join("history.csv"))?;
-    let (master_extra, builder_extra) = extras(graph.estimate, options.time_scale)?;
+    let (master_extra, builder_extra) = extras(graph.estimate, options.time_scale, options.verify)?;
     let spec = FarmSpec {
         dir: options.dir.clone(),
         builders: options.builders,
@@ -117,16 +133,26 @@ pub async fn run(
     let mut farm = LocalFarm::start(&spec).await?;
     let outcome = tokio::select! {
         () = shutdown => Err(anyhow::anyhow!("interrupted")),
-        settled = wait_settled(&mut farm, options.timeout) => settled,
+        settled = async {
+            let state = wait_settled(&mut farm, options.timeout).await?;
+            let wall = started.elapsed();
+            let verified = if options.verify {
+                wait_verified(&mut farm, options.timeout).await?;
+                Some(started.elapsed())
+            } else {
+                None
+            };
+            anyhow::Ok((state, wall, verified))
+        } => settled,
     };
     let measured = match outcome {
-        Ok(state) => measure_cost(&farm, options)
+        Ok((state, wall, verified)) => measure_cost(&farm, options)
             .await
-            .map(|cost| (state, cost, started.elapsed())),
+            .map(|cost| (state, cost, wall, verified)),
         Err(e) => Err(e),
     };
     farm.stop(Duration::from_secs(10)).await?;
-    let (state, cost, wall) = measured?;
+    let (state, cost, wall, verified) = measured?;
 
     let db = quarters_master::db::Db::open(&farm.master_state_dir().join("master.sqlite"))
         .context("opening the master's database")?;
@@ -141,7 +167,20 @@ pub async fn run(
         .filter_map(|(row, recorded)| Recorded::from_row(row, *recorded, &node_of))
         .collect();
     let count = |k: PackageState| state.counts.get(&k).copied().unwrap_or(0);
+    let verification = match verified {
+        Some(done) => {
+            let (reproduced, differs) = db.verification_counts()?;
+            Some(VerificationReport {
+                reproduced,
+                differs,
+                done_s: done.as_secs_f64(),
+                after_settled_s: (done - wall).as_secs_f64(),
+            })
+        }
+        None => None,
+    };
     Ok(FarmReport {
+        verification,
         builders: options.builders,
         time_scale: options.time_scale,
         wall_s: wall.as_secs_f64(),
@@ -155,7 +194,11 @@ pub async fn run(
 /// The master's and the builders' config beyond what every local farm has: the graph's
 /// packages as a git source in `packages`, their expected durations in `history.csv` (beside
 /// the configs) and `estimate_ms` for the others, simulated builds at `time_scale`.
-fn extras(estimate_ms: u64, time_scale: f64) -> anyhow::Result<(toml::Table, toml::Table)> {
+fn extras(
+    estimate_ms: u64,
+    time_scale: f64,
+    verify: bool,
+) -> anyhow::Result<(toml::Table, toml::Table)> {
     let master = MasterExtra {
         // The .SRCINFO files say everything; evaluating PKGBUILDs would only slow the scan.
         scan: Some(Scan {
@@ -166,9 +209,9 @@ fn extras(estimate_ms: u64, time_scale: f64) -> anyhow::Result<(toml::Table, tom
             default_estimate: Some(estimate_ms.div_ceil(1000)),
         }),
         // The simulation measures how first builds are shared out; verification builds,
-        // which only fill idle slots afterwards, would double the builds it counts.
+        // which only fill idle slots, would double the builds it counts: only with `--verify`.
         verification: Some(configs::Verification {
-            mode: "off".to_owned(),
+            mode: if verify { "advisory" } else { "off" }.to_owned(),
         }),
         sources: vec![Source {
             name: "graph".to_owned(),
@@ -229,6 +272,33 @@ async fn wait_settled(farm: &mut LocalFarm, timeout: Duration) -> anyhow::Result
                 counts.join(", ")
             );
         }
+    }
+}
+
+/// Follows the master until no verification waits.
+async fn wait_verified(farm: &mut LocalFarm, timeout: Duration) -> anyhow::Result<()> {
+    let client = farm.client(&farm.master);
+    let started = Instant::now();
+    loop {
+        farm.check_running()?;
+        if started.elapsed() > timeout {
+            bail!(
+                "verifications still waiting after {timeout:?}; see the logs in {}",
+                farm.dir.display()
+            );
+        }
+        if let Ok(Fetched::New { state, .. }) = client
+            .state::<MasterState>(Role::Master, None, Duration::from_secs(1))
+            .await
+            && state
+                .content
+                .verification
+                .as_ref()
+                .is_some_and(|v| v.pending == 0)
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -330,7 +400,7 @@ mod tests {
         let names = source::package_names(&graph).unwrap();
         source::write_packages(&graph, &names, &dir.path().join("packages")).unwrap();
         source::write_history(&graph, &names, &dir.path().join("history.csv")).unwrap();
-        let (master_extra, builder_extra) = extras(graph.estimate, 0.002).unwrap();
+        let (master_extra, builder_extra) = extras(graph.estimate, 0.002, false).unwrap();
         let spec = FarmSpec {
             dir: dir.path().to_owned(),
             builders: 1,

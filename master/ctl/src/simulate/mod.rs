@@ -44,6 +44,8 @@ pub struct SimulateOptions {
     pub keep: bool,
     /// How long to watch the farm idle after the build.
     pub idle: Duration,
+    /// Verify every package too, and measure it.
+    pub verify: bool,
     /// Write the report as JSON here too.
     pub json: Option<PathBuf>,
 }
@@ -197,6 +199,7 @@ async fn run_farm(
         dir: dir.clone(),
         bin_dir,
         idle: options.idle,
+        verify: options.verify,
         // Generous: a farm this far from the bound has a problem worth a look, not a wait.
         timeout: Duration::from_secs_f64(bound_s * 10.0 + 300.0),
     };
@@ -300,6 +303,12 @@ fn print_farm(r: &FarmReport, bound_s: f64) {
         "  built more than once {} packages ({} builds started); {} started before a dependency was accepted",
         t.built_more_than_once, c.builds_started, t.started_early
     );
+    if let Some(v) = &r.verification {
+        println!(
+            "  verification         {} reproduced, {} differ; all done {:.2} s from starting the processes, {:.2} s after the farm settled",
+            v.reproduced, v.differs, v.done_s, v.after_settled_s
+        );
+    }
     println!(
         "  dispatch latency     p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, over {} builds that waited on a dependency",
         t.dispatch.p50_ms, t.dispatch.p99_ms, t.dispatch.max_ms, t.dispatch.samples
