@@ -27,6 +27,7 @@ tools=(
   "script bsdutils util-linux"
   "bwrap bubblewrap bubblewrap"
   "libseccomp.so libseccomp-dev libseccomp"
+  "man man-db man-db"
 )
 
 # Whether `name` is here: a command on PATH, or a library (NAME.so) the linker finds.

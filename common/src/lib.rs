@@ -12,6 +12,7 @@ pub mod client;
 pub mod config;
 pub mod conn_guard;
 pub mod counters;
+pub mod docs;
 pub mod follow;
 pub mod fsutil;
 pub mod liveness;

@@ -41,6 +41,9 @@ enum Command {
     /// The inside of a build's sandbox (the builder starts it).
     #[command(hide = true)]
     Sandbox(sandbox::Spec),
+    /// Writes this program's man pages and shell completions into DIR (contrib/install.sh).
+    #[command(hide = true)]
+    GenerateDocs { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,12 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|ids| quarters_builder::mkroot::shift(&dir, ids)),
         Some(Command::Sandbox(_)) => unreachable!("handled above"),
+        Some(Command::GenerateDocs { dir }) => {
+            use clap::CommandFactory as _;
+            quarters_common::docs::write(Args::command(), &dir)
+                .map(|_| ())
+                .with_context(|| format!("writing the docs into {}", dir.display()))
+        }
         None => match args.config {
             Some(config) => serve(&config),
             None => Err(anyhow::anyhow!("--config FILE is required")),

@@ -30,6 +30,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Writes this program's man pages and shell completions into DIR (contrib/install.sh).
+    #[command(hide = true)]
+    GenerateDocs { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -37,6 +40,12 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Some(Command::Scan { config, json }) => scan(&config, json),
+        Some(Command::GenerateDocs { dir }) => {
+            use clap::CommandFactory as _;
+            quarters_common::docs::write(Args::command(), &dir)
+                .map(|_| ExitCode::SUCCESS)
+                .with_context(|| format!("writing the docs into {}", dir.display()))
+        }
         None => match args.config {
             Some(config) => serve(&config),
             None => Err(anyhow::anyhow!("--config FILE is required")),

@@ -11,6 +11,7 @@ mod farm_sim;
 mod hostile_builder;
 mod hostile_clients;
 mod hostile_pkgbuilds;
+mod install;
 mod master_crash;
 mod master_flow;
 mod pki_cli;

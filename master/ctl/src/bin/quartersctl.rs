@@ -13,7 +13,7 @@ use quarters_ctl::simulate::{self, SimulateOptions};
 
 /// Command line for a Quarters build farm.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(name = "quartersctl", version)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -120,6 +120,9 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Writes this program's man pages and shell completions into DIR (contrib/install.sh).
+    #[command(hide = true)]
+    GenerateDocs { dir: PathBuf },
     /// Writes a synthetic dependency graph and build history, in the formats `simulate` reads,
     /// larger than any real one at hand.
     GenerateGraph {
@@ -448,6 +451,12 @@ fn run(args: Args) -> anyhow::Result<bool> {
             };
             let (graph, history) = simulate::generate::write(&out, shape)?;
             println!("{}\n{}", graph.display(), history.display());
+        }
+        Command::GenerateDocs { dir } => {
+            use anyhow::Context as _;
+            use clap::CommandFactory as _;
+            quarters_common::docs::write(Args::command(), &dir)
+                .with_context(|| format!("writing the docs into {}", dir.display()))?;
         }
         Command::Simulate {
             depgraph,
